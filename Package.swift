@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Remat",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Remat", targets: ["Remat"]),
+        .executable(name: "remat", targets: ["remat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The GEMM library's seam: OpenBLAS on Linux, Accelerate on Apple platforms.
+        // OpenBLAS is dlopen'ed at run time (not linked) so that remat_blas_init() can pick its
+        // fast kernel via OPENBLAS_CORETYPE before the library's constructor runs; only the
+        // runtime package (libopenblas0) is needed. See docs/blas-choice.md.
+        .target(
+            name: "CRematBLAS",
+            linkerSettings: [
+                .linkedLibrary("dl", .when(platforms: [.linux])),
+                .linkedLibrary("pthread", .when(platforms: [.linux])),
+                .linkedFramework("Accelerate", .when(platforms: [.macOS, .iOS])),
+            ]
+        ),
+        // Hot elementwise / reduction loops in C, compiled once per ISA with
+        // runtime dispatch (target_clones) so the library stays usable as a dependency.
+        .target(name: "CRematKernels", linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "RematCore", dependencies: ["CRematBLAS", "CRematKernels"]),
+        .target(name: "Remat", dependencies: ["RematCore"]),
+        .executableTarget(
+            name: "remat",
+            dependencies: ["Remat", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "RematCoreTests", dependencies: ["RematCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,132 @@
+/// What a saved-tensor slot holds.
+public enum SavedPayload {
+    /// A tensor: the saved tensor itself, or a packed form of it (another dtype, other storage).
+    case tensor(Tensor)
+    /// Something that produces the tensor when backward asks (a recompute recipe, a handle).
+    case deferred(any DeferredTensor)
+}
+
+/// A value that can produce a saved tensor later (recompute, fetch from offload, ...).
+public protocol DeferredTensor: AnyObject {
+    /// Produces the tensor. Called at most once per unpack.
+    func materialize() -> Tensor
+    /// Called when the slot no longer needs the value (after backward used it, or the graph died).
+    func discard()
+}
+
+extension DeferredTensor {
+    public func discard() {}
+}
+
+/// Facts about a saved tensor, given to hooks and shown in reports.
+public struct SavedTensorInfo: Sendable, Hashable {
+    /// Stable name: `module.path/op#ordinal:role`, the same in profiler, planner, executor and reports.
+    public var name: String
+    /// The name of the node that saved it (`module.path/op#ordinal`).
+    public var nodeName: String
+    /// The op kind that saved it (`matmul`, `softmax`, ...).
+    public var op: String
+    /// Which of the op's saved tensors it is (`input`, `output`, `weight`, ...).
+    public var role: String
+    public var shape: [Int]
+    public var dtype: DType
+    /// Bytes of the saved elements.
+    public var byteCount: Int
+    /// Whether the tensor is a leaf that requires grad (a parameter): hooks usually leave those alone.
+    public var isParameter: Bool
+    /// Whether the tensor is the saving op's own output.
+    public var isOutput: Bool
+}
+
+/// A pair of pack/unpack hooks for saved tensors (like PyTorch's `saved_tensors_hooks`).
+///
+/// `pack` runs when an op saves a tensor for backward, `unpack` when backward needs it. Scopes nest:
+/// the innermost hooks pack first; when a pack returns `.tensor`, the next outer hooks pack that
+/// tensor in turn (a `.deferred` result ends the chain). Unpacking runs in the reverse order.
+public struct SavedTensorHooks: @unchecked Sendable {
+    public var pack: (Tensor, SavedTensorInfo) -> SavedPayload
+    public var unpack: (SavedPayload, SavedTensorInfo) -> Tensor
+
+    public init(pack: @escaping (Tensor, SavedTensorInfo) -> SavedPayload,
+                unpack: @escaping (SavedPayload, SavedTensorInfo) -> Tensor) {
+        self.pack = pack
+        self.unpack = unpack
+    }
+}
+
+/// Runs `body` with `hooks` applied to every tensor saved for backward inside it.
+public func withSavedTensorHooks<R>(_ hooks: SavedTensorHooks, _ body: () throws -> R) rethrows -> R {
+    try AutogradContext.with({ $0.savedTensorHooks.append(hooks) }, body)
+}
+
+/// The one slot type through which every op saves what its backward needs.
+///
+/// A slot holds the tensor itself, a packed form of it, or a deferred producer (recompute recipe,
+/// offload handle); ``unpack()`` gives backward a tensor either way. While a slot holds a tensor's
+/// storage, the ledger counts those bytes as saved activations.
+public final class SavedTensor {
+    public let info: SavedTensorInfo
+    public private(set) var payload: SavedPayload?
+    /// Hooks that packed the payload, innermost first.
+    private var packedBy: [SavedTensorHooks]
+
+    /// Saves `tensor` under `info`, applying the current hook stack (innermost first).
+    init(_ tensor: Tensor, info: SavedTensorInfo, hooks: [SavedTensorHooks]) {
+        self.info = info
+        var payload = SavedPayload.tensor(tensor)
+        var applied: [SavedTensorHooks] = []
+        for hook in hooks.reversed() {
+            guard case .tensor(let t) = payload else { break }
+            payload = hook.pack(t, info)
+            applied.append(hook)
+        }
+        self.packedBy = applied
+        self.payload = payload
+        if case .tensor(let t) = payload { t.storage.retainForBackward() }
+    }
+
+    /// Replaces what the slot holds (used by checkpointing and offloading to drop or move a saved
+    /// tensor after the fact). The new payload is unpacked without hooks.
+    public func replacePayload(_ newPayload: SavedPayload) {
+        releasePayload()
+        packedBy = []
+        payload = newPayload
+        if case .tensor(let t) = newPayload { t.storage.retainForBackward() }
+    }
+
+    /// Whether the slot still holds something.
+    public var isHolding: Bool { payload != nil }
+
+    /// The saved tensor, as backward needs it.
+    public func unpack() -> Tensor {
+        guard var current = payload else {
+            preconditionFailure("SavedTensor.unpack: \(info.name) was already released (backward run twice without retaining the graph?)")
+        }
+        if packedBy.isEmpty {
+            switch current {
+            case .tensor(let t): return t
+            case .deferred(let d): return d.materialize()
+            }
+        }
+        var result: Tensor! = nil
+        for hook in packedBy.reversed() {
+            result = hook.unpack(current, info)
+            current = .tensor(result)
+        }
+        return result
+    }
+
+    /// Lets go of the payload (after backward used it).
+    public func release() { releasePayload() }
+
+    private func releasePayload() {
+        guard let p = payload else { return }
+        payload = nil
+        switch p {
+        case .tensor(let t): t.storage.releaseForBackward()
+        case .deferred(let d): d.discard()
+        }
+    }
+
+    deinit { releasePayload() }
+}

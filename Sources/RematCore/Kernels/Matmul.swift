@@ -1,0 +1,107 @@
+import CRematBLAS
+
+/// Matrix products through the GEMM library (never a hand-written GEMM).
+///
+/// `matmul(a, b)`: `[M, K] · [K, N]`, or batched `[..., M, K] · [..., K, N]` with the batch axes
+/// broadcast (a 2-D `b` is shared by every batch, which becomes one large GEMM). Transposed views
+/// are passed to GEMM as transposed operands, without a copy.
+/// Saves: both operands (`a`: `4·numel(a)` bytes, `b`: `4·numel(b)` bytes; a parameter operand is
+/// the parameter itself, so it adds no bytes).
+/// Backward: `da = dc · bᵀ`, `db = aᵀ · dc`, summed over broadcast batch axes.
+public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
+    let out = matmulKernel(a, b)
+    let sa = a.shape, sb = b.shape
+    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("a", a), ("b", b)] : []
+    Autograd.record("matmul", inputs: [a, b], output: out, saving: saving) { ctx, g in
+        let x = ctx.saved[0], y = ctx.saved[1]
+        var ga: Tensor? = nil, gb: Tensor? = nil
+        if ctx.needsInputGrad[0] {
+            ga = matmulKernel(g, y.transposed()).summed(toShape: sa)
+        }
+        if ctx.needsInputGrad[1] {
+            if x.rank > 2 && y.rank == 2 {
+                // Shared weight: fold the batch axes into the GEMM's K dimension.
+                let x2 = x.reshapedForKernel([-1, x.shape[x.rank - 1]])
+                let g2 = g.reshapedForKernel([-1, g.shape[g.rank - 1]])
+                gb = matmulKernel(x2.transposed(), g2)
+            } else {
+                gb = matmulKernel(x.transposed(), g).summed(toShape: sb)
+            }
+        }
+        return [ga, gb]
+    }
+    return out
+}
+
+extension Tensor {
+    /// Reshape for kernel use (no autograd; copies only if not contiguous).
+    func reshapedForKernel(_ newShape: [Int]) -> Tensor {
+        noGrad { reshaped(newShape) }
+    }
+}
+
+/// How a matrix (the last two axes of a tensor) is handed to GEMM.
+private struct GEMMOperand {
+    let tensor: Tensor
+    let transposed: Bool
+    let leadingDimension: Int
+
+    init(_ t: Tensor) {
+        let r = t.rank
+        let rows = t.shape[r - 2], cols = t.shape[r - 1]
+        let sr = t.strides[r - 2], sc = t.strides[r - 1]
+        if (sc == 1 || cols == 1) && sr >= max(cols, 1) {
+            tensor = t; transposed = false; leadingDimension = max(sr, 1)
+        } else if (sr == 1 || rows == 1) && sc >= max(rows, 1) {
+            tensor = t; transposed = true; leadingDimension = max(sc, 1)
+        } else {
+            let c = t.contiguousCopy(label: "matmul_operand")
+            tensor = c; transposed = false; leadingDimension = max(cols, 1)
+        }
+    }
+}
+
+/// Forward kernel (no autograd).
+func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(a.dtype == .float32 && b.dtype == .float32, "matmul: needs float32, got \(a.dtype) and \(b.dtype)")
+    precondition(a.rank >= 2 && b.rank >= 2, "matmul: needs operands of rank >= 2, got \(a.shape) and \(b.shape)")
+    let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.shape[b.rank - 1]
+    precondition(b.shape[b.rank - 2] == k, "matmul: inner dimensions differ: \(a.shape) · \(b.shape)")
+
+    // A batched `a` with a shared 2-D `b`: one GEMM over all rows when `a`'s batch is contiguous.
+    if b.rank == 2 && a.rank > 2 {
+        let a2 = a.isContiguous ? a.reshapedForKernel([-1, k]) : a.contiguousCopy().reshapedForKernel([-1, k])
+        let out2 = matmulKernel(a2, b)
+        return Tensor(storage: out2.storage, shape: Array(a.shape.dropLast()) + [n],
+                      strides: ShapeRules.contiguousStrides(Array(a.shape.dropLast()) + [n]), dtype: .float32)
+    }
+
+    let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+    let batch = ShapeRules.broadcast(batchA, batchB, op: "matmul")
+    let outShape = batch + [m, n]
+    let out = Tensor(uninitializedShape: outShape, label: "matmul")
+    if out.count == 0 { return out }
+    if k == 0 {
+        out.floatPointer.initialize(repeating: 0, count: out.count)
+        return out
+    }
+    let opA = GEMMOperand(a), opB = GEMMOperand(b)
+    let aBatchStrides = broadcastStrides(opA.tensor, to: batch + [m, k]).dropLast(2)
+    let bBatchStrides = broadcastStrides(opB.tensor, to: batch + [k, n]).dropLast(2)
+    let batchCount = batch.reduce(1, *)
+    let batchStrides = ShapeRules.contiguousStrides(batch)
+    let pa = opA.tensor.floatPointer, pb = opB.tensor.floatPointer, pc = out.floatPointer
+    for i in 0..<batchCount {
+        var r = i, offA = 0, offB = 0
+        for d in 0..<batch.count {
+            let idx = r / batchStrides[d]
+            r -= idx * batchStrides[d]
+            offA += idx * aBatchStrides[aBatchStrides.startIndex + d]
+            offB += idx * bBatchStrides[bBatchStrides.startIndex + d]
+        }
+        remat_sgemm(opA.transposed ? 1 : 0, opB.transposed ? 1 : 0, Int32(m), Int32(n), Int32(k), 1,
+                    pa + offA, Int32(opA.leadingDimension), pb + offB, Int32(opB.leadingDimension),
+                    0, pc + i * m * n, Int32(n))
+    }
+    return out
+}

@@ -1,0 +1,217 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a block of tensor storage is for. Every byte the engine allocates is in exactly
+/// one category at a time; a block can move between categories (a temporary that an op
+/// saves for backward becomes a saved activation until the saved slot lets it go).
+public enum MemoryCategory: Int, CaseIterable, Sendable, CustomStringConvertible {
+    case parameters
+    case gradients
+    case optimizerState
+    /// Tensors held by the autograd graph for backward (saved-tensor slots).
+    case activations
+    /// Everything else: op outputs not (yet) saved, backward intermediates, scratch buffers.
+    case temporaries
+    /// Bytes moved out of the compute memory (host offload). Counted apart from the others:
+    /// they are live but do not add to `currentBytes` / `peakBytes`.
+    case offloaded
+
+    public var description: String {
+        switch self {
+        case .parameters: return "parameters"
+        case .gradients: return "gradients"
+        case .optimizerState: return "optimizer"
+        case .activations: return "activations"
+        case .temporaries: return "temporaries"
+        case .offloaded: return "offloaded"
+        }
+    }
+
+    /// Whether the category counts toward the compute-memory total and peak.
+    public var countsTowardTotal: Bool { self != .offloaded }
+}
+
+/// One entry of the optional memory timeline.
+public struct MemoryEvent: Sendable, Hashable {
+    public enum Kind: String, Sendable { case allocate, free, move, mark }
+    /// Position of the event in the recording, starting at 0.
+    public var rank: Int
+    public var kind: Kind
+    /// The op or tensor the bytes belong to (the label given when the storage was made), or the mark's text.
+    public var name: String
+    public var category: MemoryCategory
+    /// Size of the block (0 for marks).
+    public var bytes: Int
+    /// Total compute bytes live right after the event.
+    public var liveBytes: Int
+}
+
+/// The single source of memory figures in Remat.
+///
+/// All tensor storage is allocated through a ledger (64-byte aligned). The ledger keeps live
+/// bytes and high-water marks, in total and per ``MemoryCategory``, and optionally a timeline.
+/// Storage is released the moment its last reference goes (Swift ARC), so `currentBytes` is
+/// exact at every point of a program.
+///
+/// Thread safety: all methods may be called from any thread (a mutex guards the counters).
+/// Which ledger new storage goes to is ``MemoryLedger/current``, a task-local that defaults to
+/// ``MemoryLedger/shared``; tests and tools use ``withLedger(_:_:)`` to measure in isolation.
+public final class MemoryLedger: Sendable {
+    public static let alignment = 64
+
+    private struct Counters {
+        var live = [Int](repeating: 0, count: MemoryCategory.allCases.count)
+        var peak = [Int](repeating: 0, count: MemoryCategory.allCases.count)
+        var total = 0
+        var totalPeak = 0
+        var liveAtPeak = [Int](repeating: 0, count: MemoryCategory.allCases.count)
+        var allocations = 0
+        var timeline: [MemoryEvent]? = nil
+    }
+
+    private let counters = Mutex(Counters())
+    public let label: String
+
+    public init(label: String = "ledger") { self.label = label }
+
+    /// The process-wide default ledger.
+    public static let shared = MemoryLedger(label: "shared")
+
+    @TaskLocal public static var current: MemoryLedger = .shared
+
+    /// Runs `body` with `ledger` as the destination of every tensor allocation made inside it.
+    public static func withLedger<R>(_ ledger: MemoryLedger, _ body: () throws -> R) rethrows -> R {
+        try $current.withValue(ledger, operation: body)
+    }
+
+    // MARK: Allocation
+
+    /// Allocates `bytes` bytes (64-byte aligned, uninitialised) in `category`.
+    func allocate(bytes: Int, category: MemoryCategory, name: String) -> UnsafeMutableRawPointer {
+        precondition(bytes >= 0, "MemoryLedger.allocate: negative size \(bytes)")
+        var raw: UnsafeMutableRawPointer? = nil
+        let rc = posix_memalign(&raw, MemoryLedger.alignment, max(bytes, MemoryLedger.alignment))
+        guard rc == 0, let pointer = raw else {
+            fatalError("MemoryLedger.allocate: out of memory allocating \(bytes) bytes for \(name) (\(category))")
+        }
+        counters.withLock { c in
+            c.allocations += 1
+            Self.add(&c, bytes, to: category)
+            Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name,
+                                           category: category, bytes: bytes, liveBytes: c.total))
+        }
+        return pointer
+    }
+
+    func free(_ pointer: UnsafeMutableRawPointer, bytes: Int, category: MemoryCategory, name: String) {
+        Glibc_free(pointer)
+        counters.withLock { c in
+            Self.add(&c, -bytes, to: category)
+            Self.record(&c, MemoryEvent(rank: 0, kind: .free, name: name,
+                                           category: category, bytes: bytes, liveBytes: c.total))
+        }
+    }
+
+    /// Moves `bytes` live bytes from one category to another (no allocation happens).
+    func move(bytes: Int, from: MemoryCategory, to: MemoryCategory, name: String) {
+        guard from != to else { return }
+        counters.withLock { c in
+            Self.add(&c, -bytes, to: from)
+            Self.add(&c, bytes, to: to)
+            Self.record(&c, MemoryEvent(rank: 0, kind: .move, name: name,
+                                           category: to, bytes: bytes, liveBytes: c.total))
+        }
+    }
+
+    private static func record(_ c: inout Counters, _ event: MemoryEvent) {
+        guard c.timeline != nil else { return }
+        var e = event
+        e.rank = c.timeline!.count
+        c.timeline!.append(e)
+    }
+
+    private static func add(_ c: inout Counters, _ delta: Int, to category: MemoryCategory) {
+        let i = category.rawValue
+        c.live[i] += delta
+        if c.live[i] > c.peak[i] { c.peak[i] = c.live[i] }
+        if category.countsTowardTotal {
+            c.total += delta
+            if c.total > c.totalPeak {
+                c.totalPeak = c.total
+                c.liveAtPeak = c.live
+            }
+        }
+    }
+
+    // MARK: Figures
+
+    /// Compute bytes live now (every category but `offloaded`).
+    public var currentBytes: Int { counters.withLock { $0.total } }
+    /// High-water mark of `currentBytes` since creation or the last ``resetPeak()``.
+    public var peakBytes: Int { counters.withLock { $0.totalPeak } }
+    /// Bytes live now in one category.
+    public func currentBytes(in category: MemoryCategory) -> Int { counters.withLock { $0.live[category.rawValue] } }
+    /// The category's own high-water mark since the last ``resetPeak()``.
+    public func peakBytes(in category: MemoryCategory) -> Int { counters.withLock { $0.peak[category.rawValue] } }
+    /// How the total peak was made up: each category's live bytes at the moment `peakBytes` was reached.
+    public var breakdownAtPeak: [MemoryCategory: Int] {
+        counters.withLock { c in
+            Dictionary(uniqueKeysWithValues: MemoryCategory.allCases.map { ($0, c.liveAtPeak[$0.rawValue]) })
+        }
+    }
+    /// Live bytes per category now.
+    public var breakdown: [MemoryCategory: Int] {
+        counters.withLock { c in
+            Dictionary(uniqueKeysWithValues: MemoryCategory.allCases.map { ($0, c.live[$0.rawValue]) })
+        }
+    }
+    /// Number of allocations made so far (for tests that check that a path does not allocate).
+    public var allocationCount: Int { counters.withLock { $0.allocations } }
+
+    /// Sets every high-water mark to the current live figures.
+    public func resetPeak() {
+        counters.withLock { c in
+            c.peak = c.live
+            c.totalPeak = c.total
+            c.liveAtPeak = c.live
+        }
+    }
+
+    // MARK: Timeline
+
+    /// Starts recording a timeline of allocations, frees and moves (clearing any previous one).
+    public func startTimeline() { counters.withLock { $0.timeline = [] } }
+
+    /// Stops recording and returns the events recorded since ``startTimeline()``.
+    @discardableResult
+    public func stopTimeline() -> [MemoryEvent] {
+        counters.withLock { c in
+            let events = c.timeline ?? []
+            c.timeline = nil
+            return events
+        }
+    }
+
+    /// Whether a timeline is being recorded.
+    public var isRecordingTimeline: Bool { counters.withLock { $0.timeline != nil } }
+
+    /// Adds a named mark to the timeline (e.g. "forward end"); no effect when not recording.
+    public func mark(_ name: String) {
+        counters.withLock { c in
+            Self.record(&c, MemoryEvent(rank: 0, kind: .mark, name: name,
+                                           category: .temporaries, bytes: 0, liveBytes: c.total))
+        }
+    }
+}
+
+@inline(__always) private func Glibc_free(_ p: UnsafeMutableRawPointer) {
+    #if canImport(Glibc)
+    Glibc.free(p)
+    #else
+    Darwin.free(p)
+    #endif
+}

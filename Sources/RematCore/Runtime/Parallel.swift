@@ -1,0 +1,67 @@
+import Dispatch
+import Synchronization
+import CRematBLAS
+
+/// Thread settings for the engine: how many threads large kernels and GEMMs use.
+///
+/// Default: the BLAS seam's default (the online CPU count capped at 4, or `REMAT_THREADS`).
+/// Keep it small: on a shared 2-core machine, 2-thread kernels collapse when another process
+/// holds a core. Set with ``Runtime/setThreads(_:)``.
+public enum Runtime {
+    private static let threadCount = Atomic<Int>(0)
+
+    /// Threads used by large kernels and GEMMs.
+    public static var threads: Int {
+        let n = threadCount.load(ordering: .relaxed)
+        if n > 0 { return n }
+        _ = remat_blas_init()
+        let d = max(1, Int(remat_blas_get_threads()))
+        threadCount.store(d, ordering: .relaxed)
+        return d
+    }
+
+    /// Sets the thread count for kernels and GEMMs (at least 1).
+    public static func setThreads(_ n: Int) {
+        let n = max(1, n)
+        _ = remat_blas_init()
+        remat_blas_set_threads(Int32(n))
+        threadCount.store(n, ordering: .relaxed)
+    }
+
+    /// The GEMM library and kernel in use, e.g. "OpenBLAS 0.3.21 (SkylakeX kernel)".
+    public static var blasDescription: String {
+        _ = remat_blas_init()
+        return String(cString: remat_blas_describe())
+    }
+}
+
+/// Splits `0..<count` into at most `Runtime.threads` contiguous chunks of at least `grain` items
+/// and runs `body(begin, end)` on each, in parallel. Runs inline when one chunk suffices.
+@inlinable
+public func parallelChunks(_ count: Int, grain: Int, _ body: (Int, Int) -> Void) {
+    guard count > 0 else { return }
+    let chunks = min(Runtime.threads, max(1, count / max(grain, 1)))
+    if chunks <= 1 {
+        body(0, count)
+        return
+    }
+    withoutActuallyEscaping(body) { escaping in
+        let box = UncheckedSendableBox(escaping)
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let begin = count * c / chunks
+            let end = count * (c + 1) / chunks
+            box.value(begin, end)
+        }
+    }
+}
+
+/// Wraps a value that is safe to share for the duration of a parallel loop (the loop bodies
+/// write disjoint memory).
+@usableFromInline
+struct UncheckedSendableBox<T>: @unchecked Sendable {
+    @usableFromInline let value: T
+    @usableFromInline init(_ value: T) { self.value = value }
+}
+
+/// Elements per thread below which elementwise kernels stay single-threaded.
+public let elementwiseGrain = 1 << 16
