@@ -34,6 +34,7 @@ let package = Package(
             dependencies: ["Remat", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "RematCoreTests", dependencies: ["RematCore"]),
+        .testTarget(name: "RematTests", dependencies: ["Remat"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

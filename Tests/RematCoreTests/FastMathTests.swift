@@ -9,7 +9,8 @@ import RematCore
 /// "ulp" is 2⁻²³ relative error, as in remat_math.h. Each sweep holds ~1e6 points: a uniform grid
 /// over the function's interesting range, plus log-spaced magnitudes of both signs down to the
 /// subnormals. The asserted bounds are the documented ones; exhaustive runs over every float
-/// (outside the test suite) measured exp 0.69, log 0.67, tanh 1.16, erf 1.92 ulp at most.
+/// (outside the test suite, both FMA and non-FMA builds) measured exp 0.71, log 0.69, tanh 1.19,
+/// erf 1.52 ulp at most.
 @Suite struct FastMathTests {
     static let ulp = 1.0 / 8_388_608.0   // 2^-23
 
@@ -82,8 +83,8 @@ import RematCore
         #expect(y[6] == 0)
     }
 
-    @Test(arguments: [Float.leastNonzeroMagnitude, 1e-45, 3e-42, 1e-40, 1e-39,
-                      Float.leastNormalMagnitude.nextDown, Float.leastNormalMagnitude])
+    @Test(arguments: [Float.leastNonzeroMagnitude, Float(bitPattern: 0x0000_0801), Float(bitPattern: 0x0001_2345),
+                      Float(bitPattern: 0x0040_0000), Float.leastNormalMagnitude.nextDown, Float.leastNormalMagnitude])
     func logOfSubnormalIsFiniteAndCorrect(x: Float) {
         let y = Self.values([x], { log($0) })[0]
         let r = Foundation.log(Double(x))
@@ -93,22 +94,23 @@ import RematCore
 
     // MARK: tanh
 
-    @Test func tanhWithinTwoUlp() {
+    @Test func tanhWithinOneAndAHalfUlp() {
         let xs = Self.grid(-10, 10, count: 600_000)
             + Self.logGrid(-149, 4, count: 200_000) + Self.logGrid(-149, 4, count: 200_000).map { -$0 }
         let (err, at) = Self.maxError(xs, { tanh($0) }, Foundation.tanh)
-        #expect(err <= 2.0, "tanh: \(err) ulp at x = \(at)")
+        #expect(err <= 1.5, "tanh: \(err) ulp at x = \(at)")
     }
 
     @Test func tanhEdgeCases() {
-        let y = Self.values([20, -20, 9.02, -9.02, .infinity, -.infinity, 0, -0.0, .nan, 1e-30, -1e-40], { tanh($0) })
+        let tiny = -Float(bitPattern: 0x0001_2345)   // subnormal
+        let y = Self.values([20, -20, 9.02, -9.02, .infinity, -.infinity, 0, -0.0, .nan, 1e-30, tiny], { tanh($0) })
         #expect(y[0] == 1 && y[1] == -1)
         #expect(y[2] == 1 && y[3] == -1)
         #expect(y[4] == 1 && y[5] == -1)
         #expect(y[6] == 0 && y[6].sign == .plus)
         #expect(y[7] == 0 && y[7].sign == .minus)
         #expect(y[8].isNaN)
-        #expect(y[9] == 1e-30 && y[10] == -1e-40)   // tanh x = x to float precision
+        #expect(y[9] == 1e-30 && y[10] == tiny)   // tanh x = x to float precision
     }
 
     // MARK: erf

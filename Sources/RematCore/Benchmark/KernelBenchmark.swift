@@ -40,6 +40,12 @@ public enum KernelBenchmark {
         public var blas: String
         public var matmul: [MatmulRow]
         public var elementwise: [ElementwiseRow]
+        public init(threads: Int, blas: String, matmul: [MatmulRow], elementwise: [ElementwiseRow]) {
+            self.threads = threads
+            self.blas = blas
+            self.matmul = matmul
+            self.elementwise = elementwise
+        }
     }
 
     /// An op measured for throughput: its name, the bytes it reads and writes per call, and the call.

@@ -42,7 +42,7 @@ struct StridedLayout {
 
 extension Tensor {
     /// Copies this tensor's elements (any dtype, any strides) into `destination`'s layout.
-    func copyElements(into destination: Tensor) {
+    public func copyElements(into destination: Tensor) {
         precondition(destination.shape == shape, "copy: source shape \(shape) differs from destination \(destination.shape)")
         precondition(destination.dtype == dtype, "copy: source dtype \(dtype) differs from destination \(destination.dtype)")
         guard count > 0 else { return }

@@ -91,17 +91,32 @@ func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
     let batchCount = batch.reduce(1, *)
     let batchStrides = ShapeRules.contiguousStrides(batch)
     let pa = opA.tensor.floatPointer, pb = opB.tensor.floatPointer, pc = out.floatPointer
-    for i in 0..<batchCount {
+    let (ta, tb) = (Int32(opA.transposed ? 1 : 0), Int32(opB.transposed ? 1 : 0))
+    let (lda, ldb) = (Int32(opA.leadingDimension), Int32(opB.leadingDimension))
+    let aStrides = Array(aBatchStrides), bStrides = Array(bBatchStrides)
+    func gemm(_ i: Int, threads: Int32) {
         var r = i, offA = 0, offB = 0
         for d in 0..<batch.count {
             let idx = r / batchStrides[d]
             r -= idx * batchStrides[d]
-            offA += idx * aBatchStrides[aBatchStrides.startIndex + d]
-            offB += idx * bBatchStrides[bBatchStrides.startIndex + d]
+            offA += idx * aStrides[d]
+            offB += idx * bStrides[d]
         }
-        remat_sgemm(opA.transposed ? 1 : 0, opB.transposed ? 1 : 0, Int32(m), Int32(n), Int32(k), 1,
-                    pa + offA, Int32(opA.leadingDimension), pb + offB, Int32(opB.leadingDimension),
-                    0, pc + i * m * n, Int32(n))
+        if threads > 0 {
+            remat_sgemm_raw(threads, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + offA, lda, pb + offB, ldb, 0, pc + i * m * n, Int32(n))
+        } else {
+            remat_sgemm(ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + offA, lda, pb + offB, ldb, 0, pc + i * m * n, Int32(n))
+        }
+    }
+    // Many small GEMMs (attention heads): one single-threaded GEMM per batch entry, batch entries
+    // split over the engine's threads. Large GEMMs: one after another, each using the threads itself.
+    let smallGEMM = 2 * m * n * k < (1 << 25)
+    if smallGEMM && batchCount > 1 && Runtime.threads > 1 {
+        parallelChunks(batchCount, grain: 1) { lo, hi in
+            for i in lo..<hi { gemm(i, threads: 1) }
+        }
+    } else {
+        for i in 0..<batchCount { gemm(i, threads: 0) }
     }
     return out
 }

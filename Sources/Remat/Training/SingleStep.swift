@@ -1,0 +1,50 @@
+/// One forward + backward on given weights and batch (`remat step`): how users check parity with
+/// another framework.
+public enum SingleStep {
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case missingBatchTensor(path: String, name: String)
+        case badBatchTensor(path: String, name: String, reason: String)
+        public var description: String {
+            switch self {
+            case .missingBatchTensor(let path, let name):
+                return "batch file \(path) has no tensor '\(name)' (expected 'input' and 'target', I32 or I64 [B, T])"
+            case .badBatchTensor(let path, let name, let reason):
+                return "batch file \(path): tensor '\(name)' \(reason)"
+            }
+        }
+    }
+
+    /// Reads a token batch file (`input`, `target`: I32/I64 `[B, T]`), checking it against `contextLength`.
+    public static func readTokenBatch(path: String, contextLength: Int) throws -> TokenBatch {
+        let file = try SafetensorsFile.read(path: path)
+        func get(_ name: String) throws -> Tensor {
+            guard let t = file[name] else { throw Error.missingBatchTensor(path: path, name: name) }
+            guard t.dtype == .int32 || t.dtype == .int64 else {
+                throw Error.badBatchTensor(path: path, name: name, reason: "has dtype \(t.dtype.safetensorsName); expected I32 or I64")
+            }
+            guard t.rank == 2 else { throw Error.badBatchTensor(path: path, name: name, reason: "has shape \(t.shape); expected [B, T]") }
+            guard t.shape[1] <= contextLength else {
+                throw Error.badBatchTensor(path: path, name: name, reason: "has T = \(t.shape[1]), longer than the model's context \(contextLength)")
+            }
+            return t
+        }
+        let input = try get("input"), target = try get("target")
+        guard input.shape == target.shape else {
+            throw Error.badBatchTensor(path: path, name: "target", reason: "has shape \(target.shape) but input has \(input.shape)")
+        }
+        return TokenBatch(input: input, target: target)
+    }
+
+    /// Loads `weightsPath` strictly into `model`, runs one forward + backward on the batch, and
+    /// returns the loss and every parameter's gradient by name.
+    public static func run(model: any LanguageModel, weightsPath: String?, batchPath: String) throws
+        -> (loss: Float, gradients: [(String, Tensor)]) {
+        if let weightsPath { try model.loadStateDict(SafetensorsFile.read(path: weightsPath).tensors) }
+        let batch = try readTokenBatch(path: batchPath, contextLength: model.contextLength)
+        model.zeroGrad()
+        let loss = model.loss(batch.input, targets: batch.target)
+        loss.backward()
+        let grads = model.namedParameters.map { ($0.0, $0.1.grad ?? Tensor.zeros($0.1.shape)) }
+        return (loss.item, grads)
+    }
+}

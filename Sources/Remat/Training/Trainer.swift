@@ -1,0 +1,118 @@
+/// What one training step did, measured by the memory ledger and the clock.
+public struct StepReport: Codable, Sendable {
+    public var step: Int
+    public var loss: Float
+    public var learningRate: Float
+    public var stepMilliseconds: Double
+    public var tokensPerSecond: Double
+    /// High-water mark of live tensor bytes during the step.
+    public var peakBytes: Int
+    /// Each category's bytes at the moment of the peak (they add up to `peakBytes`).
+    public var peakByCategory: [String: Int]
+}
+
+/// A language-model training task: a model that maps `[B, T]` tokens and targets to a scalar loss.
+public protocol LanguageModel: Module {
+    var contextLength: Int { get }
+    func loss(_ tokens: Tensor, targets: Tensor) -> Tensor
+}
+
+extension GPT: LanguageModel {
+    public var contextLength: Int { config.contextLength }
+}
+
+/// The training loop: zero grads (set to none, so their memory is free during the forward),
+/// forward + loss, backward, optional gradient clipping, learning-rate schedule, optimizer step.
+/// Each step is measured by the ledger (peak reset at the start of the step).
+public final class Trainer {
+    public let model: any LanguageModel
+    public let optimizer: any Optimizer
+    public var schedule: WarmupCosineSchedule?
+    public var gradientClip: Float?
+    public let ledger: MemoryLedger
+    public private(set) var stepIndex = 0
+
+    public init(model: any LanguageModel, optimizer: any Optimizer, schedule: WarmupCosineSchedule? = nil,
+                gradientClip: Float? = 1.0, ledger: MemoryLedger = .shared) {
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.gradientClip = gradientClip
+        self.ledger = ledger
+    }
+
+    /// AdamW with the workload spec's settings (lr 3e-4, betas (0.9, 0.95), eps 1e-8, wd 0.1 on matrices).
+    public static func specAdamW(_ model: Module, learningRate: Float = 3e-4) -> AdamW {
+        AdamW(model.parameters, learningRate: learningRate, betas: (0.9, 0.95), eps: 1e-8, weightDecay: 0.1)
+    }
+
+    /// Runs one step on `batch`.
+    @discardableResult
+    public func step(_ batch: TokenBatch) -> StepReport {
+        MemoryLedger.withLedger(ledger) {
+            if let schedule { optimizer.learningRate = schedule.learningRate(at: stepIndex) }
+            ledger.resetPeak()
+            let start = monotonicSeconds()
+            optimizer.zeroGrad()
+            let lossValue: Float = {
+                let loss = model.loss(batch.input, targets: batch.target)
+                loss.backward()
+                return loss.item
+            }()
+            if let gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: gradientClip) }
+            optimizer.step()
+            let seconds = monotonicSeconds() - start
+            let report = StepReport(
+                step: stepIndex, loss: lossValue, learningRate: optimizer.learningRate,
+                stepMilliseconds: seconds * 1000, tokensPerSecond: Double(batch.input.count) / seconds,
+                peakBytes: ledger.peakBytes,
+                peakByCategory: Dictionary(uniqueKeysWithValues: ledger.breakdownAtPeak.map { ($0.key.description, $0.value) }))
+            stepIndex += 1
+            return report
+        }
+    }
+
+    /// Runs up to `steps` steps from `source`, calling `log` after each; stops early when
+    /// `shouldStop()` turns true (checked after every step).
+    public func run(steps: Int, batchSize: Int, source: inout some TokenBatchSource,
+                    shouldStop: () -> Bool = { false }, log: (StepReport) -> Void) {
+        for _ in 0..<steps {
+            let batch = source.nextBatch(batchSize: batchSize, length: model.contextLength)
+            log(step(batch))
+            if shouldStop() { break }
+        }
+    }
+}
+
+/// `remat bench train`: median step time and peak memory by category of a training step.
+public struct TrainingBenchmarkResult: Codable, Sendable {
+    public var model: String
+    public var batch: Int
+    public var threads: Int
+    public var steps: Int
+    public var median_step_ms: Double
+    public var step_ms: [Double]
+    public var peak_bytes: Int
+    public var peak_by_category: [String: Int]
+}
+
+public enum TrainingBenchmark {
+    /// Times `warmup + steps` training steps of `model` on random byte batches and reports the median
+    /// of the last `steps`, with the peak memory of the last step.
+    public static func run(name: String, model: any LanguageModel, batchSize: Int, steps: Int = 5, warmup: Int = 2,
+                           ledger: MemoryLedger = .shared) -> TrainingBenchmarkResult {
+        let trainer = Trainer(model: model, optimizer: Trainer.specAdamW(model), gradientClip: nil, ledger: ledger)
+        var source = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 18), seed: 7)
+        var times: [Double] = []
+        var last: StepReport? = nil
+        for i in 0..<(warmup + steps) {
+            let batch = source.nextBatch(batchSize: batchSize, length: model.contextLength)
+            let report = trainer.step(batch)
+            if i >= warmup { times.append(report.stepMilliseconds) }
+            last = report
+        }
+        return TrainingBenchmarkResult(model: name, batch: batchSize, threads: Runtime.threads, steps: steps,
+                                       median_step_ms: median(times), step_ms: times, peak_bytes: last!.peakBytes,
+                                       peak_by_category: last!.peakByCategory)
+    }
+}

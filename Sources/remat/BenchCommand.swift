@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Remat
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Benchmarks: kernels and training steps.",
+        subcommands: [BenchKernels.self, BenchTrain.self])
+}
+
+struct BenchKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Matmul GFLOP/s beside the GEMM library called raw; elementwise GB/s beside memcpy.")
+
+    @OptionGroup var engine: EngineOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Option(help: "Matmul sizes (comma separated).") var sizes = "256,512,1024,2048"
+    @Option(help: "Elements for the elementwise cases.") var elements = 1 << 22
+    @Option(help: "Repetitions per measurement (medians are reported).") var reps = 15
+
+    func run() throws {
+        engine.apply()
+        let ns = sizes.split(separator: ",").compactMap { Int($0) }
+        let result = KernelBenchmark.Result(
+            threads: Runtime.threads, blas: Runtime.blasDescription,
+            matmul: KernelBenchmark.matmul(sizes: ns, reps: reps),
+            elementwise: KernelBenchmark.elementwise(KernelBenchmark.standardCases(elements: elements), reps: reps))
+        if json {
+            print(try jsonString(result))
+            return
+        }
+        print("GEMM: \(result.blas)   threads: \(result.threads)")
+        print("matmul        n    engine GFLOP/s   raw GEMM GFLOP/s   ratio")
+        for r in result.matmul {
+            print(String(format: "          %5d        %8.1f           %8.1f    %5.2f", r.n, r.gflops, r.blas_gflops, r.gflops / r.blas_gflops))
+        }
+        print("op                 GB/s   memcpy GB/s   ratio")
+        for r in result.elementwise {
+            print(String(format: "%-14@  %7.1f      %7.1f    %5.2f", r.name as NSString, r.gbps, r.memcpy_gbps, r.gbps / r.memcpy_gbps))
+        }
+    }
+}
+
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Median training-step time and peak memory by category.")
+
+    @OptionGroup var engine: EngineOptions
+    @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
+    @Option(help: "Batch size (default: the workload's).") var batch: Int?
+    @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 5
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        engine.apply()
+        let m = try ModelZoo.languageModel(model)
+        let b = try batch ?? ModelZoo.specBatchSize(model)
+        let r = TrainingBenchmark.run(name: model, model: m, batchSize: b, steps: steps)
+        if json {
+            print(try jsonString(r))
+            return
+        }
+        print("\(model), batch \(b), \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
+        for (k, v) in r.peak_by_category.sorted(by: { $0.key < $1.key }) where v > 0 { print("  \(k): \(mib(v))") }
+    }
+}
+
+func jsonString<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
