@@ -17,13 +17,7 @@
 
 #include <string.h>
 
-#ifndef REMAT_MULTIVERSION
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-#define REMAT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define REMAT_MULTIVERSION
-#endif
-#endif
+#include "remat_multiversion.h"
 
 #define REMAT_INLINE static inline __attribute__((always_inline))
 

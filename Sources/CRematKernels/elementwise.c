@@ -4,13 +4,7 @@
 #include <string.h>
 #include <math.h>
 
-#ifndef REMAT_MULTIVERSION
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-#define REMAT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define REMAT_MULTIVERSION
-#endif
-#endif
+#include "remat_multiversion.h"
 
 // Offsets of row `r` (all dims but the last) for a strided operand.
 static inline long row_offset(int ndim, const long *shape, const long *strides, long r) {

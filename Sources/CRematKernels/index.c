@@ -3,16 +3,8 @@
 #include "remat_philox.h"
 #include <string.h>
 
-// The shared REMAT_MULTIVERSION spelling mixes string forms; clang accepts it but warns.
-#pragma clang diagnostic ignored "-Wtarget-clones-mixed-specifiers"
 
-#ifndef REMAT_MULTIVERSION
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-#define REMAT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define REMAT_MULTIVERSION
-#endif
-#endif
+#include "remat_multiversion.h"
 
 // ---- index validation --------------------------------------------------------------------------
 

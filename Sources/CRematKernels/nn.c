@@ -8,13 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#ifndef REMAT_MULTIVERSION
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-#define REMAT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define REMAT_MULTIVERSION
-#endif
-#endif
+#include "remat_multiversion.h"
 
 // Helpers are forced inline so that each multiversioned kernel compiles them for its own ISA
 // (a helper the inliner leaves out-of-line is compiled once, for baseline x86-64 only).

@@ -6,13 +6,7 @@
 
 
 
-#ifndef REMAT_MULTIVERSION
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-#define REMAT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define REMAT_MULTIVERSION
-#endif
-#endif
+#include "remat_multiversion.h"
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u

@@ -5,13 +5,7 @@
 #include "remat_unary.h"
 #include "remat_math.h"
 
-#ifndef REMAT_MULTIVERSION
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-#define REMAT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define REMAT_MULTIVERSION
-#endif
-#endif
+#include "remat_multiversion.h"
 
 #define FORWARD_LOOP(EXPR) \
     for (long i = begin; i < end; i++) { float v = x[i]; y[i] = (EXPR); }
