@@ -48,7 +48,7 @@ public final class MLP: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped { proj(gelu(fc(x), approximation: .tanh)) }
+        scoped(x) { [fc, proj] x in proj(gelu(fc(x), approximation: .tanh)) }
     }
 }
 
@@ -70,7 +70,7 @@ public final class CausalSelfAttention: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped {
+        scoped(x) { [qkv, proj, heads, residualDropout] x in
             let (b, t, c) = (x.shape[0], x.shape[1], x.shape[2])
             let hs = c / heads
             // [B, T, 3C] → [3, B, H, T, hs] as a view; q, k, v are strided views into it.
@@ -102,7 +102,7 @@ public final class TransformerBlock: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped {
+        scoped(x) { [ln1, attn, ln2, mlp, mlpDropout] x in
             let h = x + attn(ln1(x))
             return h + mlpDropout(mlp(ln2(h)))
         }
@@ -111,8 +111,10 @@ public final class TransformerBlock: Module {
 
 /// GPT: token + learned position embeddings, blocks, final LayerNorm, and a head tied to the token
 /// embedding (`logits = x·tok_embᵀ`, no separate tensor). Parameter names are the spec's.
-public final class GPT: Module {
+public final class GPT: Module, BlockChainModel {
     public let config: GPTConfig
+    public var blockSchedule: SequentialSchedule?
+    public var blockScheduleOptions = CheckpointOptions()
     public let tokEmb: Embedding
     public let posEmb: Embedding
     public let embeddingDropout: Dropout
@@ -140,7 +142,12 @@ public final class GPT: Module {
         return scoped {
             let positions = posEmb.scoped { posEmb.weight.narrowed(axis: 0, start: 0, length: t) }
             var x = embeddingDropout(tokEmb(tokens) + positions)
-            for block in blocks { x = block(x) }
+            if let schedule = blockSchedule {
+                x = checkpointSequential(blocks.map { b in { b($0) } }, x, schedule: schedule.schedule(length: blocks.count),
+                                         parameters: blocks.flatMap(\.parameters), options: blockScheduleOptions)
+            } else {
+                for block in blocks { x = block(x) }
+            }
             x = lnF(x)
             return withNameScope("lm_head") { matmul(x, tokEmb.weight.transposed()) }
         }

@@ -17,7 +17,7 @@ public final class Linear: Module {
     public var outFeatures: Int { weight.shape[0] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped {
+        scoped(x) { [weight, bias] x in
             let y = matmul(x, weight.transposed())
             return bias.map { y + $0 } ?? y
         }
@@ -52,7 +52,7 @@ public final class LayerNorm: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped { layerNorm(x, weight: weight, bias: bias, eps: eps) }
+        scoped(x) { [weight, bias, eps] x in layerNorm(x, weight: weight, bias: bias, eps: eps) }
     }
 }
 
@@ -69,7 +69,7 @@ public final class Dropout: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         guard probability > 0, isTraining else { return x }
-        return scoped { dropout(x, probability: probability, generator: generator, training: true) }
+        return scoped(x) { [probability, generator] x in dropout(x, probability: probability, generator: generator, training: true) }
     }
 }
 
@@ -86,6 +86,6 @@ public final class Sequential: Module {
     public override class var keyOverrides: [String: String] { ["layers": ""] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped { apply.reduce(x) { h, f in f(h) } }
+        scoped(x) { [apply] x in apply.reduce(x) { h, f in f(h) } }
     }
 }

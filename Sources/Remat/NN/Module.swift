@@ -23,8 +23,9 @@ open class Module {
     public internal(set) var path: String = ""
     /// Training mode (dropout active, BatchNorm uses batch statistics).
     public private(set) var isTraining = true
-    /// Wraps every call of this module (set by checkpointing policies); nil runs the body directly.
-    public var callWrapper: ((Module, () -> Tensor) -> Tensor)?
+    /// Wraps every call of this module made through ``scoped(_:_:)`` (checkpointing policies set it);
+    /// nil runs the body directly. Arguments: the module, its input, the forward body.
+    public var callWrapper: ((Module, Tensor, @escaping (Tensor) -> Tensor) -> Tensor)?
 
     public init() {}
 
@@ -118,13 +119,21 @@ open class Module {
 
     // MARK: Calls
 
-    /// Runs `body` as this module's forward: ops inside are named under the module's path, and the
-    /// call wrapper (checkpointing) applies.
-    public func scoped(_ body: () -> Tensor) -> Tensor {
+    /// Runs `body(input)` as this module's forward: ops inside are named under the module's path,
+    /// and the call wrapper (checkpointing) applies — this is the one place where policies
+    /// intercept module calls. `body` may be run again in backward (recompute), so it must depend
+    /// only on `input`, the module's parameters and replayable random streams.
+    public func scoped(_ input: Tensor, _ body: @escaping (Tensor) -> Tensor) -> Tensor {
         withNameScope(pathComponent) {
-            if let wrap = callWrapper { return wrap(self, body) }
-            return body()
+            if let wrap = callWrapper { return wrap(self, input, body) }
+            return body(input)
         }
+    }
+
+    /// Runs `body` with ops named under the module's path (for forwards that take several inputs
+    /// or none; such calls are not intercepted by checkpointing policies).
+    public func scoped(_ body: () -> Tensor) -> Tensor {
+        withNameScope(pathComponent) { body() }
     }
 
     // MARK: Reflection

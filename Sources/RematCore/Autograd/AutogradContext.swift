@@ -9,6 +9,14 @@ public struct AutogradContext: Sendable {
     /// Innermost last.
     public var savedTensorHooks: [SavedTensorHooks] = []
     public var naming: NamingState? = nil
+    /// True while a checkpoint region re-runs its forward to rebuild dropped tensors. Stateful ops
+    /// (BatchNorm's running statistics) must not update their state again when this is set.
+    public var isRecomputing: Bool = false
+    /// Called with every recorded node (debug traces of checkpoint regions); nil when nobody listens.
+    public var opObserver: (@Sendable (Node) -> Void)? = nil
+    /// Called by random ops (dropout) with the generator they are about to draw from, so checkpoint
+    /// regions can capture its state and replay the same stream when they recompute.
+    public var generatorObserver: (@Sendable (RandomGenerator) -> Void)? = nil
 
     @TaskLocal public static var current = AutogradContext()
 
@@ -28,6 +36,9 @@ public var isGradEnabled: Bool { AutogradContext.current.gradEnabled }
 public func noGrad<R>(_ body: () throws -> R) rethrows -> R {
     try AutogradContext.with({ $0.gradEnabled = false }, body)
 }
+
+/// Whether the current forward is a recompute (see ``AutogradContext/isRecomputing``).
+public var isRecomputing: Bool { AutogradContext.current.isRecomputing }
 
 /// Runs `body` with gradient recording on (inside a `noGrad` scope, for example).
 public func enableGrad<R>(_ body: () throws -> R) rethrows -> R {

@@ -103,12 +103,23 @@ public enum Autograd {
             let t = entry.tensor
             let info = SavedTensorInfo(name: name + ":" + entry.role, nodeName: name, op: op, role: entry.role,
                                        shape: t.shape, dtype: t.dtype, byteCount: t.byteCount,
-                                       isParameter: t.isLeaf && t.requiresGrad, isOutput: t === output)
+                                       isParameter: t.storage.baseCategory == .parameters, isOutput: t === output)
             // Saved without gradFn: a slot never keeps a node alive (no cycle through the output).
             return SavedTensor(t.detached(), info: info, hooks: ctx.savedTensorHooks)
         }
-        output.gradFn = Node(op: op, name: name, inputs: inputs, outputShape: output.shape, saved: slots,
-                             backward: backward)
+        let node = Node(op: op, name: name, inputs: inputs, outputShape: output.shape, saved: slots, backward: backward)
+        output.gradFn = node
         output.requiresGrad = true
+        ctx.opObserver?(node)
+    }
+
+    /// Saves `tensor` through a saved-tensor slot outside any op (checkpoint regions keep their
+    /// inputs this way), applying the current hook stack. The slot counts its bytes as activations.
+    public static func save(_ tensor: Tensor, name: String, op: String, role: String) -> SavedTensor {
+        let info = SavedTensorInfo(name: name + ":" + role, nodeName: name, op: op, role: role, shape: tensor.shape,
+                                   dtype: tensor.dtype, byteCount: tensor.byteCount,
+                                   isParameter: tensor.storage.baseCategory == .parameters, isOutput: false)
+        let slot = SavedTensor(tensor.detached(), info: info, hooks: AutogradContext.current.savedTensorHooks)
+        return slot
     }
 }

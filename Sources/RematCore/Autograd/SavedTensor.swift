@@ -32,7 +32,8 @@ public struct SavedTensorInfo: Sendable, Hashable {
     public var dtype: DType
     /// Bytes of the saved elements.
     public var byteCount: Int
-    /// Whether the tensor is a leaf that requires grad (a parameter): hooks usually leave those alone.
+    /// Whether the tensor is a parameter (its storage is in the ledger's parameters category): hooks
+    /// usually leave those alone.
     public var isParameter: Bool
     /// Whether the tensor is the saving op's own output.
     public var isOutput: Bool

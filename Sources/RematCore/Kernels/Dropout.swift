@@ -29,6 +29,7 @@ public func dropout(_ x: Tensor, probability p: Float, generator: RandomGenerato
     if p == 0 || !training { return x }
 
     let n = x.count
+    AutogradContext.current.generatorObserver?(generator)   // checkpoint regions capture the state to replay
     let state = generator.state
     generator.state.offset &+= UInt64((n + 3) / 4)   // the fillUniform rule: ⌈n/4⌉ blocks
     let scale: Float = p < 1 ? 1 / (1 - p) : 0

@@ -20,3 +20,10 @@ func preconditionFailure(_ message: @autoclosure () -> String = "", file: Static
                          line: UInt = #line) -> Never {
     fatalError(message(), file: file, line: line)
 }
+
+/// Stops the program with `message` in every build mode (what the module's `precondition` does on
+/// failure), for the modules built on RematCore, which shadow `precondition` the same way.
+@inline(never)
+public func stopOnProgrammerError(_ message: String, file: StaticString = #fileID, line: UInt = #line) -> Never {
+    fatalError(message, file: file, line: line)
+}

@@ -1,0 +1,228 @@
+/// How a checkpoint region checks that its recompute reproduces the forward pass.
+public enum DeterminismCheck: Sendable, Hashable {
+    /// No check.
+    case off
+    /// Every recomputed saved tensor has the shape and dtype it had in the forward pass (default).
+    case metadata
+    /// Also the same bytes (a 64-bit checksum per saved tensor; for debug runs: costs a pass over
+    /// every saved tensor in the forward).
+    case values
+}
+
+/// Options of ``checkpoint(_:options:_:)``, with the defaults PyTorch users expect.
+public struct CheckpointOptions: Sendable, Hashable {
+    /// Restore the state of every random generator the region drew from before recomputing, so
+    /// dropout masks are replayed bitwise (PyTorch's `preserve_rng_state=True`).
+    public var preserveRNGState: Bool
+    public var determinismCheck: DeterminismCheck
+    /// Record the ops run in the forward pass and in each recompute (``CheckpointRegion/trace``).
+    public var debug: Bool
+
+    public init(preserveRNGState: Bool = true, determinismCheck: DeterminismCheck = .metadata, debug: Bool = false) {
+        self.preserveRNGState = preserveRNGState
+        self.determinismCheck = determinismCheck
+        self.debug = debug
+    }
+}
+
+/// Runs `body` as a checkpoint region: the tensors its ops save for backward are dropped at the
+/// end of the forward and recomputed from the region's inputs when backward first needs one
+/// (non-reentrant semantics: any number of inputs and outputs, non-tensor arguments and parameters
+/// captured by the closure, partial backward, nesting).
+///
+/// Kept: the region's inputs (saved through slots, so the ledger counts them) and parameters (they
+/// are alive anyway). Dropped: everything else the region's ops save, activations and index tensors.
+/// Recompute re-runs `body` once per backward that needs the region, with the names the ops had in
+/// the forward (profiles and plans refer to the same tensors), the random streams replayed, and
+/// stateful layers told not to update their state again (``isRecomputing``). Gradients are bitwise
+/// equal to running without the region.
+///
+/// Note: `body` must be deterministic given its inputs and the replayed random streams; the
+/// determinism check (default `.metadata`) stops with a message naming the op and both shapes if a
+/// recomputed tensor differs from the forward's.
+@discardableResult
+public func checkpoint(_ inputs: [Tensor], options: CheckpointOptions = .init(),
+                       _ body: @escaping ([Tensor]) -> [Tensor]) -> [Tensor] {
+    guard isGradEnabled else { return body(inputs) }
+    let region = CheckpointRegion(inputs: inputs, options: options, body: body)
+    return region.runForward(inputs)
+}
+
+/// Single-input, single-output form of ``checkpoint(_:options:_:)``.
+public func checkpoint(_ input: Tensor, options: CheckpointOptions = .init(), _ body: @escaping (Tensor) -> Tensor) -> Tensor {
+    checkpoint([input], options: options) { [body($0[0])] }[0]
+}
+
+/// One checkpoint region: its inputs, what its forward saved (metadata only), and, after a
+/// recompute, the recomputed tensors until backward takes them.
+///
+/// Ownership: used on the thread that runs the forward and backward of its graph; kept alive by
+/// the deferred handles in the graph's saved slots, so it dies with the graph.
+public final class CheckpointRegion: @unchecked Sendable {
+    /// Stable name: `module.path/checkpoint#k`.
+    public let name: String
+    public let options: CheckpointOptions
+    private let body: ([Tensor]) -> [Tensor]
+    private var inputSlots: [SavedTensor] = []
+    private var inputRequiresGrad: [Bool] = []
+    private var namingSnapshot: NamingState.Snapshot
+    private var generators: [(RandomGenerator, RNGState)] = []
+    /// What the forward saved, in order (parameters are kept as they are and not listed).
+    public private(set) var savedInfos: [SavedTensorInfo] = []
+    private var checksums: [UInt64] = []
+    private var recomputed: [Int: Tensor] = [:]
+    /// Number of times the region was recomputed.
+    public private(set) var recomputeCount = 0
+    /// Debug trace (with `options.debug`): `forward <node name>` and `recompute <node name>` lines.
+    public private(set) var trace: [String] = []
+
+    /// The most recently created regions' traces are reachable here when debugging.
+    nonisolated(unsafe) public static var debugSink: ((CheckpointRegion) -> Void)?
+
+    init(inputs: [Tensor], options: CheckpointOptions, body: @escaping ([Tensor]) -> [Tensor]) {
+        self.options = options
+        self.body = body
+        name = nextOpName("checkpoint")
+        namingSnapshot = AutogradContext.current.naming?.snapshot() ?? NamingState().snapshot()
+        inputRequiresGrad = inputs.map(\.requiresGrad)
+        inputSlots = inputs.enumerated().map { i, t in Autograd.save(t, name: name, op: "checkpoint", role: "input\(i)") }
+    }
+
+    /// The forward pass: `body` on the given inputs (with their graph), its saves dropped.
+    func runForward(_ inputs: [Tensor]) -> [Tensor] {
+        let hooks = SavedTensorHooks(
+            pack: { [unowned self] t, info in
+                if info.isParameter { return .tensor(t) }
+                let k = savedInfos.count
+                savedInfos.append(info)
+                if options.determinismCheck == .values { checksums.append(t.contentChecksum()) }
+                return .deferred(Handle(region: self, index: k))
+            },
+            unpack: { payload, info in
+                switch payload {
+                case .tensor(let t): return t
+                case .deferred(let d): return d.materialize()
+                }
+            })
+        // Naming continues from where the region started (the snapshot), so the forward and every
+        // recompute name their ops alike.
+        let outputs = AutogradContext.with({ ctx in
+            if ctx.naming == nil { ctx.naming = NamingState(restoring: namingSnapshot) }
+            ctx.savedTensorHooks.append(hooks)
+            if options.preserveRNGState { ctx.generatorObserver = generatorObserver(chainingTo: ctx.generatorObserver) }
+            if options.debug { ctx.opObserver = traceObserver("forward", chainingTo: ctx.opObserver) }
+        }) {
+            body(inputs)
+        }
+        CheckpointRegion.debugSink?(self)
+        return outputs
+    }
+
+    private func generatorObserver(chainingTo outer: (@Sendable (RandomGenerator) -> Void)?) -> @Sendable (RandomGenerator) -> Void {
+        { [unowned self] g in
+            if !generators.contains(where: { $0.0 === g }) { generators.append((g, g.state)) }
+            outer?(g)
+        }
+    }
+
+    private func traceObserver(_ phase: String, chainingTo outer: (@Sendable (Node) -> Void)?) -> @Sendable (Node) -> Void {
+        { [unowned self] node in
+            trace.append("\(phase) \(node.name)")
+            outer?(node)
+        }
+    }
+
+    /// The `index`-th saved tensor, recomputing the region if it is not at hand.
+    fileprivate func tensor(at index: Int) -> Tensor {
+        if recomputed[index] == nil { recompute() }
+        guard let t = recomputed.removeValue(forKey: index) else {
+            preconditionFailure("checkpoint \(name): recompute did not produce saved tensor #\(index) (\(savedInfos[index].name))")
+        }
+        return t
+    }
+
+    fileprivate func discard(_ index: Int) { recomputed[index] = nil }
+
+    /// Re-runs the body from the saved inputs and keeps the tensors its ops save, in order.
+    private func recompute() {
+        recomputeCount += 1
+        recomputed.removeAll()
+        let inputs = zip(inputSlots, inputRequiresGrad).map { slot, requiresGrad -> Tensor in
+            let t = slot.unpack().detached()
+            t.requiresGrad = requiresGrad
+            return t
+        }
+        // Replay the random streams from where the forward found them; restore them afterwards.
+        let current = generators.map { $0.0.state }
+        if options.preserveRNGState { for (g, s) in generators { g.state = s } }
+        defer { if options.preserveRNGState { for (i, (g, _)) in generators.enumerated() { g.state = current[i] } } }
+
+        var counter = 0
+        let capture = SavedTensorHooks(
+            pack: { [unowned self] t, info in
+                if info.isParameter { return .tensor(t) }
+                let k = counter
+                counter += 1
+                precondition(k < savedInfos.count,
+                             "checkpoint \(name): determinism check failed: the recompute saved more tensors than the forward (\(savedInfos.count)); extra: \(info.name) shape \(info.shape)")
+                check(savedInfos[k], against: info, tensor: t, index: k)
+                recomputed[k] = t
+                return .deferred(Discarded())
+            },
+            unpack: { _, info in preconditionFailure("checkpoint: a recompute graph was used for backward (\(info.name))") })
+        let saveTrace = options.debug
+        _ = AutogradContext.with({ ctx in
+            ctx.gradEnabled = true
+            ctx.isRecomputing = true
+            ctx.naming = NamingState(restoring: namingSnapshot)
+            ctx.savedTensorHooks = [capture]
+            ctx.generatorObserver = nil
+            ctx.opObserver = saveTrace ? traceObserver("recompute", chainingTo: nil) : nil
+        }) {
+            body(inputs)
+        }
+        precondition(counter == savedInfos.count,
+                     "checkpoint \(name): determinism check failed: the forward saved \(savedInfos.count) tensors but the recompute saved \(counter)")
+    }
+
+    private func check(_ original: SavedTensorInfo, against now: SavedTensorInfo, tensor: Tensor, index: Int) {
+        guard options.determinismCheck != .off else { return }
+        precondition(original.shape == now.shape && original.dtype == now.dtype,
+                     "checkpoint \(name): determinism check failed at saved tensor #\(index): op \(original.op) (\(original.name)) saved shape \(original.shape) \(original.dtype) in the forward but shape \(now.shape) \(now.dtype) (\(now.name)) in the recompute")
+        if options.determinismCheck == .values {
+            precondition(tensor.contentChecksum() == checksums[index],
+                         "checkpoint \(name): determinism check failed at saved tensor #\(index): op \(original.op) (\(original.name)), shape \(original.shape): recomputed values differ from the forward's")
+        }
+    }
+
+    /// A dropped saved tensor: produced by the region when backward asks.
+    final class Handle: DeferredTensor {
+        let region: CheckpointRegion
+        let index: Int
+        init(region: CheckpointRegion, index: Int) {
+            self.region = region
+            self.index = index
+        }
+        func materialize() -> Tensor { region.tensor(at: index) }
+        func discard() { region.discard(index) }
+    }
+
+    /// What a recompute graph's slots hold: nothing (the tensor went to the region).
+    final class Discarded: DeferredTensor {
+        func materialize() -> Tensor { preconditionFailure("checkpoint: recompute graph tensors are not kept") }
+    }
+}
+
+extension Tensor {
+    /// FNV-1a 64-bit checksum of the elements' bytes in row-major order (for determinism checks).
+    public func contentChecksum() -> UInt64 {
+        let c = isContiguous ? self : contiguousCopy()
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        let p = c.rawPointer.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<c.byteCount {
+            h ^= UInt64(p[i])
+            h = h &* 0x0000_0100_0000_01B3
+        }
+        return h
+    }
+}

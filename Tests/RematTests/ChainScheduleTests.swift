@@ -1,0 +1,70 @@
+import Testing
+import Remat
+
+@Suite struct ChainScheduleTests {
+    /// Exhaustive search (Dijkstra over game states) for the fewest forward steps to reverse a chain
+    /// of `n` steps with `slots` slots including the input's: independent of the Revolve recursion.
+    static func bruteForce(_ n: Int, _ slots: Int) -> Int {
+        struct State: Hashable { var next: Int; var stored: [Int]; var cursor: Int }   // next: steps 0..<next left to reverse
+        var best: [State: Int] = [:]
+        var frontier: [(Int, State)] = [(0, State(next: n, stored: [0], cursor: 0))]
+        while !frontier.isEmpty {
+            frontier.sort { $0.0 > $1.0 }
+            let (cost, s) = frontier.removeLast()
+            if s.next == 0 { return cost }
+            if let b = best[s], b <= cost { continue }
+            best[s] = cost
+            var moves: [(Int, State)] = []
+            if s.cursor == s.next - 1 {   // reverse step next-1 from the working state
+                var t = s; t.next -= 1; t.stored = s.stored.filter { $0 < Swift.max(t.next, 1) }; t.cursor = t.stored.max()!
+                moves.append((cost, t))
+            }
+            if s.cursor + 1 < s.next { var t = s; t.cursor += 1; moves.append((cost + 1, t)) }
+            if !s.stored.contains(s.cursor) && s.stored.count < slots {
+                var t = s; t.stored = (s.stored + [s.cursor]).sorted(); moves.append((cost, t))
+            }
+            for c in s.stored where c != s.cursor { var t = s; t.cursor = c; moves.append((cost, t)) }
+            for c in s.stored where c != 0 && c != s.cursor { var t = s; t.stored.removeAll { $0 == c }; moves.append((cost, t)) }
+            frontier += moves
+        }
+        return -1
+    }
+
+    @Test(arguments: [(1, 1), (2, 1), (5, 1), (4, 2), (6, 2), (7, 2), (6, 3), (7, 3), (8, 3), (7, 4)])
+    func revolveForwardCountsEqualExhaustiveSearch(n: Int, slots: Int) {
+        let schedule = ChainSchedule.revolve(length: n, slots: slots)
+        #expect(schedule.forwardSteps == Self.bruteForce(n, slots))
+        #expect(schedule.peakSlots <= slots)
+    }
+
+    @Test func revolveMatchesTheBinomialClosedForm() {
+        // Griewank: with s slots (the input's included), β(s, r) = C(s + r, s), r the repetition
+        // number with β(s, r − 1) < n ≤ β(s, r): t(n, s) = r·n − β(s + 1, r − 1).
+        func binomial(_ a: Int, _ b: Int) -> Int { b < 0 || b > a ? 0 : (0..<b).reduce(1) { $0 * (a - $1) / ($1 + 1) } }
+        func beta(_ s: Int, _ r: Int) -> Int { binomial(s + r, s) }
+        for s in 1...4 {
+            for n in 2...30 {
+                var r = 1
+                while beta(s, r) < n { r += 1 }
+                let closed = r * n - beta(s + 1, r - 1)
+                #expect(ChainSchedule.revolve(length: n, slots: s).forwardSteps == closed, "n \(n) slots \(s)")
+            }
+        }
+    }
+
+    /// Executing schedules on a counting chain: the layer evaluations are the sweep, the schedule's
+    /// advances and one re-run per layer in reverse actions; and the gradient is right.
+    @Test(arguments: [SequentialSchedule.everyK(2), .sqrt, .recursive(levels: 3), .storeNothing, .revolve(slots: 3)])
+    func executedScheduleEvaluatesAsCountedAndGivesTheGradient(schedule: SequentialSchedule) {
+        let n = 9
+        var evaluations = 0
+        let layers: [(Tensor) -> Tensor] = (0..<n).map { i in { x in evaluations += 1; return x * Float(i + 2) } }
+        let x = Tensor([1, -1], shape: [2], requiresGrad: true)
+        let plan = schedule.schedule(length: n)
+        let y = checkpointSequential(layers, x, schedule: plan, parameters: [])
+        y.summed().backward()
+        #expect(evaluations == plan.sweepSteps + plan.forwardSteps + n)
+        let expected = Float((2...(n + 1)).reduce(1, *))
+        #expect(x.grad!.toArray() == [expected, expected])
+    }
+}

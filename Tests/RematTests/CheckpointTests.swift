@@ -1,0 +1,156 @@
+import Testing
+import Remat
+
+@Suite struct CheckpointTests {
+    static let config = GPTConfig(contextLength: 16, layers: 4, heads: 2, modelDimension: 32, mlpHidden: 64, batchSize: 2)
+
+    /// Loss and every gradient (as raw bit patterns) of one step of a fresh tiny GPT under `policy`.
+    static func step(_ policy: CheckpointPolicy, dropout: Float = 0, preserveRNG: Bool = true) throws -> (UInt32, [String: [UInt32]]) {
+        var c = config
+        c.dropout = dropout
+        let model = GPT(c, seed: 3)
+        try model.applyCheckpointing(policy, options: CheckpointOptions(preserveRNGState: preserveRNG))
+        var source = ArithmeticText.dataset(seed: 5)
+        let batch = source.nextBatch(batchSize: 2, length: 16)
+        let loss = model.loss(batch.input, targets: batch.target)
+        loss.backward()
+        let grads = Dictionary(uniqueKeysWithValues: model.namedParameters.map { ($0.0, $0.1.grad?.toArray().map(\.bitPattern) ?? []) })
+        return (loss.item.bitPattern, grads)
+    }
+
+    static let policies: [CheckpointPolicy] = [
+        .all, .alternate, .everyK(2), .everyK(3), .sqrt, .recursive(levels: 2), .recursive(levels: 3),
+        .revolve(slots: 2), .revolve(slots: 3), .storeNothing, .heavyOps(largeParameters: 4096), .auto(minimumParameters: 10_000),
+    ]
+
+    @Test(arguments: policies)
+    func gradientsAreBitwiseEqualToNoCheckpointing(policy: CheckpointPolicy) throws {
+        let (refLoss, refGrads) = try Self.step(.none)
+        let (loss, grads) = try Self.step(policy)
+        #expect(loss == refLoss)
+        for (name, g) in refGrads { #expect(grads[name] == g, "\(policy): gradient of \(name) differs") }
+    }
+
+    @Test(arguments: policies)
+    func withDropoutTheReplayedMasksKeepGradientsBitwiseEqual(policy: CheckpointPolicy) throws {
+        let (refLoss, refGrads) = try Self.step(.none, dropout: 0.1)
+        let (loss, grads) = try Self.step(policy, dropout: 0.1)
+        #expect(loss == refLoss)
+        for (name, g) in refGrads { #expect(grads[name] == g, "\(policy) with dropout: gradient of \(name) differs") }
+    }
+
+    @Test func withoutRNGReplayDropoutGradientsDiffer() throws {
+        let (_, refGrads) = try Self.step(.none, dropout: 0.1)
+        let (_, grads) = try Self.step(.all, dropout: 0.1, preserveRNG: false)
+        #expect(refGrads.contains { grads[$0.key] != $0.value }, "recompute without replay should draw other masks")
+    }
+
+    @Test(arguments: [CheckpointPolicy.none, .all, .everyK(2), .revolve(slots: 2)])
+    func ledgerReturnsToBaselineEveryStepFor100Steps(policy: CheckpointPolicy) throws {
+        let ledger = MemoryLedger()
+        try MemoryLedger.withLedger(ledger) {
+            let model = GPT(Self.config, seed: 1)
+            try model.applyCheckpointing(policy)
+            let trainer = Trainer(model: model, optimizer: Trainer.specAdamW(model), ledger: ledger)
+            var source = ArithmeticText.dataset(seed: 2)
+            var live: Set<Int> = []
+            for _ in 0..<100 {
+                trainer.step(source.nextBatch(batchSize: 2, length: 16))
+                live.insert(ledger.currentBytes)
+                #expect(ledger.currentBytes(in: .activations) == 0)
+            }
+            #expect(live.count == 1, "\(policy): live bytes after steps vary: \(live.sorted())")
+        }
+    }
+
+    /// Peak saved activations during the forward fall with checkpointing.
+    @Test func checkpointingLowersPeakActivations() throws {
+        func peakActivations(_ policy: CheckpointPolicy) throws -> Int {
+            let ledger = MemoryLedger()
+            return try MemoryLedger.withLedger(ledger) {
+                let model = GPT(GPTConfig(contextLength: 32, layers: 6, heads: 2, modelDimension: 32, mlpHidden: 64, batchSize: 2), seed: 1)
+                try model.applyCheckpointing(policy)
+                var source = ArithmeticText.dataset(seed: 2)
+                let batch = source.nextBatch(batchSize: 2, length: 32)
+                ledger.resetPeak()
+                model.loss(batch.input, targets: batch.target).backward()
+                return ledger.peakBytes(in: .activations)
+            }
+        }
+        let none = try peakActivations(.none)
+        for policy in [CheckpointPolicy.all, .sqrt, .revolve(slots: 2), .storeNothing] {
+            let p = try peakActivations(policy)
+            #expect(p < none / 2, "\(policy): peak activations \(p) not below half of \(none)")
+        }
+    }
+
+    @Test func nestedRegionsGiveTheSameGradients() {
+        let rng = RandomGenerator(seed: 4)
+        let w1 = Tensor.randn([8, 8], generator: rng, requiresGrad: true)
+        let w2 = Tensor.randn([8, 8], generator: rng, requiresGrad: true)
+        let x = Tensor.randn([4, 8], generator: rng, requiresGrad: true)
+        func f(_ x: Tensor) -> Tensor { tanh(matmul(x, w1)) }
+        func g(_ x: Tensor) -> Tensor { gelu(matmul(f(x), w2)) * x }
+        func grads(_ body: () -> Tensor) -> [[UInt32]] {
+            for t in [w1, w2, x] { t.grad = nil }
+            body().summed().backward()
+            return [w1, w2, x].map { $0.grad!.toArray().map(\.bitPattern) }
+        }
+        let plain = grads { g(g(x)) }
+        let nested = grads {
+            checkpoint(x) { h in
+                checkpoint(g(h)) { inner in checkpoint(inner) { g($0) } }
+            }
+        }
+        #expect(plain == nested)
+    }
+
+    @Test func regionsRecomputeWithTheForwardNamesAndTraceThem() {
+        let x = Tensor([1, 2, 3, 4], shape: [2, 2], requiresGrad: true)
+        var region: CheckpointRegion?
+        CheckpointRegion.debugSink = { region = $0 }
+        defer { CheckpointRegion.debugSink = nil }
+        let y = withNameScope("") {
+            withNameScope("block") { checkpoint([x], options: CheckpointOptions(debug: true)) { [tanh(matmul($0[0], $0[0]))] }[0] }
+        }
+        y.summed().backward()
+        let r = try! #require(region)
+        #expect(r.recomputeCount == 1)
+        #expect(r.trace == ["forward block/matmul#0", "forward block/tanh#0", "recompute block/matmul#0", "recompute block/tanh#0"])
+        #expect(r.savedInfos.map(\.name) == ["block/matmul#0:a", "block/matmul#0:b", "block/tanh#0:output"])
+    }
+
+    @Test func determinismCheckFailureNamesTheOpAndBothShapes() async {
+        await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var calls = 0
+            let x = Tensor([1, 2, 3, 4, 5, 6], shape: [6], requiresGrad: true)
+            let y = checkpoint(x) { h in
+                calls += 1
+                let n = calls == 1 ? 6 : 4   // the recompute takes another path
+                return exp(h.narrowed(axis: 0, start: 0, length: n)).summed()
+            }
+            y.backward()
+        }.map { result in
+            let text = String(decoding: result.standardErrorContent, as: UTF8.self)
+            #expect(text.contains("determinism check failed"))
+            #expect(text.contains("exp"))
+            #expect(text.contains("[6]") && text.contains("[4]"))
+        }
+    }
+
+    @Test func policiesParseAndRejectNonsense() throws {
+        #expect(try CheckpointPolicy.parse("every-k:2") == .everyK(2))
+        #expect(try CheckpointPolicy.parse("revolve:3") == .revolve(slots: 3))
+        #expect(try CheckpointPolicy.parse("heavy-ops") == .heavyOps(largeParameters: 1 << 18))
+        #expect(throws: CheckpointPolicy.ParseError.self) { try CheckpointPolicy.parse("every-k") }
+        #expect(throws: CheckpointPolicy.ParseError.self) { try CheckpointPolicy.parse("revolve:0") }
+        #expect(throws: CheckpointPolicy.ParseError.self) { try CheckpointPolicy.parse("bogus") }
+    }
+
+    @Test func allPolicyWrapsEveryBlock() throws {
+        let model = GPT(Self.config)
+        #expect(try model.applyCheckpointing(.all) == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"])
+        #expect(try model.applyCheckpointing(.alternate) == ["blocks.0", "blocks.2"])
+        #expect(try model.applyCheckpointing(.heavyOps(largeParameters: 1 << 30)) == (0..<4).map { "blocks.\($0).attn" })
+    }
+}
