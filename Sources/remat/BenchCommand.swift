@@ -47,6 +47,7 @@ struct BenchTrain: ParsableCommand {
         commandName: "train", abstract: "Median training-step time and peak memory by category.")
 
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var policyOption: PolicyOption
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Batch size (default: the workload's).") var batch: Int?
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 5
@@ -55,13 +56,16 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         engine.apply()
         let m = try ModelZoo.languageModel(model)
+        let policy = try policyOption.parsed()
+        try m.applyCheckpointing(policy)
         let b = try batch ?? ModelZoo.specBatchSize(model)
-        let r = TrainingBenchmark.run(name: model, model: m, batchSize: b, steps: steps)
+        var r = TrainingBenchmark.run(name: model, model: m, batchSize: b, steps: steps)
+        r.policy = policy.description
         if json {
             print(try jsonString(r))
             return
         }
-        print("\(model), batch \(b), \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
+        print("\(model), batch \(b), policy \(r.policy), \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
         for (k, v) in r.peak_by_category.sorted(by: { $0.key < $1.key }) where v > 0 { print("  \(k): \(mib(v))") }
     }
 }

@@ -8,6 +8,7 @@ struct StepCommand: ParsableCommand {
         abstract: "One forward + backward on given weights and batch; writes every parameter's gradient.")
 
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var policyOption: PolicyOption
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Weights (safetensors, parameter names as in the workload spec).") var weights: String?
     @Option(help: "Batch (safetensors with `input` and `target`, I32/I64 [B, T]).") var batch: String
@@ -17,6 +18,7 @@ struct StepCommand: ParsableCommand {
     func run() throws {
         engine.apply()
         let m = try ModelZoo.languageModel(model)
+        try m.applyCheckpointing(policyOption.parsed())
         let (loss, grads) = try SingleStep.run(model: m, weightsPath: weights, batchPath: batch)
         if let saveGrads { try SafetensorsFile.write(grads, to: saveGrads) }
         if json {

@@ -40,6 +40,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train", abstract: "Train a language model on a byte-level text file or the built-in data.")
 
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var policyOption: PolicyOption
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "A text file read as bytes (default: the built-in arithmetic data).") var data: String?
     @Option(help: "Training steps.") var steps = 200
@@ -53,6 +54,7 @@ struct TrainCommand: ParsableCommand {
         engine.apply()
         let config = try ModelZoo.gptConfig(model)
         let gpt = GPT(config, seed: seed)
+        try gpt.applyCheckpointing(policyOption.parsed())
         let b = batch ?? config.batchSize
         var source: ByteSequenceDataset
         if let data {
@@ -62,7 +64,7 @@ struct TrainCommand: ParsableCommand {
         }
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
-        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(Runtime.threads) threads")
+        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), policy \(policyOption.policy), \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)

@@ -138,14 +138,18 @@ public final class CheckpointRegion: @unchecked Sendable {
         guard let t = recomputed.removeValue(forKey: index) else {
             preconditionFailure("checkpoint \(name): recompute did not produce saved tensor #\(index) (\(savedInfos[index].name))")
         }
+        t.storage.releaseForBackward()
         return t
     }
 
-    fileprivate func discard(_ index: Int) { recomputed[index] = nil }
+    fileprivate func discard(_ index: Int) { recomputed.removeValue(forKey: index)?.storage.releaseForBackward() }
+
+    deinit { for (_, t) in recomputed { t.storage.releaseForBackward() } }
 
     /// Re-runs the body from the saved inputs and keeps the tensors its ops save, in order.
     private func recompute() {
         recomputeCount += 1
+        for (_, t) in recomputed { t.storage.releaseForBackward() }
         recomputed.removeAll()
         let inputs = zip(inputSlots, inputRequiresGrad).map { slot, requiresGrad -> Tensor in
             let t = slot.unpack().detached()
@@ -166,6 +170,7 @@ public final class CheckpointRegion: @unchecked Sendable {
                 precondition(k < savedInfos.count,
                              "checkpoint \(name): determinism check failed: the recompute saved more tensors than the forward (\(savedInfos.count)); extra: \(info.name) shape \(info.shape)")
                 check(savedInfos[k], against: info, tensor: t, index: k)
+                t.storage.retainForBackward()   // held for backward: counted as an activation
                 recomputed[k] = t
                 return .deferred(Discarded())
             },

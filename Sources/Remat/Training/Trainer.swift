@@ -94,6 +94,8 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var step_ms: [Double]
     public var peak_bytes: Int
     public var peak_by_category: [String: Int]
+    /// The checkpointing policy the step ran under.
+    public var policy: String = "none"
 }
 
 public enum TrainingBenchmark {

@@ -43,15 +43,16 @@ public final class Storage: @unchecked Sendable {
         ledger.move(bytes: byteCount, from: before, to: category, name: label)
     }
 
-    /// Called by a saved-tensor slot when it starts holding this storage.
-    func retainForBackward() {
+    /// Called by whatever holds this storage for backward (saved-tensor slots, checkpoint regions
+    /// holding recomputed tensors): while held, a temporary counts as a saved activation.
+    public func retainForBackward() {
         let before = category
         savedHolds += 1
         ledger.move(bytes: byteCount, from: before, to: category, name: label)
     }
 
-    /// Called by a saved-tensor slot when it lets this storage go.
-    func releaseForBackward() {
+    /// Undoes one ``retainForBackward()``.
+    public func releaseForBackward() {
         precondition(savedHolds > 0, "Storage.releaseForBackward: \(label) is not held by a saved slot")
         let before = category
         savedHolds -= 1

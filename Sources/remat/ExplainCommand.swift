@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Remat
+
+/// `--policy` shared by the commands that run a training step.
+struct PolicyOption: ParsableArguments {
+    @Option(help: "Checkpointing: none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS].")
+    var policy = "none"
+
+    func parsed() throws -> CheckpointPolicy {
+        do { return try CheckpointPolicy.parse(policy) } catch let e as CheckpointPolicy.ParseError {
+            throw ValidationError(e.description)
+        }
+    }
+}
+
+struct ExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Show per module whether it is checkpointed and every saved tensor, kept or recomputed, with totals.")
+
+    @OptionGroup var engine: EngineOptions
+    @OptionGroup var policyOption: PolicyOption
+    @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
+    @Option(help: "Batch size (default: the workload's).") var batch: Int?
+    @Flag(help: "List every saved tensor (default: modules and totals, and the tensors of the first block).") var all = false
+
+    func run() throws {
+        engine.apply()
+        let policy = try policyOption.parsed()
+        let m = try ModelZoo.languageModel(model)
+        let b = try batch ?? ModelZoo.specBatchSize(model)
+        let e = try CheckpointExplainer.explain(model: m, policy: policy, batchSize: b)
+        print("\(model), batch \(b), policy \(e.policy)")
+        print("")
+        print("module                                   type                    params  checkpointed")
+        for row in e.modules where all || row.path.split(separator: ".").count <= 3 {
+            print("\(row.path.padding(toLength: 40, withPad: " ", startingAt: 0)) \(row.typeName.padding(toLength: 22, withPad: " ", startingAt: 0)) \(String(row.parameters).leftPad(8))  \(row.checkpointed ? "✓" : "✗")")
+        }
+        print("")
+        print("saved tensor                                         shape               dtype     bytes      ")
+        let shown = all ? e.saved : e.saved.filter { !$0.info.name.hasPrefix("blocks.") || $0.info.name.hasPrefix("blocks.0.") || $0.info.name.hasPrefix("blocks.0/") }
+        for r in shown {
+            print("\(r.info.name.padding(toLength: 52, withPad: " ", startingAt: 0)) \("\(r.info.shape)".padding(toLength: 19, withPad: " ", startingAt: 0)) \(r.info.dtype.description.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(r.info.byteCount).leftPad(10))  \(r.kept ? "kept" : "recomputed")")
+        }
+        if !all && shown.count < e.saved.count { print("… \(e.saved.count - shown.count) more in the other blocks (--all lists them)") }
+        let kept = e.saved.filter(\.kept).count
+        print("")
+        print("saved tensors: \(e.saved.count), kept \(kept), recomputed \(e.saved.count - kept); checkpointed blocks \(e.checkpointedBlocks) of \(e.blocks)")
+        print("activation bytes at the end of the forward: plain \(mib(e.plainSavedBytes)), with \(e.policy) \(mib(e.keptBytes))")
+        print("estimate (per-block bytes × checkpointed blocks): \(mib(e.estimatedActivations)) — off by \(String(format: "%+.1f%%", 100 * (Double(e.estimatedActivations) / Double(max(e.keptBytes, 1)) - 1))) from the measured \(mib(e.keptBytes))")
+        print("measured peak activations during forward + backward: plain \(mib(e.measuredPeakActivationsWithoutPolicy)), with \(e.policy) \(mib(e.measuredPeakActivations))")
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
