@@ -37,7 +37,8 @@ struct BenchKernels: ParsableCommand {
         }
         print("op                 GB/s   memcpy GB/s   ratio")
         for r in result.elementwise {
-            print(String(format: "%-14@  %7.1f      %7.1f    %5.2f", r.name as NSString, r.gbps, r.memcpy_gbps, r.gbps / r.memcpy_gbps))
+            print(r.name.padding(toLength: 14, withPad: " ", startingAt: 0)
+                  + String(format: "  %7.1f      %7.1f    %5.2f", r.gbps, r.memcpy_gbps, r.gbps / r.memcpy_gbps))
         }
     }
 }

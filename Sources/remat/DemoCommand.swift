@@ -4,10 +4,13 @@ import Remat
 
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo", abstract: "The main job: train gpt-mini on the built-in data and report memory and time.")
+        commandName: "demo",
+        abstract: "The main job: train gpt-mini on the built-in data, then show what checkpointing saves.")
 
     @OptionGroup var engine: EngineOptions
-    @Option(help: "Training steps.") var steps = 30
+    @Option(help: "Training steps before the comparison.") var steps = 20
+    @Option(help: "Steps measured per policy (after one warm-up step).") var measure = 3
+    @Option(help: "Policies compared with none (comma separated).") var policies = "all,revolve:2"
 
     func run() throws {
         engine.apply()
@@ -16,9 +19,11 @@ struct DemoCommand: ParsableCommand {
         var source = ArithmeticText.dataset(seed: 0)
         print("Remat demo: gpt-mini (\(gpt.parameterCount) parameters), batch \(config.batchSize), T \(config.contextLength), \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
-        print("data: built-in arithmetic text, e.g. \(String(decoding: ArithmeticText.generate(bytes: 40), as: UTF8.self).split(separator: "\n").prefix(3).joined(separator: " | "))")
+        let sample = String(decoding: ArithmeticText.generate(bytes: 40), as: UTF8.self).split(separator: "\n").prefix(3)
+        print("data: built-in arithmetic text, e.g. \(sample.joined(separator: " | "))")
+        print("")
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: 1e-3),
-                              schedule: WarmupCosineSchedule(peak: 1e-3, minimum: 1e-4, warmupSteps: 3, totalSteps: steps))
+                              schedule: WarmupCosineSchedule(peak: 1e-3, minimum: 1e-4, warmupSteps: 3, totalSteps: steps + 100))
         var reports: [StepReport] = []
         var printer = ProgressPrinter(total: steps)
         printer.every = 5
@@ -26,13 +31,32 @@ struct DemoCommand: ParsableCommand {
             reports.append(r)
             printer.show(r)
         }
-        let first = reports.first!, last = reports.last!
-        let times = reports.dropFirst(2).map(\.stepMilliseconds).sorted()
+        print(String(format: "loss %.3f → %.3f over %d steps", reports.first!.loss, reports.last!.loss, reports.count))
         print("")
-        print(String(format: "loss %.3f → %.3f over %d steps; median step %.0f ms", first.loss, last.loss, reports.count, times[times.count / 2]))
-        print("peak memory of the last step: \(mib(last.peakBytes))")
-        for key in ["parameters", "gradients", "optimizer", "activations", "temporaries"] {
-            print("  \(key.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mib(last.peakByCategory[key] ?? 0))")
+
+        // The same model and optimizer, a few steps under each policy.
+        let compared = try ["none"] + policies.split(separator: ",").map(String.init)
+        var rows: [(String, Double, Int, Int)] = []
+        for name in compared {
+            try gpt.applyCheckpointing(CheckpointPolicy.parse(name))
+            var times: [Double] = []
+            var last: StepReport! = nil
+            for i in 0...measure {
+                last = trainer.step(source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
+                if i > 0 { times.append(last.stepMilliseconds) }
+            }
+            rows.append((name, median(times), last.peakBytes, last.peakByCategory["activations"] ?? 0))
+        }
+        try gpt.applyCheckpointing(.none)
+        let base = rows[0]
+        print("what checkpointing saved (peak of one training step, measured by the memory ledger):")
+        print("policy          step ms   vs none   peak memory   activations at peak   saved vs none")
+        for (name, ms, peak, act) in rows {
+            let saved = base.2 - peak
+            print(name.padding(toLength: 14, withPad: " ", startingAt: 0)
+                  + String(format: "  %7.0f    %5.2fx", ms, ms / base.1)
+                  + "   " + mib(peak).leftPad(11) + "   " + mib(act).leftPad(19)
+                  + "   " + (name == "none" ? "" : "\(mib(saved)) (\(String(format: "%.0f%%", 100 * Double(saved) / Double(base.2))))"))
         }
     }
 }

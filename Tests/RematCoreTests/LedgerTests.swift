@@ -110,4 +110,23 @@ import RematCore
             #expect(events.map(\.rank) == [0, 1, 2])
         }
     }
+
+    /// Freed large blocks are reused for the same size; cached bytes are in no live figure.
+    @Test func blockCacheReusesFreedBlocksWithoutCountingThem() {
+        let ledger = MemoryLedger(cacheLimit: 1 << 20)
+        MemoryLedger.withLedger(ledger) {
+            var first: UnsafeMutableRawPointer? = nil
+            do {
+                let t = Tensor.zeros([1 << 15])               // 128 KiB
+                first = t.storage.pointer
+            }
+            #expect(ledger.currentBytes == 0)
+            #expect(ledger.cachedBytes == 1 << 17)
+            let again = Tensor(uninitializedShape: [1 << 15])
+            #expect(again.storage.pointer == first)
+            #expect(ledger.cachedBytes == 0 && ledger.currentBytes == 1 << 17)
+            withExtendedLifetime(again) {}
+            ledger.emptyCache()
+        }
+    }
 }

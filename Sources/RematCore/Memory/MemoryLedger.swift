@@ -71,12 +71,25 @@ public final class MemoryLedger: Sendable {
         var liveAtPeak = [Int](repeating: 0, count: MemoryCategory.allCases.count)
         var allocations = 0
         var timeline: [MemoryEvent]? = nil
+        /// Freed blocks kept for reuse, by exact size (see ``MemoryLedger/cacheLimit``).
+        var cache: [Int: [UInt]] = [:]   // addresses (bit patterns), so the counters stay Sendable
+        var cachedBytes = 0
     }
+
+    /// Blocks of at least this many bytes are kept after free and reused for the next allocation of
+    /// the same size (training allocates the same shapes every step): no page faults, no zeroing by
+    /// the OS. Cached blocks are not live tensor bytes: no figure of the ledger includes them.
+    public static let cacheMinimumBlock = 1 << 16
+    /// Most bytes kept in the block cache (beyond it, freed blocks go back to the system).
+    public let cacheLimit: Int
 
     private let counters = Mutex(Counters())
     public let label: String
 
-    public init(label: String = "ledger") { self.label = label }
+    public init(label: String = "ledger", cacheLimit: Int = 1 << 30) {
+        self.label = label
+        self.cacheLimit = cacheLimit
+    }
 
     /// The process-wide default ledger.
     public static let shared = MemoryLedger(label: "shared")
@@ -93,6 +106,17 @@ public final class MemoryLedger: Sendable {
     /// Allocates `bytes` bytes (64-byte aligned, uninitialised) in `category`.
     func allocate(bytes: Int, category: MemoryCategory, name: String) -> UnsafeMutableRawPointer {
         precondition(bytes >= 0, "MemoryLedger.allocate: negative size \(bytes)")
+        if bytes >= MemoryLedger.cacheMinimumBlock {
+            let reused: UInt? = counters.withLock { c in
+                guard let p = c.cache[bytes]?.popLast() else { return nil }
+                c.cachedBytes -= bytes
+                c.allocations += 1
+                Self.add(&c, bytes, to: category)
+                Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name, category: category, bytes: bytes, liveBytes: c.total))
+                return p
+            }
+            if let reused, let p = UnsafeMutableRawPointer(bitPattern: reused) { return p }
+        }
         var raw: UnsafeMutableRawPointer? = nil
         let rc = posix_memalign(&raw, MemoryLedger.alignment, max(bytes, MemoryLedger.alignment))
         guard rc == 0, let pointer = raw else {
@@ -108,7 +132,14 @@ public final class MemoryLedger: Sendable {
     }
 
     func free(_ pointer: UnsafeMutableRawPointer, bytes: Int, category: MemoryCategory, name: String) {
-        Glibc_free(pointer)
+        let address = UInt(bitPattern: pointer)
+        let cached: Bool = counters.withLock { c in
+            guard bytes >= MemoryLedger.cacheMinimumBlock, c.cachedBytes + bytes <= cacheLimit else { return false }
+            c.cache[bytes, default: []].append(address)
+            c.cachedBytes += bytes
+            return true
+        }
+        if !cached { Glibc_free(pointer) }
         counters.withLock { c in
             Self.add(&c, -bytes, to: category)
             Self.record(&c, MemoryEvent(rank: 0, kind: .free, name: name,
@@ -179,6 +210,20 @@ public final class MemoryLedger: Sendable {
             c.totalPeak = c.total
             c.liveAtPeak = c.live
         }
+    }
+
+    /// Bytes held in the block cache (freed blocks kept for reuse; not live, not in any figure).
+    public var cachedBytes: Int { counters.withLock { $0.cachedBytes } }
+
+    /// Returns every cached block to the system.
+    public func emptyCache() {
+        let blocks: [UInt] = counters.withLock { c in
+            let all = c.cache.values.flatMap { $0 }
+            c.cache = [:]
+            c.cachedBytes = 0
+            return all
+        }
+        for a in blocks { if let p = UnsafeMutableRawPointer(bitPattern: a) { Glibc_free(p) } }
     }
 
     // MARK: Timeline
