@@ -21,6 +21,7 @@ import Remat
     static let policies: [CheckpointPolicy] = [
         .all, .alternate, .everyK(2), .everyK(3), .sqrt, .recursive(levels: 2), .recursive(levels: 3),
         .revolve(slots: 2), .revolve(slots: 3), .storeNothing, .heavyOps(largeParameters: 4096), .auto(minimumParameters: 10_000),
+        .saveMatmuls, .selective(.perOp(["softmax": .mustSave, "layer_norm": .preferSave])),
     ]
 
     @Test(arguments: policies)
@@ -152,5 +153,37 @@ import Remat
         #expect(try model.applyCheckpointing(.all) == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"])
         #expect(try model.applyCheckpointing(.alternate) == ["blocks.0", "blocks.2"])
         #expect(try model.applyCheckpointing(.heavyOps(largeParameters: 1 << 30)) == (0..<4).map { "blocks.\($0).attn" })
+    }
+
+    /// save-matmuls keeps exactly the linear-layer products (a parameter operand) and serves them
+    /// to the recompute; the attention core and everything else is recomputed.
+    @Test func saveMatmulsKeepsLinearOutputsOnly() throws {
+        let model = GPT(Self.config, seed: 3)
+        try model.applyCheckpointing(.saveMatmuls)
+        var regions: [CheckpointRegion] = []
+        CheckpointRegion.debugSink = { regions.append($0) }
+        defer { CheckpointRegion.debugSink = nil }
+        var source = ArithmeticText.dataset(seed: 5)
+        let batch = source.nextBatch(batchSize: 2, length: 16)
+        model.loss(batch.input, targets: batch.target).backward()
+        #expect(regions.count == 4)
+        #expect(regions[0].keptOutputs == ["blocks.0.attn.proj/matmul#0", "blocks.0.attn.qkv/matmul#0",
+                                           "blocks.0.mlp.fc/matmul#0", "blocks.0.mlp.proj/matmul#0"])
+        #expect(regions.allSatisfy { $0.recomputeCount == 1 })
+    }
+
+    @Test func taggedTensorsAreKeptBySaveOnlyTags() {
+        let rng = RandomGenerator(seed: 9)
+        let w = Tensor.randn([6, 6], generator: rng, requiresGrad: true)
+        let x = Tensor.randn([3, 6], generator: rng, requiresGrad: true)
+        func body(_ h: Tensor) -> Tensor { tanh(matmul(tag(gelu(matmul(h, w)), "mid"), w)) }
+        var region: CheckpointRegion?
+        CheckpointRegion.debugSink = { region = $0 }
+        defer { CheckpointRegion.debugSink = nil }
+        let plain: [UInt32] = { x.grad = nil; body(x).summed().backward(); return x.grad!.toArray().map(\.bitPattern) }()
+        x.grad = nil
+        checkpoint(x, options: CheckpointOptions(selective: .saveOnly(tags: ["mid"])), body).summed().backward()
+        #expect(x.grad!.toArray().map(\.bitPattern) == plain)
+        #expect(region?.keptOutputs == ["tag:mid#0"])
     }
 }

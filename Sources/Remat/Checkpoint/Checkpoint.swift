@@ -17,11 +17,15 @@ public struct CheckpointOptions: Sendable, Hashable {
     public var determinismCheck: DeterminismCheck
     /// Record the ops run in the forward pass and in each recompute (``CheckpointRegion/trace``).
     public var debug: Bool
+    /// Op outputs the region keeps instead of recomputing (nil: keep none, recompute everything).
+    public var selective: SelectivePolicy?
 
-    public init(preserveRNGState: Bool = true, determinismCheck: DeterminismCheck = .metadata, debug: Bool = false) {
+    public init(preserveRNGState: Bool = true, determinismCheck: DeterminismCheck = .metadata, debug: Bool = false,
+                selective: SelectivePolicy? = nil) {
         self.preserveRNGState = preserveRNGState
         self.determinismCheck = determinismCheck
         self.debug = debug
+        self.selective = selective
     }
 }
 
@@ -75,6 +79,10 @@ public final class CheckpointRegion: @unchecked Sendable {
     public private(set) var recomputeCount = 0
     /// Debug trace (with `options.debug`): `forward <node name>` and `recompute <node name>` lines.
     public private(set) var trace: [String] = []
+    /// Op outputs kept by the selective policy, by node name (served to the recompute).
+    private let kept = OutputCache()
+    /// Names of the kept op outputs.
+    public var keptOutputs: [String] { kept.outputs.keys.sorted() }
 
     /// The most recently created regions' traces are reachable here when debugging.
     nonisolated(unsafe) public static var debugSink: ((CheckpointRegion) -> Void)?
@@ -111,6 +119,7 @@ public final class CheckpointRegion: @unchecked Sendable {
             ctx.savedTensorHooks.append(hooks)
             if options.preserveRNGState { ctx.generatorObserver = generatorObserver(chainingTo: ctx.generatorObserver) }
             if options.debug { ctx.opObserver = traceObserver("forward", chainingTo: ctx.opObserver) }
+            if let selective = options.selective { ctx.opObserver = keepObserver(selective, chainingTo: ctx.opObserver) }
         }) {
             body(inputs)
         }
@@ -125,10 +134,20 @@ public final class CheckpointRegion: @unchecked Sendable {
         }
     }
 
-    private func traceObserver(_ phase: String, chainingTo outer: (@Sendable (Node) -> Void)?) -> @Sendable (Node) -> Void {
-        { [unowned self] node in
+    private func keepObserver(_ policy: SelectivePolicy, chainingTo outer: (@Sendable (Node, Tensor) -> Void)?) -> @Sendable (Node, Tensor) -> Void {
+        { [unowned self] node, output in
+            if policy.decide(node).saves && kept.outputs[node.name] == nil {
+                output.storage.retainForBackward()   // kept for backward: counted as an activation
+                kept.outputs[node.name] = output.detached()
+            }
+            outer?(node, output)
+        }
+    }
+
+    private func traceObserver(_ phase: String, chainingTo outer: (@Sendable (Node, Tensor) -> Void)?) -> @Sendable (Node, Tensor) -> Void {
+        { [unowned self] node, output in
             trace.append("\(phase) \(node.name)")
-            outer?(node)
+            outer?(node, output)
         }
     }
 
@@ -144,7 +163,10 @@ public final class CheckpointRegion: @unchecked Sendable {
 
     fileprivate func discard(_ index: Int) { recomputed.removeValue(forKey: index)?.storage.releaseForBackward() }
 
-    deinit { for (_, t) in recomputed { t.storage.releaseForBackward() } }
+    deinit {
+        for (_, t) in recomputed { t.storage.releaseForBackward() }
+        for (_, t) in kept.outputs { t.storage.releaseForBackward() }
+    }
 
     /// Re-runs the body from the saved inputs and keeps the tensors its ops save, in order.
     private func recompute() {
@@ -183,6 +205,7 @@ public final class CheckpointRegion: @unchecked Sendable {
             ctx.savedTensorHooks = [capture]
             ctx.generatorObserver = nil
             ctx.opObserver = saveTrace ? traceObserver("recompute", chainingTo: nil) : nil
+            ctx.outputCache = kept.outputs.isEmpty ? nil : kept
         }) {
             body(inputs)
         }

@@ -25,6 +25,11 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
     case heavyOps(largeParameters: Int)
     /// The outermost modules (below the root) with at least `minimumParameters` parameters.
     case auto(minimumParameters: Int)
+    /// Every block a region that keeps the op outputs `policy` chooses and recomputes the rest.
+    case selective(SelectivePolicy)
+
+    /// Megatron-style: keep linear-layer outputs, recompute norms, activations and the attention core.
+    public static let saveMatmuls = CheckpointPolicy.selective(.saveMatmuls)
 
     public static let defaultHeavyTypes: Set<String> = ["CausalSelfAttention", "BertSelfAttention"]
 
@@ -40,6 +45,7 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
         case .storeNothing: return "store-nothing"
         case .heavyOps(let n): return n == 1 << 18 ? "heavy-ops" : "heavy-ops:\(n)"
         case .auto(let n): return n == 1_000_000 ? "auto" : "auto:\(n)"
+        case .selective(let p): return p.description
         }
     }
 
@@ -48,7 +54,7 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
         public var description: String {
             switch self {
             case .unknown(let s):
-                return "unknown checkpoint policy '\(s)'; use none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS]"
+                return "unknown checkpoint policy '\(s)'; use none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS], save-matmuls"
             }
         }
     }
@@ -69,6 +75,7 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
         case "store-nothing" where arg == nil: return .storeNothing
         case "heavy-ops": return .heavyOps(largeParameters: arg ?? 1 << 18)
         case "auto": return .auto(minimumParameters: arg ?? 1_000_000)
+        case "save-matmuls" where arg == nil: return .saveMatmuls
         default: throw ParseError.unknown(text)
         }
     }
@@ -114,6 +121,10 @@ extension Module {
             return []
         case .all:
             return wrapRegions(blockModules, options)
+        case .selective(let selective):
+            var o = options
+            o.selective = selective
+            return wrapRegions(blockModules, o)
         case .alternate:
             return wrapRegions(blockModules.enumerated().filter { $0.offset % 2 == 0 }.map(\.element), options)
         case .heavyOps(let large):

@@ -44,7 +44,7 @@ public enum CheckpointExplainer {
             try model.applyCheckpointing(p)
             let ledger = MemoryLedger(label: "explain")
             let box = SeenBox()
-            let observer: @Sendable (Node) -> Void = { node in
+            let observer: @Sendable (Node, Tensor) -> Void = { node, _ in
                 for slot in node.savedTensors {
                     var storage: ObjectIdentifier? = nil, bytes = slot.info.byteCount
                     if case .tensor(let t)? = slot.payload, !slot.info.isParameter {

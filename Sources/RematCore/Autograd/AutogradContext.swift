@@ -12,8 +12,12 @@ public struct AutogradContext: Sendable {
     /// True while a checkpoint region re-runs its forward to rebuild dropped tensors. Stateful ops
     /// (BatchNorm's running statistics) must not update their state again when this is set.
     public var isRecomputing: Bool = false
-    /// Called with every recorded node (debug traces of checkpoint regions); nil when nobody listens.
-    public var opObserver: (@Sendable (Node) -> Void)? = nil
+    /// Called with every recorded node and its output (debug traces, selective checkpointing,
+    /// `remat explain`); nil when nobody listens.
+    public var opObserver: (@Sendable (Node, Tensor) -> Void)? = nil
+    /// Outputs kept by a selective checkpoint region, by node name: while recomputing, ops that
+    /// support it return the kept output instead of computing it again (``Autograd/cachedOutput(_:)``).
+    public var outputCache: OutputCache? = nil
     /// Called by random ops (dropout) with the generator they are about to draw from, so checkpoint
     /// regions can capture its state and replay the same stream when they recompute.
     public var generatorObserver: (@Sendable (RandomGenerator) -> Void)? = nil
@@ -45,6 +49,12 @@ public func enableGrad<R>(_ body: () throws -> R) rethrows -> R {
     try AutogradContext.with({ $0.gradEnabled = true }, body)
 }
 
+/// Op outputs kept in a forward pass for reuse in a recompute, by stable node name.
+public final class OutputCache: @unchecked Sendable {
+    public var outputs: [String: Tensor]
+    public init(outputs: [String: Tensor] = [:]) { self.outputs = outputs }
+}
+
 // MARK: - Names
 
 /// The state behind stable tensor names: the module path and per-(path, op) ordinals.
@@ -62,6 +72,13 @@ public final class NamingState: @unchecked Sendable {
 
     /// The current module path, components joined with ".".
     public var pathString: String { path.joined(separator: ".") }
+
+    /// The name the next op of kind `op` here will get, without taking it.
+    public func peekName(op: String) -> String {
+        let p = pathString
+        let key = p.isEmpty ? op : p + "/" + op
+        return key + "#" + String(ordinals[key, default: 0])
+    }
 
     /// The next name for an op of kind `op` in the current path.
     public func nextName(op: String) -> String {

@@ -110,7 +110,16 @@ public enum Autograd {
         let node = Node(op: op, name: name, inputs: inputs, outputShape: output.shape, saved: slots, backward: backward)
         output.gradFn = node
         output.requiresGrad = true
-        ctx.opObserver?(node)
+        ctx.opObserver?(node, output)
+    }
+
+    /// While a selective checkpoint region recomputes: the output the next op of kind `op` had in
+    /// the forward pass, if the region kept it. An op that gets one returns it (recording itself as
+    /// usual, so what it saves is captured) instead of computing it again.
+    public static func cachedOutput(_ op: String) -> Tensor? {
+        let ctx = AutogradContext.current
+        guard let cache = ctx.outputCache, let naming = ctx.naming else { return nil }
+        return cache.outputs[naming.peekName(op: op)]
     }
 
     /// Saves `tensor` through a saved-tensor slot outside any op (checkpoint regions keep their

@@ -9,7 +9,8 @@ import CRematBLAS
 /// the parameter itself, so it adds no bytes).
 /// Backward: `da = dc · bᵀ`, `db = aᵀ · dc`, summed over broadcast batch axes.
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
-    let out = matmulKernel(a, b)
+    // In a selective checkpoint region's recompute, a kept product is not computed again.
+    let out = Autograd.cachedOutput("matmul")?.detached() ?? matmulKernel(a, b)
     let sa = a.shape, sb = b.shape
     let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("a", a), ("b", b)] : []
     Autograd.record("matmul", inputs: [a, b], output: out, saving: saving) { ctx, g in
