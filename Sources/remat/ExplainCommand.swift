@@ -24,6 +24,7 @@ struct ExplainCommand: ParsableCommand {
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Batch size (default: the workload's).") var batch: Int?
     @Flag(help: "List every saved tensor (default: modules and totals, and the tensors of the first block).") var all = false
+    @Flag(help: "Print JSON: totals and every saved tensor.") var json = false
 
     func run() throws {
         engine.apply()
@@ -31,6 +32,25 @@ struct ExplainCommand: ParsableCommand {
         let m = try ModelZoo.languageModel(model)
         let b = try batch ?? ModelZoo.specBatchSize(model)
         let e = try CheckpointExplainer.explain(model: m, policy: policy, batchSize: b)
+        if json {
+            struct Row: Encodable { let name: String; let shape: [Int]; let dtype: String; let bytes: Int; let kept: Bool }
+            struct Output: Encodable {
+                let model: String; let batch: Int; let policy: String
+                let plain_saved_bytes, kept_bytes, estimated_activation_bytes: Int
+                let measured_peak_activation_bytes, measured_peak_activation_bytes_without_policy: Int
+                let checkpointed_blocks, blocks: Int
+                let checkpointed_modules: [String]
+                let saved: [Row]
+            }
+            print(try jsonString(Output(
+                model: model, batch: b, policy: e.policy, plain_saved_bytes: e.plainSavedBytes, kept_bytes: e.keptBytes,
+                estimated_activation_bytes: e.estimatedActivations, measured_peak_activation_bytes: e.measuredPeakActivations,
+                measured_peak_activation_bytes_without_policy: e.measuredPeakActivationsWithoutPolicy,
+                checkpointed_blocks: e.checkpointedBlocks, blocks: e.blocks,
+                checkpointed_modules: e.modules.filter(\.checkpointed).map(\.path),
+                saved: e.saved.map { Row(name: $0.info.name, shape: $0.info.shape, dtype: $0.info.dtype.description, bytes: $0.info.byteCount, kept: $0.kept) })))
+            return
+        }
         print("\(model), batch \(b), policy \(e.policy)")
         print("")
         print("module                                   type                    params  checkpointed")
