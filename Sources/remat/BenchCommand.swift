@@ -49,18 +49,18 @@ struct BenchTrain: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
-    @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
+    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Batch size (default: the workload's).") var batch: Int?
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 5
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         engine.apply()
-        let m = try ModelZoo.languageModel(model)
+        let workload = try ModelZoo.workload(model)
         let policy = try policyOption.parsed()
-        try m.applyCheckpointing(policy)
-        let b = try batch ?? ModelZoo.specBatchSize(model)
-        var r = TrainingBenchmark.run(name: model, model: m, batchSize: b, steps: steps)
+        try workload.model.applyCheckpointing(policy)
+        let b = batch ?? workload.specBatchSize
+        var r = TrainingBenchmark.run(workload, batchSize: b, steps: steps)
         r.policy = policy.description
         if json {
             print(try jsonString(r))

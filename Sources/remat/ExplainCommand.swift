@@ -21,7 +21,7 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
-    @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
+    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Batch size (default: the workload's).") var batch: Int?
     @Flag(help: "List every saved tensor (default: modules and totals, and the tensors of the first block).") var all = false
     @Flag(help: "Print JSON: totals and every saved tensor.") var json = false
@@ -29,9 +29,9 @@ struct ExplainCommand: ParsableCommand {
     func run() throws {
         engine.apply()
         let policy = try policyOption.parsed()
-        let m = try ModelZoo.languageModel(model)
-        let b = try batch ?? ModelZoo.specBatchSize(model)
-        let e = try CheckpointExplainer.explain(model: m, policy: policy, batchSize: b)
+        let workload = try ModelZoo.workload(model)
+        let b = batch ?? workload.specBatchSize
+        let e = try CheckpointExplainer.explain(workload, policy: policy, batchSize: b)
         if json {
             struct Row: Encodable { let name: String; let shape: [Int]; let dtype: String; let bytes: Int; let kept: Bool }
             struct Output: Encodable {

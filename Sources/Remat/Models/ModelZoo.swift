@@ -1,4 +1,22 @@
-/// Models by their workload names (../shared/spec/workloads.md).
+/// The reference workloads by name (../shared/spec/workloads.md): a freshly initialised model,
+/// its spec optimizer, synthetic batches of the right shapes, and the spec batch size.
+public struct Workload {
+    public let name: String
+    public let model: any TrainableModel
+    public let specBatchSize: Int
+    /// The spec optimizer for `model` (AdamW for the GPTs, SGD momentum 0.9 lr 0.1 for ResNet).
+    public let makeOptimizer: () -> any Optimizer
+    /// A synthetic batch maker for (batch size, seed): built-in arithmetic text for language
+    /// models, `N(0, 1)` images with random classes for image models.
+    public let batches: (Int, UInt64) -> () -> TrainingBatch
+    /// What a batch file for `remat step` must hold.
+    public let batchKind: BatchKind
+
+    public enum BatchKind: Sendable { case tokens(contextLength: Int), images(channels: Int, size: Int) }
+}
+
+extension ResNet: TrainableModel {}
+
 public enum ModelZoo {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case unknownModel(String, known: [String])
@@ -12,6 +30,8 @@ public enum ModelZoo {
 
     /// Names of the language models (`gpt-mini`, `gpt-mini-long`, `gpt-small`).
     public static var languageModelNames: [String] { GPTConfig.presets.keys.sorted() }
+    /// Every workload name.
+    public static var names: [String] { languageModelNames + ResNetConfig.presets.keys.sorted() }
 
     /// The GPT configuration named `name`.
     public static func gptConfig(_ name: String) throws -> GPTConfig {
@@ -25,5 +45,34 @@ public enum ModelZoo {
     }
 
     /// The spec batch size of the workload `name`.
-    public static func specBatchSize(_ name: String) throws -> Int { try gptConfig(name).batchSize }
+    public static func specBatchSize(_ name: String) throws -> Int { try workload(name).specBatchSize }
+
+    /// The workload `name` with a fresh model from `seed`.
+    public static func workload(_ name: String, seed: UInt64 = 0) throws -> Workload {
+        if let c = GPTConfig.presets[name] {
+            let model = GPT(c, seed: seed)
+            return Workload(
+                name: name, model: model, specBatchSize: c.batchSize, makeOptimizer: { Trainer.specAdamW(model) },
+                batches: { b, s in
+                    var source = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 18, seed: s), seed: s)
+                    return { source.nextBatch(batchSize: b, length: c.contextLength) }
+                },
+                batchKind: .tokens(contextLength: c.contextLength))
+        }
+        if let c = ResNetConfig.presets[name] {
+            let model = ResNet(c, seed: seed)
+            return Workload(
+                name: name, model: model, specBatchSize: 64,
+                makeOptimizer: { SGD(model.parameters, learningRate: 0.1, momentum: 0.9) },
+                batches: { b, s in
+                    let g = RandomGenerator(seed: s)
+                    return {
+                        TrainingBatch(input: Tensor.randn([b, c.inChannels, c.imageSize, c.imageSize], generator: g),
+                                      target: Tensor(indices: (0..<b).map { _ in Int(g.nextUInt64() % UInt64(c.classes)) }, shape: [b], dtype: .int64))
+                    }
+                },
+                batchKind: .images(channels: c.inChannels, size: c.imageSize))
+        }
+        throw Error.unknownModel(name, known: names)
+    }
 }

@@ -34,10 +34,10 @@ public struct CheckpointExplanation: Sendable {
 public enum CheckpointExplainer {
     /// Runs one forward + backward of `model` on a random batch without and with `policy` and
     /// reports what is saved, kept and recomputed, with measured and estimated activation memory.
-    public static func explain(model: any LanguageModel, policy: CheckpointPolicy, batchSize: Int,
+    public static func explain(_ workload: Workload, policy: CheckpointPolicy, batchSize: Int,
                                seed: UInt64 = 0) throws -> CheckpointExplanation {
-        var source = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 16, seed: seed), seed: seed)
-        let batch = source.nextBatch(batchSize: batchSize, length: model.contextLength)
+        let model = workload.model
+        let batch = workload.batches(batchSize, seed)()
 
         struct Seen { var rows: [(SavedTensorInfo, ObjectIdentifier?, Int)] = [] }
         func run(_ p: CheckpointPolicy) throws -> (Seen, Int, Int) {

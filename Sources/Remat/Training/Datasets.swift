@@ -1,7 +1,8 @@
 import Foundation
 
-/// A batch of next-token prediction data: `input` and `target` int32 `[B, T]`.
-public struct TokenBatch {
+/// A training batch: `input` (token ids `[B, T]`, or images `[B, C, H, W]`) and `target`
+/// (next tokens `[B, T]`, or classes `[B]`).
+public struct TrainingBatch {
     public var input: Tensor
     public var target: Tensor
     public init(input: Tensor, target: Tensor) {
@@ -9,6 +10,9 @@ public struct TokenBatch {
         self.target = target
     }
 }
+
+/// A batch of next-token prediction data.
+public typealias TokenBatch = TrainingBatch
 
 /// Something that yields token batches for training.
 public protocol TokenBatchSource {

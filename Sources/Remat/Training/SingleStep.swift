@@ -35,12 +35,33 @@ public enum SingleStep {
         return TokenBatch(input: input, target: target)
     }
 
-    /// Loads `weightsPath` strictly into `model`, runs one forward + backward on the batch, and
-    /// returns the loss and every parameter's gradient by name.
-    public static func run(model: any LanguageModel, weightsPath: String?, batchPath: String) throws
+    /// Reads an image batch file (`input`: F32 `[B, C, S, S]`, `target`: I32/I64 `[B]`).
+    public static func readImageBatch(path: String, channels: Int, size: Int) throws -> TrainingBatch {
+        let file = try SafetensorsFile.read(path: path)
+        guard let input = file["input"] else { throw Error.missingBatchTensor(path: path, name: "input") }
+        guard let target = file["target"] else { throw Error.missingBatchTensor(path: path, name: "target") }
+        guard input.dtype == .float32, input.rank == 4, input.shape[1] == channels, input.shape[2] == size, input.shape[3] == size else {
+            throw Error.badBatchTensor(path: path, name: "input",
+                                       reason: "is \(input.dtype.safetensorsName) \(input.shape); expected F32 [B, \(channels), \(size), \(size)]")
+        }
+        guard target.dtype == .int32 || target.dtype == .int64, target.shape == [input.shape[0]] else {
+            throw Error.badBatchTensor(path: path, name: "target",
+                                       reason: "is \(target.dtype.safetensorsName) \(target.shape); expected I32 or I64 [\(input.shape[0])]")
+        }
+        return TrainingBatch(input: input, target: target)
+    }
+
+    /// Loads `weightsPath` strictly into the workload's model, runs one forward + backward on the
+    /// batch file, and returns the loss and every parameter's gradient by name.
+    public static func run(_ workload: Workload, weightsPath: String?, batchPath: String) throws
         -> (loss: Float, gradients: [(String, Tensor)]) {
+        let model = workload.model
         if let weightsPath { try model.loadStateDict(SafetensorsFile.read(path: weightsPath).tensors) }
-        let batch = try readTokenBatch(path: batchPath, contextLength: model.contextLength)
+        let batch: TrainingBatch
+        switch workload.batchKind {
+        case .tokens(let t): batch = try readTokenBatch(path: batchPath, contextLength: t)
+        case .images(let c, let size): batch = try readImageBatch(path: batchPath, channels: c, size: size)
+        }
         model.zeroGrad()
         let loss = model.loss(batch.input, targets: batch.target)
         loss.backward()

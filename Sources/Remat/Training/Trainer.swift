@@ -11,10 +11,14 @@ public struct StepReport: Codable, Sendable {
     public var peakByCategory: [String: Int]
 }
 
-/// A language-model training task: a model that maps `[B, T]` tokens and targets to a scalar loss.
-public protocol LanguageModel: Module {
+/// A model that maps a batch's input and targets to a scalar loss.
+public protocol TrainableModel: Module {
+    func loss(_ input: Tensor, targets: Tensor) -> Tensor
+}
+
+/// A language-model training task: `[B, T]` tokens and next-token targets.
+public protocol LanguageModel: TrainableModel {
     var contextLength: Int { get }
-    func loss(_ tokens: Tensor, targets: Tensor) -> Tensor
 }
 
 extension GPT: LanguageModel {
@@ -25,14 +29,14 @@ extension GPT: LanguageModel {
 /// forward + loss, backward, optional gradient clipping, learning-rate schedule, optimizer step.
 /// Each step is measured by the ledger (peak reset at the start of the step).
 public final class Trainer {
-    public let model: any LanguageModel
+    public let model: any TrainableModel
     public let optimizer: any Optimizer
     public var schedule: WarmupCosineSchedule?
     public var gradientClip: Float?
     public let ledger: MemoryLedger
     public private(set) var stepIndex = 0
 
-    public init(model: any LanguageModel, optimizer: any Optimizer, schedule: WarmupCosineSchedule? = nil,
+    public init(model: any TrainableModel, optimizer: any Optimizer, schedule: WarmupCosineSchedule? = nil,
                 gradientClip: Float? = 1.0, ledger: MemoryLedger = .shared) {
         self.model = model
         self.optimizer = optimizer
@@ -76,9 +80,16 @@ public final class Trainer {
     /// `shouldStop()` turns true (checked after every step).
     public func run(steps: Int, batchSize: Int, source: inout some TokenBatchSource,
                     shouldStop: () -> Bool = { false }, log: (StepReport) -> Void) {
+        guard let lm = model as? any LanguageModel else { preconditionFailure("Trainer.run(source:): the model is not a language model") }
+        run(steps: steps, nextBatch: { source.nextBatch(batchSize: batchSize, length: lm.contextLength) },
+            shouldStop: shouldStop, log: log)
+    }
+
+    /// Runs up to `steps` steps on batches from `nextBatch`.
+    public func run(steps: Int, nextBatch: () -> TrainingBatch, shouldStop: () -> Bool = { false },
+                    log: (StepReport) -> Void) {
         for _ in 0..<steps {
-            let batch = source.nextBatch(batchSize: batchSize, length: model.contextLength)
-            log(step(batch))
+            log(step(nextBatch()))
             if shouldStop() { break }
         }
     }
@@ -99,17 +110,17 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
 }
 
 public enum TrainingBenchmark {
-    /// Times `warmup + steps` training steps of `model` on random byte batches and reports the median
-    /// of the last `steps`, with the peak memory of the last step.
-    public static func run(name: String, model: any LanguageModel, batchSize: Int, steps: Int = 5, warmup: Int = 2,
+    /// Times `warmup + steps` training steps of a workload's model with its spec optimizer on its
+    /// synthetic batches and reports the median of the last `steps`, with the peak memory of the last step.
+    public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
                            ledger: MemoryLedger = .shared) -> TrainingBenchmarkResult {
-        let trainer = Trainer(model: model, optimizer: Trainer.specAdamW(model), gradientClip: nil, ledger: ledger)
-        var source = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 18), seed: 7)
+        let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
+        let nextBatch = workload.batches(batchSize, 7)
+        let name = workload.name
         var times: [Double] = []
         var last: StepReport? = nil
         for i in 0..<(warmup + steps) {
-            let batch = source.nextBatch(batchSize: batchSize, length: model.contextLength)
-            let report = trainer.step(batch)
+            let report = trainer.step(nextBatch())
             if i >= warmup { times.append(report.stepMilliseconds) }
             last = report
         }
