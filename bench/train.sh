@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# `remat bench train` beside PyTorch (bench/torch_train.py) in one invocation, same threads,
-# alternating rounds. Writes results/train-<model>-<threads>t.json and prints the ratio.
-# Usage: bench/train.sh [MODEL] [THREADS] [ROUNDS]
+# `remat bench train` beside PyTorch (bench/torch_train.py for the GPTs, bench/torch_resnet.py
+# for resnet50-64) in one invocation, same threads, alternating rounds. Writes
+# results/train-<model>[-b<batch>]-<threads>t.json and prints the ratio.
+# Usage: bench/train.sh [MODEL] [THREADS] [ROUNDS] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-gpt-mini}
 THREADS=${2:-2}
 ROUNDS=${3:-3}
+BATCH=${4:-}
+BATCH_ARG=()
+SUFFIX=""
+if [[ -n "$BATCH" ]]; then BATCH_ARG=(--batch "$BATCH"); SUFFIX="-b$BATCH"; fi
+if [[ "$MODEL" == resnet* ]]; then PEER=(python3 bench/torch_resnet.py --steps 7 --warmup 2); else PEER=(python3 bench/torch_train.py --model "$MODEL"); fi
 bash scripts/setup.sh
 swift build -c release --product remat >/dev/null
 mkdir -p results
 : > /tmp/remat_train.jsonl
 for r in $(seq "$ROUNDS"); do
-    .build/release/remat bench train --model "$MODEL" --threads "$THREADS" --json | sed 's/^/{"framework":"remat","result":/; s/$/}/' >> /tmp/remat_train.jsonl
-    python3 bench/torch_train.py --model "$MODEL" --threads "$THREADS" | tail -1 | sed 's/^/{"framework":"torch","result":/; s/$/}/' >> /tmp/remat_train.jsonl
+    .build/release/remat bench train --model "$MODEL" --threads "$THREADS" "${BATCH_ARG[@]}" --json | sed 's/^/{"framework":"remat","result":/; s/$/}/' >> /tmp/remat_train.jsonl
+    "${PEER[@]}" --threads "$THREADS" "${BATCH_ARG[@]}" | tail -1 | sed 's/^/{"framework":"torch","result":/; s/$/}/' >> /tmp/remat_train.jsonl
 done
-python3 - "results/train-${MODEL}-${THREADS}t.json" <<'PY'
+python3 - "results/train-${MODEL}${SUFFIX}-${THREADS}t.json" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open("/tmp/remat_train.jsonl")]
 remat = [r["result"] for r in rows if r["framework"] == "remat"]

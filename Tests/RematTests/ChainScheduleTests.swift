@@ -68,3 +68,42 @@ import Remat
         #expect(x.grad!.toArray() == [expected, expected])
     }
 }
+
+@Suite struct OptimalChainTests {
+    /// Equal layers, unit states, no activation bytes, budget = slots − 1: the Revolve counts.
+    @Test func equalLayersReproduceRevolve() throws {
+        let unit = ChainLayerCost(forwardTime: 1, backwardTime: 0, inputBytes: 1, activationBytes: 0)
+        for n in 1...14 {
+            for slots in 1...4 {
+                let plan = try #require(ChainSchedule.optimal(layers: Array(repeating: unit, count: n), memoryBudget: slots - 1))
+                #expect(plan.forwardSteps == ChainSchedule.revolve(length: n, slots: slots).forwardSteps, "n \(n) slots \(slots)")
+                #expect(plan.peakSlots <= slots)
+            }
+        }
+    }
+
+    /// Unequal layers: the schedule fits the budget when simulated, is never slower than Revolve
+    /// with as many unit slots, and stores the input of the layer that is expensive to reach.
+    @Test func unequalLayersTradeTimeForMemory() throws {
+        // Layer 2 is very slow; storing the state after it saves recomputing it.
+        let layers = [1.0, 1.0, 50.0, 1.0, 1.0, 1.0].map {
+            ChainLayerCost(forwardTime: $0, backwardTime: 2 * $0, inputBytes: 4, activationBytes: 2)
+        }
+        let plan = try #require(ChainSchedule.optimal(layers: layers, memoryBudget: 6))
+        // Simulate memory: stored states (besides the input) + the reversed layer's activations.
+        var stored: [Int: Int] = [:], worst = 0
+        for a in plan.backward {
+            switch a {
+            case .store(let k): stored[k] = layers[k].inputBytes
+            case .free(let k): stored[k] = nil
+            case .reverse(let f, _): worst = max(worst, stored.values.reduce(0, +) + layers[f].activationBytes)
+            case .advance: break
+            }
+        }
+        #expect(worst <= 6)
+        #expect(plan.backward.contains(.store(3)), "the state after the slow layer should be stored: \(plan.backward)")
+        let revolve = ChainSchedule.revolve(length: 6, slots: 2)   // one stored state besides the input
+        #expect(plan.reversalTime(layers) <= revolve.reversalTime(layers))
+        #expect(ChainSchedule.optimal(layers: layers, memoryBudget: 1) == nil, "activations alone need 2 bytes")
+    }
+}
