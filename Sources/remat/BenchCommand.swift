@@ -5,7 +5,7 @@ import Remat
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks: kernels and training steps.",
-        subcommands: [BenchKernels.self, BenchTrain.self])
+        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self])
 }
 
 struct BenchKernels: ParsableCommand {
@@ -68,6 +68,33 @@ struct BenchTrain: ParsableCommand {
         }
         print("\(model), batch \(b), policy \(r.policy), \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
         for (k, v) in r.peak_by_category.sorted(by: { $0.key < $1.key }) where v > 0 { print("  \(k): \(mib(v))") }
+    }
+}
+
+struct BenchConv: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conv", abstract: "conv2d forward/backward time on every distinct resnet50-64 convolution shape.")
+
+    @OptionGroup var engine: EngineOptions
+    @Option(help: "Batch size.") var batch = 16
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        engine.apply()
+        let rows = ConvolutionBenchmark.resnet50Layers(batch: batch)
+        if json {
+            print(try jsonString(rows))
+            return
+        }
+        var totalF = 0.0, totalB = 0.0
+        for r in rows {
+            totalF += r.forward_ms * Double(r.count)
+            totalB += r.backward_ms * Double(r.count)
+            print(String(format: "conv cin %4d hw %2d cout %4d k %d s %d x%d: fwd %7.3f ms (%4.0f GFLOP/s)  bwd %7.3f ms (%4.0f GFLOP/s)",
+                         r.in_channels, r.size, r.out_channels, r.kernel, r.stride, r.count, r.forward_ms, r.forward_gflops,
+                         r.backward_ms, r.backward_gflops))
+        }
+        print(String(format: "total (weighted by count): fwd %.1f ms, bwd %.1f ms", totalF, totalB))
     }
 }
 

@@ -22,13 +22,6 @@ private func referenceBatchNorm(_ x: [Float], n: Int, c: Int, p: Int, weight: [F
     return (y, means, vars)
 }
 
-private func savedInfos(_ body: () -> Tensor) -> [SavedTensorInfo] {
-    var infos: [SavedTensorInfo] = []
-    let hooks = SavedTensorHooks(pack: { t, info in infos.append(info); return .tensor(t) },
-                                 unpack: { p, _ in guard case .tensor(let t) = p else { fatalError() }; return t })
-    _ = withSavedTensorHooks(hooks) { body() }
-    return infos
-}
 
 @Suite struct BatchNormTests {
     @Test func trainingForwardAndRunningStatsMatchDoubleReference() {

@@ -21,13 +21,6 @@ private func referenceConv2d(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int
     return (y, [n, k, oh, ow])
 }
 
-private func savedInfos(_ body: () -> Tensor) -> [SavedTensorInfo] {
-    var infos: [SavedTensorInfo] = []
-    let hooks = SavedTensorHooks(pack: { t, info in infos.append(info); return .tensor(t) },
-                                 unpack: { p, _ in guard case .tensor(let t) = p else { fatalError() }; return t })
-    _ = withSavedTensorHooks(hooks) { body() }
-    return infos
-}
 
 @Suite struct ConvolutionTests {
     struct Case: Sendable, CustomStringConvertible {

@@ -19,13 +19,6 @@ private func referenceCrossEntropy(_ logits: [Float], c: Int, targets: [Int], ig
     return total / Double(count)
 }
 
-private func savedInfos(_ body: () -> Tensor) -> [SavedTensorInfo] {
-    var infos: [SavedTensorInfo] = []
-    let hooks = SavedTensorHooks(pack: { t, info in infos.append(info); return .tensor(t) },
-                                 unpack: { p, _ in guard case .tensor(let t) = p else { fatalError() }; return t })
-    _ = withSavedTensorHooks(hooks) { body() }
-    return infos
-}
 
 @Suite struct CrossEntropyTests {
     @Test(arguments: [DType.int32, .int64])

@@ -104,3 +104,12 @@ func randomTensorAvoiding(_ kinks: [Float], margin: Float = 0.05, shape: [Int], 
     }
     return t
 }
+
+/// The infos of every tensor saved for backward while `body` runs (through a pass-through hook).
+func savedInfos(_ body: () -> Tensor) -> [SavedTensorInfo] {
+    var infos: [SavedTensorInfo] = []
+    let hooks = SavedTensorHooks(pack: { t, info in infos.append(info); return .tensor(t) },
+                                 unpack: { p, _ in guard case .tensor(let t) = p else { fatalError() }; return t })
+    _ = withSavedTensorHooks(hooks) { body() }
+    return infos
+}

@@ -19,13 +19,6 @@ private func referenceLayerNorm(_ x: [Float], c: Int, weight: [Float]?, bias: [F
     return (y, means, rstds)
 }
 
-private func savedInfos(_ body: () -> Tensor) -> [SavedTensorInfo] {
-    var infos: [SavedTensorInfo] = []
-    let hooks = SavedTensorHooks(pack: { t, info in infos.append(info); return .tensor(t) },
-                                 unpack: { p, _ in guard case .tensor(let t) = p else { fatalError() }; return t })
-    _ = withSavedTensorHooks(hooks) { body() }
-    return infos
-}
 
 @Suite struct LayerNormTests {
     /// (with weight, with bias)

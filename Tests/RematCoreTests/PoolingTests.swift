@@ -26,13 +26,6 @@ private func referenceMaxPool(_ x: [Float], _ s: [Int], kernel: Int, stride: Int
     return y
 }
 
-private func savedInfos(_ body: () -> Tensor) -> [SavedTensorInfo] {
-    var infos: [SavedTensorInfo] = []
-    let hooks = SavedTensorHooks(pack: { t, info in infos.append(info); return .tensor(t) },
-                                 unpack: { p, _ in guard case .tensor(let t) = p else { fatalError() }; return t })
-    _ = withSavedTensorHooks(hooks) { body() }
-    return infos
-}
 
 @Suite struct PoolingTests {
     /// (shape, kernel, stride, padding)

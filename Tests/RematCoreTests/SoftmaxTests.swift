@@ -27,13 +27,6 @@ private func referenceSoftmax(_ x: [Float], shape: [Int], axis: Int, log: Bool) 
 private func dexp(_ v: Double) -> Double { exp(v) }
 private func dlog(_ v: Double) -> Double { log(v) }
 
-private func savedInfos(_ body: () -> Tensor) -> [SavedTensorInfo] {
-    var infos: [SavedTensorInfo] = []
-    let hooks = SavedTensorHooks(pack: { t, info in infos.append(info); return .tensor(t) },
-                                 unpack: { p, _ in guard case .tensor(let t) = p else { fatalError() }; return t })
-    _ = withSavedTensorHooks(hooks) { body() }
-    return infos
-}
 
 @Suite struct SoftmaxTests {
     /// (shape, axis): last axis, axis 0 of a matrix, a middle axis with inner > one 64-wide tile.

@@ -1,4 +1,10 @@
 import CRematBLAS
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Matrix products through the GEMM library (never a hand-written GEMM).
 ///
@@ -106,7 +112,8 @@ func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
         if threads > 0 {
             remat_sgemm_raw(threads, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + offA, lda, pb + offB, ldb, 0, pc + i * m * n, Int32(n))
         } else {
-            remat_sgemm(ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + offA, lda, pb + offB, ldb, 0, pc + i * m * n, Int32(n))
+            sgemm(transA: opA.transposed, transB: opB.transposed, m: m, n: n, k: k, a: pa + offA, lda: Int(lda),
+                  b: pb + offB, ldb: Int(ldb), c: pc + i * m * n, ldc: n)
         }
     }
     // Many small GEMMs (attention heads): one single-threaded GEMM per batch entry, batch entries
@@ -120,4 +127,44 @@ func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
         for i in 0..<batchCount { gemm(i, threads: 0) }
     }
     return out
+}
+
+/// How large GEMMs use the engine's threads.
+public enum GEMMThreading: String, Sendable {
+    /// OpenBLAS runs its own worker threads (they spin between calls).
+    case library
+    /// OpenBLAS runs single-threaded; the engine splits a GEMM's output rows over its own threads,
+    /// so one thread pool serves GEMMs and every other kernel.
+    case engine
+}
+
+extension Runtime {
+    /// The GEMM threading mode (default `.engine`; env `REMAT_GEMM_THREADING=library|engine`).
+    public static var gemmThreading: GEMMThreading {
+        get { gemmThreadingStorage.withLock { $0 } }
+        set { gemmThreadingStorage.withLock { $0 = newValue } }
+    }
+}
+
+private let gemmThreadingStorage = Mutex<GEMMThreading>(
+    getenv("REMAT_GEMM_THREADING").flatMap { GEMMThreading(rawValue: String(cString: $0)) } ?? .engine)
+
+/// Row-major `C[m, n] = op(A)·op(B)` with the engine's threading policy (no autograd).
+func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+           b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let threads = Runtime.threads
+    let flops = 2 * m * n * k
+    if Runtime.gemmThreading == .library || threads == 1 || flops < (1 << 25) || m < 2 * 16 {
+        remat_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+        return
+    }
+    // Split the output rows in blocks of 16 (the kernels' row tile) over the threads.
+    let blocks = (m + 15) / 16
+    parallelChunks(blocks, grain: 1) { lo, hi in
+        let r0 = lo * 16, r1 = Swift.min(m, hi * 16)
+        // Row r of op(A): row r of A (lda stride), or column r of Aᵀ (unit stride).
+        let aRows = transA ? a + r0 : a + r0 * lda
+        remat_sgemm_raw(1, transA ? 1 : 0, transB ? 1 : 0, Int32(r1 - r0), Int32(n), Int32(k), 1, aRows, Int32(lda),
+                        b, Int32(ldb), 0, c + r0 * ldc, Int32(ldc))
+    }
 }
