@@ -25,7 +25,7 @@ import Remat
         return grads
     }
 
-    @Test(arguments: [CheckpointPolicy.all, .alternate, .everyK(2), .sqrt, .revolve(slots: 2), .storeNothing, .heavyOps(largeParameters: 200)])
+    @Test(arguments: [CheckpointPolicy.all, .saveMatmuls, .alternate, .everyK(2), .sqrt, .revolve(slots: 2), .storeNothing, .heavyOps(largeParameters: 200)])
     func gradientsAndBatchNormStatisticsMatchTheUncheckpointedRun(policy: CheckpointPolicy) throws {
         let reference = try Self.run(.none)
         let checkpointed = try Self.run(policy)

@@ -21,9 +21,9 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
     let rule: Rule
     public let description: String
 
-    /// Megatron-style selective recompute: keep the outputs of matmuls with a parameter operand
-    /// (linear layers: qkv, projections, MLP), recompute everything else — norms, activations,
-    /// the attention core (QKᵀ, mask, softmax, ·V) and elementwise ops.
+    /// Megatron-style selective recompute: keep the outputs of matmuls and convolutions with a
+    /// parameter operand (linear layers: qkv, projections, MLP; conv layers), recompute everything
+    /// else — norms, activations, the attention core (QKᵀ, mask, softmax, ·V), pooling, elementwise ops.
     public static let saveMatmuls = SelectivePolicy(rule: .weightMatmuls, description: "save-matmuls")
 
     /// Per op kind (`"matmul"`, `"softmax"`, `"gelu"`, …), with a decision for the others.
@@ -46,7 +46,8 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
     public func decide(_ node: Node) -> Decision {
         switch rule {
         case .weightMatmuls:
-            return node.op == "matmul" && node.savedTensors.contains(where: \.info.isParameter) ? .mustSave : .preferRecompute
+            return (node.op == "matmul" || node.op == "conv2d") && node.savedTensors.contains(where: \.info.isParameter)
+                ? .mustSave : .preferRecompute
         case .perOp(let decisions, let otherwise):
             return decisions[node.op] ?? otherwise
         case .saveOnlyTags(let names):

@@ -47,7 +47,9 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int
         precondition(bias.shape == [weight.shape[0]], "conv2d: bias shape \(bias.shape) must be [\(weight.shape[0])]")
     }
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation)
-    let out = conv2dForwardKernel(x.contiguousInput(), weight: weight.contiguousInput(), bias: bias?.contiguousInput(), geo)
+    // In a selective checkpoint region's recompute, a kept convolution output is not computed again.
+    let out = Autograd.cachedOutput("conv2d")?.detached()
+        ?? conv2dForwardKernel(x.contiguousInput(), weight: weight.contiguousInput(), bias: bias?.contiguousInput(), geo)
 
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
