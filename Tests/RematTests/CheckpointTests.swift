@@ -106,16 +106,16 @@ import Remat
         #expect(plain == nested)
     }
 
-    @Test func regionsRecomputeWithTheForwardNamesAndTraceThem() {
+    @Test func regionsRecomputeWithTheForwardNamesAndTraceThem() throws {
         let x = Tensor([1, 2, 3, 4], shape: [2, 2], requiresGrad: true)
-        var region: CheckpointRegion?
-        CheckpointRegion.debugSink = { region = $0 }
-        defer { CheckpointRegion.debugSink = nil }
-        let y = withNameScope("") {
-            withNameScope("block") { checkpoint([x], options: CheckpointOptions(debug: true)) { [tanh(matmul($0[0], $0[0]))] }[0] }
+        let seen = RegionLog()
+        CheckpointRegion.$debugSink.withValue(CheckpointRegion.RegionSink { seen.add($0) }) {
+            let y = withNameScope("") {
+                withNameScope("block") { checkpoint([x], options: CheckpointOptions(debug: true)) { [tanh(matmul($0[0], $0[0]))] }[0] }
+            }
+            y.summed().backward()
         }
-        y.summed().backward()
-        let r = try! #require(region)
+        let r = try #require(seen.regions.first)
         #expect(r.recomputeCount == 1)
         #expect(r.trace == ["forward block/matmul#0", "forward block/tanh#0", "recompute block/matmul#0", "recompute block/tanh#0"])
         #expect(r.savedInfos.map(\.name) == ["block/matmul#0:a", "block/matmul#0:b", "block/tanh#0:output"])
@@ -160,12 +160,13 @@ import Remat
     @Test func saveMatmulsKeepsLinearOutputsOnly() throws {
         let model = GPT(Self.config, seed: 3)
         try model.applyCheckpointing(.saveMatmuls)
-        var regions: [CheckpointRegion] = []
-        CheckpointRegion.debugSink = { regions.append($0) }
-        defer { CheckpointRegion.debugSink = nil }
+        let seen = RegionLog()
         var source = ArithmeticText.dataset(seed: 5)
         let batch = source.nextBatch(batchSize: 2, length: 16)
-        model.loss(batch.input, targets: batch.target).backward()
+        CheckpointRegion.$debugSink.withValue(CheckpointRegion.RegionSink { seen.add($0) }) {
+            model.loss(batch.input, targets: batch.target).backward()
+        }
+        let regions = seen.regions
         #expect(regions.count == 4)
         #expect(regions[0].keptOutputs == ["blocks.0.attn.proj/matmul#0", "blocks.0.attn.qkv/matmul#0",
                                            "blocks.0.mlp.fc/matmul#0", "blocks.0.mlp.proj/matmul#0"])
@@ -177,13 +178,19 @@ import Remat
         let w = Tensor.randn([6, 6], generator: rng, requiresGrad: true)
         let x = Tensor.randn([3, 6], generator: rng, requiresGrad: true)
         func body(_ h: Tensor) -> Tensor { tanh(matmul(tag(gelu(matmul(h, w)), "mid"), w)) }
-        var region: CheckpointRegion?
-        CheckpointRegion.debugSink = { region = $0 }
-        defer { CheckpointRegion.debugSink = nil }
+        let seen = RegionLog()
         let plain: [UInt32] = { x.grad = nil; body(x).summed().backward(); return x.grad!.toArray().map(\.bitPattern) }()
         x.grad = nil
-        checkpoint(x, options: CheckpointOptions(selective: .saveOnly(tags: ["mid"])), body).summed().backward()
+        CheckpointRegion.$debugSink.withValue(CheckpointRegion.RegionSink { seen.add($0) }) {
+            checkpoint(x, options: CheckpointOptions(selective: .saveOnly(tags: ["mid"])), body).summed().backward()
+        }
         #expect(x.grad!.toArray().map(\.bitPattern) == plain)
-        #expect(region?.keptOutputs == ["tag:mid#0"])
+        #expect(seen.regions.map(\.keptOutputs) == [["tag:mid#0"]])
     }
+}
+
+/// Collects the regions a test's task creates (CheckpointRegion.debugSink is task-local).
+final class RegionLog: @unchecked Sendable {
+    private(set) var regions: [CheckpointRegion] = []
+    func add(_ r: CheckpointRegion) { regions.append(r) }
 }

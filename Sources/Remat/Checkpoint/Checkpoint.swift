@@ -84,8 +84,15 @@ public final class CheckpointRegion: @unchecked Sendable {
     /// Names of the kept op outputs.
     public var keptOutputs: [String] { kept.outputs.keys.sorted() }
 
-    /// The most recently created regions' traces are reachable here when debugging.
-    nonisolated(unsafe) public static var debugSink: ((CheckpointRegion) -> Void)?
+    /// Receives every region created in this task after its forward (for debugging and tests):
+    /// `CheckpointRegion.$debugSink.withValue(RegionSink { region in … }) { … }`.
+    @TaskLocal public static var debugSink: RegionSink?
+
+    /// A receiver of regions (a class: task-local values here are objects, not bare closures).
+    public final class RegionSink: Sendable {
+        let receive: @Sendable (CheckpointRegion) -> Void
+        public init(_ receive: @escaping @Sendable (CheckpointRegion) -> Void) { self.receive = receive }
+    }
 
     init(inputs: [Tensor], options: CheckpointOptions, body: @escaping ([Tensor]) -> [Tensor]) {
         self.options = options
@@ -123,7 +130,7 @@ public final class CheckpointRegion: @unchecked Sendable {
         }) {
             body(inputs)
         }
-        CheckpointRegion.debugSink?(self)
+        CheckpointRegion.debugSink?.receive(self)
         return outputs
     }
 
