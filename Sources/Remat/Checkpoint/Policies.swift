@@ -101,6 +101,16 @@ public protocol BlockChainModel: Module {
     var blockScheduleOptions: CheckpointOptions { get set }
 }
 
+extension BlockChainModel {
+    /// Runs `blocks` in order on `x`, under ``blockSchedule`` when one is set.
+    /// `parameters` is evaluated only when a schedule is set.
+    public func runBlockChain(_ blocks: [(Tensor) -> Tensor], parameters: @autoclosure () -> [Tensor], _ x: Tensor) -> Tensor {
+        guard let schedule = blockSchedule else { return blocks.reduce(x) { h, block in block(h) } }
+        return checkpointSequential(blocks, x, schedule: schedule.schedule(length: blocks.count),
+                                    parameters: parameters(), options: blockScheduleOptions)
+    }
+}
+
 extension Module {
     /// The repeated units: elements of module arrays, outermost first.
     public var blockModules: [(String, Module)] {

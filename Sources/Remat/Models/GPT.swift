@@ -142,12 +142,7 @@ public final class GPT: Module, BlockChainModel {
         return scoped {
             let positions = posEmb.scoped { posEmb.weight.narrowed(axis: 0, start: 0, length: t) }
             var x = embeddingDropout(tokEmb(tokens) + positions)
-            if let schedule = blockSchedule {
-                x = checkpointSequential(blocks.map { b in { b($0) } }, x, schedule: schedule.schedule(length: blocks.count),
-                                         parameters: blocks.flatMap(\.parameters), options: blockScheduleOptions)
-            } else {
-                for block in blocks { x = block(x) }
-            }
+            x = runBlockChain(blocks.map { b in { b($0) } }, parameters: blocks.flatMap(\.parameters), x)
             x = lnF(x)
             return withNameScope("lm_head") { matmul(x, tokEmb.weight.transposed()) }
         }

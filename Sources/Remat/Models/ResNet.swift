@@ -135,12 +135,7 @@ public final class ResNet: Module, BlockChainModel {
         return scoped {
             var h = withNameScope("relu") { relu(bn1(conv1(images))) }
             h = withNameScope("maxpool") { maxPool2d(h, kernel: 3, stride: 2, padding: 1) }
-            if let schedule = blockSchedule {
-                h = checkpointSequential(blocks.map { b in { b($0) } }, h, schedule: schedule.schedule(length: blocks.count),
-                                         parameters: blocks.flatMap(\.parameters), options: blockScheduleOptions)
-            } else {
-                for block in blocks { h = block(h) }
-            }
+            h = runBlockChain(blocks.map { b in { b($0) } }, parameters: blocks.flatMap(\.parameters), h)
             h = withNameScope("avgpool") { adaptiveAvgPool2d(h, outputSize: 1).flattened(from: 1) }
             return fc(h)
         }
