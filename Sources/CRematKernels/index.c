@@ -90,13 +90,14 @@ REMAT_MULTIVERSION void remat_dropout_f32(const float *x, float *out, long begin
 // ---- causal mask -------------------------------------------------------------------------------
 
 REMAT_MULTIVERSION void remat_causal_mask_f32(const float *x, float *out, long row_begin, long row_end,
-                                              long t, long s, float fill) {
+                                              long t, long s, float scale, float fill) {
     for (long r = row_begin; r < row_end; r++) {
         long visible = r % t + (s - t) + 1;  // keys 0..<visible are seen
         if (visible > s) visible = s;
         const float *xr = x + r * s;
         float *o = out + r * s;
-        for (long j = 0; j < visible; j++) o[j] = xr[j];
+        if (scale == 1.0f) for (long j = 0; j < visible; j++) o[j] = xr[j];
+        else for (long j = 0; j < visible; j++) o[j] = xr[j] * scale;
         for (long j = visible; j < s; j++) o[j] = fill;
     }
 }

@@ -21,6 +21,9 @@ import RematCore
         // masked positions then get gradient 0 from both ops.
         let floor = Tensor(scalar: -10)
         check.check("causal_mask", [randomTensor([2, 3, 5], seed: 41)]) { causalMask($0[0]).maximum(floor) }
+        check.check("causal_mask with the fused scale", [randomTensor([2, 3, 5], seed: 43)]) {
+            causalMask($0[0], scale: 0.25).maximum(floor)
+        }
         check.check("causal_mask of transposed", [randomTensor([2, 4, 4], seed: 42)]) {
             causalMask($0[0].transposed()).maximum(floor)
         }

@@ -38,9 +38,9 @@ void remat_dropout_f32(const float *x, float *out, long begin, long end, uint64_
                        uint64_t block, float p, float scale);
 
 /// Causal mask over rows [row_begin, row_end) of a contiguous [rows, s] array whose rows cycle
-/// through query positions 0..<t (row r is query i = r % t): out[r, j] = j <= i + (s - t) ? x[r, j] : fill.
+/// through query positions 0..<t (row r is query i = r % t): out[r, j] = j <= i + (s - t) ? x[r, j]·scale : fill.
 void remat_causal_mask_f32(const float *x, float *out, long row_begin, long row_end, long t, long s,
-                           float fill);
+                           float scale, float fill);
 
 #ifdef __cplusplus
 }

@@ -4,40 +4,41 @@ import CRematKernels
 ///
 /// For `scores` of shape `[..., T, S]` with `S ≥ T` (the last `T` of `S` key positions are the
 /// queries' own positions, as with a key/value cache), query `i` may see key `j` iff
-/// `j ≤ i + (S − T)`: `out[..., i, j] = scores[..., i, j]` there and `−∞` elsewhere. The output is a
-/// new contiguous tensor. Every query sees at least key 0, so a following softmax never meets an
+/// `j ≤ i + (S − T)`: `out[..., i, j] = scale · scores[..., i, j]` there and `−∞` elsewhere (the
+/// attention scale is fused here, saving a pass over the `T×S` tensor). The output is a new
+/// contiguous tensor. Every query sees at least key 0, so a following softmax never meets an
 /// all-`−∞` row.
 ///
-/// Backward: `dscores = dout` at visible positions, `0` at masked ones. Saves: nothing (0 bytes;
+/// Backward: `dscores = scale · dout` at visible positions, `0` at masked ones. Saves: nothing (0 bytes;
 /// the mask is a function of `(i, j, T, S)`).
 ///
 /// - Precondition: float32 of rank ≥ 2 with `S ≥ T`.
-public func causalMask(_ scores: Tensor) -> Tensor {
+public func causalMask(_ scores: Tensor, scale: Float = 1) -> Tensor {
     precondition(scores.rank >= 2, "causalMask: scores must be [..., T, S], got shape \(scores.shape)")
     let t = scores.shape[scores.rank - 2], s = scores.shape[scores.rank - 1]
     precondition(s >= t, "causalMask: needs S >= T for scores [..., T, S], got shape \(scores.shape)")
-    let out = causalMaskKernel(scores.contiguousInput(), fill: -.infinity, label: "causal_mask")
+    let out = causalMaskKernel(scores.contiguousInput(), scale: scale, fill: -.infinity, label: "causal_mask")
     Autograd.record("causal_mask", inputs: [scores], output: out, saving: []) { _, g in
-        [causalMaskKernel(g.contiguousInput(), fill: 0, label: "causal_mask_backward")]
+        [causalMaskKernel(g.contiguousInput(), scale: scale, fill: 0, label: "causal_mask_backward")]
     }
     return out
 }
 
 /// Copies `x` ([..., T, S], contiguous) with positions `j > i + (S − T)` set to `fill` (no autograd).
-func causalMaskKernel(_ x: Tensor, fill: Float, label: String) -> Tensor {
+func causalMaskKernel(_ x: Tensor, scale: Float, fill: Float, label: String) -> Tensor {
     let out = Tensor(uninitializedShape: x.shape, label: label)
     let t = x.shape[x.rank - 2], s = x.shape[x.rank - 1]
     guard out.count > 0 else { return out }
     let rows = out.count / s
     let px = x.floatPointer, po = out.floatPointer
     parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / s)) { lo, hi in
-        remat_causal_mask_f32(px, po, lo, hi, t, s, fill)
+        remat_causal_mask_f32(px, po, lo, hi, t, s, scale, fill)
     }
     return out
 }
 
 /// Causal multi-head self-attention with materialised probabilities, composed from engine ops:
-/// `P = softmax(causalMask(matmul(q, kᵀ) · (1/√Dh)))`, `out = matmul(P, v)`.
+/// `P = softmax(causalMask(matmul(q, kᵀ), scale: 1/√Dh))`, `out = matmul(P, v)`.
 ///
 /// Shapes: `q` is `[B, H, T, Dh]`, `k` and `v` are `[B, H, S, Dh]` with `S ≥ T` (normally `S = T`;
 /// query `i` sees keys `j ≤ i + (S − T)`). The output is `[B, H, T, Dh]`, contiguous. Inputs may be
@@ -45,13 +46,13 @@ func causalMaskKernel(_ x: Tensor, fill: Float, label: String) -> Tensor {
 ///
 /// What each step saves for backward (bytes with float32, n = B·H):
 /// 1. `matmul(q, kᵀ)`: saves `q` (`4·n·T·Dh`) and `kᵀ` (a view of `k`'s storage, `4·n·S·Dh`).
-/// 2. `· (1/√Dh)`: nothing.  3. `causalMask`: nothing.
-/// 4. `softmax`: its output `P` (`4·n·T·S`).
-/// 5. `matmul(P, v)`: `P` (as operand `a`) and `v` (`4·n·S·Dh`).
+/// 2. `causalMask` (with the `1/√Dh` scale fused): nothing.
+/// 3. `softmax`: its output `P` (`4·n·T·S`).
+/// 4. `matmul(P, v)`: `P` (as operand `a`) and `v` (`4·n·S·Dh`).
 ///
 /// `P` is saved twice (by softmax as its output and by the second matmul as operand `a`) but it is
 /// the same storage, so the ledger counts it once: `4·B·H·T·S` bytes (`4·B·H·T²` for `S = T`) —
-/// the dominant activation for `T ≫ Dh`. The raw, scaled and masked score tensors are
+/// the dominant activation for `T ≫ Dh`. The raw and masked score tensors are
 /// temporaries freed after the forward. `q`, `k`, `v` count only if they are not already held for
 /// another reason; when they are views of one QKV tensor, its storage counts once.
 /// Total saved: `4·n·(T·Dh + 2·S·Dh + T·S)` bytes for distinct q/k/v storages.
@@ -66,7 +67,6 @@ public func causalSelfAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
                  "causalSelfAttention: shapes q \(q.shape), k \(k.shape), v \(v.shape) do not match (need k == v = [B, H, S, Dh], S >= T)")
     let dh = q.shape[3]
     let scale = 1 / Float(Double(dh).squareRoot())
-    let scores = matmul(q, k.transposed()) * scale
-    let p = softmax(causalMask(scores), axis: -1)
+    let p = softmax(causalMask(matmul(q, k.transposed()), scale: scale), axis: -1)
     return matmul(p, v)
 }
