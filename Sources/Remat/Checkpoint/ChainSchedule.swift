@@ -1,3 +1,5 @@
+import Foundation
+
 /// Schedules for checkpointing a chain of layers `x_{i+1} = f_i(x_i)`, `i = 0..<n`.
 ///
 /// A schedule is a list of actions over chain states (state `i` is the input of layer `i`):
@@ -94,7 +96,7 @@ public struct ChainSchedule: Sendable, Hashable {
         precondition(levels >= 1, "recursive: levels must be at least 1, got \(levels)")
         var fwd: [ChainAction] = [.store(0)]
         var bwd: [ChainAction] = []
-        let pieces = Swift.max(1, Int(Foundation_pow(Double(n), 1 / Double(levels)).rounded(.up)))
+        let pieces = Swift.max(1, Int(Foundation.pow(Double(n), 1 / Double(levels)).rounded(.up)))
         // Top level: split [0, n) into pieces, store their starts in the forward sweep.
         let tops = split(0, n, pieces)
         for (i, (a, b)) in tops.enumerated() {
@@ -195,11 +197,3 @@ public struct RevolvePlanner {
         reverse(a, a + m, s, &out)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-private func Foundation_pow(_ a: Double, _ b: Double) -> Double { Glibc.pow(a, b) }
-#else
-import Darwin
-private func Foundation_pow(_ a: Double, _ b: Double) -> Double { Darwin.pow(a, b) }
-#endif

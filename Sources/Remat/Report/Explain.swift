@@ -39,8 +39,7 @@ public enum CheckpointExplainer {
         let model = workload.model
         let batch = workload.batches(batchSize, seed)()
 
-        struct Seen { var rows: [(SavedTensorInfo, ObjectIdentifier?, Int)] = [] }
-        func run(_ p: CheckpointPolicy) throws -> (Seen, Int, Int) {
+        func run(_ p: CheckpointPolicy) throws -> (rows: [(SavedTensorInfo, ObjectIdentifier?, Int)], kept: Int, peak: Int) {
             try model.applyCheckpointing(p)
             let ledger = MemoryLedger(label: "explain")
             let box = SeenBox()
@@ -65,9 +64,7 @@ public enum CheckpointExplainer {
                 loss.backward()
                 model.zeroGrad()
             }
-            var seen = Seen()
-            seen.rows = box.rows
-            return (seen, keptAtForwardEnd, ledger.peakBytes(in: .activations))
+            return (box.rows, keptAtForwardEnd, ledger.peakBytes(in: .activations))
         }
 
         let (plain, plainKept, plainPeak) = try run(.none)
@@ -75,8 +72,8 @@ public enum CheckpointExplainer {
         let (with, keptBytes, peak) = try run(policy)
         try model.applyCheckpointing(policy)   // leave the model as asked
 
-        let keptNames = Set(with.rows.filter { $0.1 != nil }.map(\.0.name))
-        let rows = plain.rows.filter { !$0.0.isParameter }.map { CheckpointExplanation.SavedTensorRow(info: $0.0, kept: keptNames.contains($0.0.name)) }
+        let keptNames = Set(with.filter { $0.1 != nil }.map(\.0.name))
+        let rows = plain.filter { !$0.0.isParameter }.map { CheckpointExplanation.SavedTensorRow(info: $0.0, kept: keptNames.contains($0.0.name)) }
         let blockPaths = model.blockModules.map(\.0)
         let checkpointedSet = Set(checkpointedPaths)
         let modules = model.namedModules.map { path, m in
@@ -85,7 +82,7 @@ public enum CheckpointExplainer {
                       parameters: m.parameterCount)
         }
         // Estimator (seed's estimate_checkpointing_memory_savings): bytes per block × checkpointed blocks.
-        let inBlocks = plain.rows.filter { r in !r.0.isParameter && blockPaths.contains { r.0.name.hasPrefix($0 + ".") || r.0.name.hasPrefix($0 + "/") } }
+        let inBlocks = plain.filter { r in !r.0.isParameter && blockPaths.contains { r.0.name.hasPrefix($0 + ".") || r.0.name.hasPrefix($0 + "/") } }
         let perBlock = blockPaths.isEmpty ? 0 : uniqueBytes(inBlocks) / blockPaths.count
         let checkpointedBlocks = blockPaths.filter { checkpointedSet.contains($0) }.count
         return CheckpointExplanation(

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Optimizers update parameters from their `grad` in place. Their state tensors live in the
 /// ledger's optimizer category.
 public protocol Optimizer: AnyObject {
@@ -124,18 +126,6 @@ public struct WarmupCosineSchedule: Sendable {
         if step < warmupSteps { return peak * Float(step + 1) / Float(warmupSteps) }
         if step >= totalSteps { return minimum }
         let progress = Float(step - warmupSteps) / Float(Swift.max(1, totalSteps - warmupSteps))
-        return minimum + 0.5 * (peak - minimum) * (1 + Float.cos(Float.pi * progress))
+        return minimum + 0.5 * (peak - minimum) * (1 + Foundation.cos(Float.pi * progress))
     }
 }
-
-extension Float {
-    static func cos(_ x: Float) -> Float { Float(_cos(Double(x))) }
-}
-
-#if canImport(Glibc)
-import Glibc
-private func _cos(_ x: Double) -> Double { Glibc.cos(x) }
-#else
-import Darwin
-private func _cos(_ x: Double) -> Double { Darwin.cos(x) }
-#endif

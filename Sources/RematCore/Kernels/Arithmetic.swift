@@ -18,19 +18,10 @@ func binaryKernel(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {
     guard n > 0 else { return out }
     let pa = a.floatPointer, pb = b.floatPointer, po = out.floatPointer
     if a.shape == b.shape && a.isContiguous && b.isContiguous {
-        // Same-shape fast path: one long row.
-        let shape1 = [n], s1 = [1]
-        shape1.withUnsafeBufferPointer { sp in
-            s1.withUnsafeBufferPointer { st in
-                let box = UncheckedSendableBox((sp.baseAddress!, st.baseAddress!))
-                parallelChunks(n, grain: elementwiseGrain) { lo, hi in
-                    // Split the single row into a sub-range: offset the pointers.
-                    var len = [hi - lo]
-                    len.withUnsafeMutableBufferPointer { lp in
-                        remat_binary_f32(op.rawValue, 1, lp.baseAddress!, pa + lo, box.value.1, pb + lo, box.value.1, po + lo, 0, 1)
-                    }
-                }
-            }
+        // Same-shape fast path: each chunk is one row of its own length.
+        parallelChunks(n, grain: elementwiseGrain) { lo, hi in
+            var length = hi - lo, unit = 1
+            remat_binary_f32(op.rawValue, 1, &length, pa + lo, &unit, pb + lo, &unit, po + lo, 0, 1)
         }
         return out
     }
