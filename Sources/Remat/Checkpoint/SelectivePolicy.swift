@@ -62,6 +62,7 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
 /// Numerically the identity; recorded as op `tag:name`, so the tag appears in saved-tensor names.
 public func tag(_ x: Tensor, _ name: String) -> Tensor {
     let op = "tag:" + name
+    if let replayed = Autograd.replayed(op, inputs: [x]) { return replayed }
     let out = Autograd.cachedOutput(op)?.detached()
         ?? Tensor(storage: x.storage, shape: x.shape, strides: x.strides, offset: x.offset, dtype: x.dtype)
     Autograd.record(op, inputs: [x], output: out) { _, g in [g] }

@@ -54,17 +54,14 @@ public final class Trainer {
     @discardableResult
     public func step(_ batch: TokenBatch) -> StepReport {
         MemoryLedger.withLedger(ledger) {
-            if let schedule { optimizer.learningRate = schedule.learningRate(at: stepIndex) }
-            ledger.resetPeak()
             let start = monotonicSeconds()
-            optimizer.zeroGrad()
+            beginStep()
             let lossValue: Float = {
-                let loss = model.loss(batch.input, targets: batch.target)
+                let loss = forward(batch)
                 loss.backward()
                 return loss.item
             }()
-            if let gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: gradientClip) }
-            optimizer.step()
+            update()
             let seconds = monotonicSeconds() - start
             let report = StepReport(
                 step: stepIndex, loss: lossValue, learningRate: optimizer.learningRate,
@@ -74,6 +71,24 @@ public final class Trainer {
             stepIndex += 1
             return report
         }
+    }
+
+    /// The phases of ``step(_:)``, for tools that observe them one by one (step capture):
+    /// set the learning rate, free the previous gradients, then reset the ledger's peak (the step's
+    /// peak is measured from here).
+    public func beginStep() {
+        if let schedule { optimizer.learningRate = schedule.learningRate(at: stepIndex) }
+        optimizer.zeroGrad()
+        ledger.resetPeak()
+    }
+
+    /// Forward + loss on `batch` (the graph is recorded for backward).
+    public func forward(_ batch: TokenBatch) -> Tensor { model.loss(batch.input, targets: batch.target) }
+
+    /// Gradient clipping (if set) and the optimizer step.
+    public func update() {
+        if let gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: gradientClip) }
+        optimizer.step()
     }
 
     /// Runs up to `steps` steps from `source`, calling `log` after each; stops early when

@@ -21,6 +21,10 @@ public struct AutogradContext: Sendable {
     /// Called by random ops (dropout) with the generator they are about to draw from, so checkpoint
     /// regions can capture its state and replay the same stream when they recompute.
     public var generatorObserver: (@Sendable (RandomGenerator) -> Void)? = nil
+    /// While a planned recompute runs: what each op does instead of computing (``Autograd/replayed(_:inputs:)``).
+    public var replay: ReplayControl? = nil
+    /// Called with every node just before its backward runs (step capture); nil when nobody listens.
+    public var backwardObserver: (@Sendable (Node) -> Void)? = nil
 
     @TaskLocal public static var current = AutogradContext()
 
@@ -53,6 +57,19 @@ public func enableGrad<R>(_ body: () throws -> R) rethrows -> R {
 public final class OutputCache: @unchecked Sendable {
     public var outputs: [String: Tensor]
     public init(outputs: [String: Tensor] = [:]) { self.outputs = outputs }
+}
+
+/// What ops do in a planned recompute, by node name: compute (`run`), return a tensor that is still
+/// alive from the forward (`serve`), or return a placeholder of the forward's layout because
+/// nothing downstream that is needed reads it (`skip`). Decided by the plan executor.
+public final class ReplayControl: @unchecked Sendable {
+    public enum Action {
+        case run
+        case serve(Tensor)
+        case skip(Tensor)
+    }
+    public let decide: (String) -> Action
+    public init(decide: @escaping (String) -> Action) { self.decide = decide }
 }
 
 // MARK: - Names

@@ -32,10 +32,12 @@ extension Tensor {
         }
         nodes.sort { $0.sequenceNumber > $1.sequenceNumber }
 
+        let observer = AutogradContext.current.backwardObserver
         noGrad {
             var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
             for node in nodes {
                 guard let gradOutput = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+                observer?(node)
                 let inputGrads = node.runBackward(gradOutput, retainGraph: retainGraph)
                 for (i, edge) in node.inputEdges.enumerated() {
                     guard let edge, let g = inputGrads[i] else { continue }

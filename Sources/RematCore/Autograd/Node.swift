@@ -113,6 +113,31 @@ public enum Autograd {
         ctx.opObserver?(node, output)
     }
 
+    /// Called first by every op: in a planned recompute, the output this op gives without computing
+    /// (a tensor kept from the forward, or a placeholder the recompute does not need), recorded as a
+    /// node so names and graph stay as in the forward; nil when the op must compute (always, outside
+    /// a planned recompute).
+    @inline(__always)
+    public static func replayed(_ op: String, inputs: [Tensor]) -> Tensor? {
+        guard let replay = AutogradContext.current.replay else { return nil }
+        return replayedSlow(op, inputs: inputs, replay)
+    }
+
+    @inline(never)
+    static func replayedSlow(_ op: String, inputs: [Tensor], _ replay: ReplayControl) -> Tensor? {
+        let ctx = AutogradContext.current
+        guard ctx.gradEnabled, inputs.contains(where: { $0.requiresGrad }), let naming = ctx.naming else { return nil }
+        let out: Tensor
+        switch replay.decide(naming.peekName(op: op)) {
+        case .run: return nil
+        case .serve(let t), .skip(let t): out = t
+        }
+        record(op, inputs: inputs, output: out) { _, _ in
+            preconditionFailure("planned recompute: the graph of a recompute is never differentiated (\(op))")
+        }
+        return out
+    }
+
     /// While a selective checkpoint region recomputes: the output the next op of kind `op` had in
     /// the forward pass, if the region kept it. An op that gets one returns it (recording itself as
     /// usual, so what it saves is captured) instead of computing it again.

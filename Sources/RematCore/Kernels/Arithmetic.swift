@@ -64,6 +64,7 @@ func scalarKernel(_ op: BinaryOp, _ a: Tensor, _ s: Float, scalarFirst: Bool = f
 
 extension Tensor {
     public static func + (a: Tensor, b: Tensor) -> Tensor {
+        if let replayed = Autograd.replayed("add", inputs: [a, b]) { return replayed }
         let out = binaryKernel(.add, a, b)
         let sa = a.shape, sb = b.shape
         Autograd.record("add", inputs: [a, b], output: out) { ctx, g in
@@ -74,6 +75,7 @@ extension Tensor {
     }
 
     public static func - (a: Tensor, b: Tensor) -> Tensor {
+        if let replayed = Autograd.replayed("sub", inputs: [a, b]) { return replayed }
         let out = binaryKernel(.sub, a, b)
         let sa = a.shape, sb = b.shape
         Autograd.record("sub", inputs: [a, b], output: out) { ctx, g in
@@ -84,6 +86,7 @@ extension Tensor {
     }
 
     public static func * (a: Tensor, b: Tensor) -> Tensor {
+        if let replayed = Autograd.replayed("mul", inputs: [a, b]) { return replayed }
         let out = binaryKernel(.mul, a, b)
         let sa = a.shape, sb = b.shape
         let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("lhs", a), ("rhs", b)] : []
@@ -96,6 +99,7 @@ extension Tensor {
     }
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
+        if let replayed = Autograd.replayed("div", inputs: [a, b]) { return replayed }
         let out = binaryKernel(.div, a, b)
         let sa = a.shape, sb = b.shape
         let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("lhs", a), ("rhs", b)] : []
@@ -113,12 +117,14 @@ extension Tensor {
     }
 
     public static prefix func - (a: Tensor) -> Tensor {
+        if let replayed = Autograd.replayed("neg", inputs: [a]) { return replayed }
         let out = scalarKernel(.mul, a, -1)
         Autograd.record("neg", inputs: [a], output: out) { _, g in [scalarKernel(.mul, g, -1)] }
         return out
     }
 
     public static func + (a: Tensor, s: Float) -> Tensor {
+        if let replayed = Autograd.replayed("add_scalar", inputs: [a]) { return replayed }
         let out = scalarKernel(.add, a, s)
         Autograd.record("add_scalar", inputs: [a], output: out) { _, g in [g] }
         return out
@@ -126,11 +132,13 @@ extension Tensor {
     public static func + (s: Float, a: Tensor) -> Tensor { a + s }
     public static func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
     public static func - (s: Float, a: Tensor) -> Tensor {
+        if let replayed = Autograd.replayed("rsub_scalar", inputs: [a]) { return replayed }
         let out = scalarKernel(.sub, a, s, scalarFirst: true)
         Autograd.record("rsub_scalar", inputs: [a], output: out) { _, g in [scalarKernel(.mul, g, -1)] }
         return out
     }
     public static func * (a: Tensor, s: Float) -> Tensor {
+        if let replayed = Autograd.replayed("mul_scalar", inputs: [a]) { return replayed }
         let out = scalarKernel(.mul, a, s)
         Autograd.record("mul_scalar", inputs: [a], output: out) { _, g in [scalarKernel(.mul, g, s)] }
         return out
@@ -144,6 +152,7 @@ extension Tensor {
     public func minimum(_ other: Tensor) -> Tensor { extremum(.min, other) }
 
     private func extremum(_ op: BinaryOp, _ other: Tensor) -> Tensor {
+        if let replayed = Autograd.replayed(op.name, inputs: [self, other]) { return replayed }
         let out = binaryKernel(op, self, other)
         let sa = shape, sb = other.shape
         let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(self, other) ? [("lhs", self), ("rhs", other)] : []

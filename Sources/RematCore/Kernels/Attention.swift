@@ -17,6 +17,7 @@ public func causalMask(_ scores: Tensor, scale: Float = 1) -> Tensor {
     precondition(scores.rank >= 2, "causalMask: scores must be [..., T, S], got shape \(scores.shape)")
     let t = scores.shape[scores.rank - 2], s = scores.shape[scores.rank - 1]
     precondition(s >= t, "causalMask: needs S >= T for scores [..., T, S], got shape \(scores.shape)")
+    if let replayed = Autograd.replayed("causal_mask", inputs: [scores]) { return replayed }
     let out = causalMaskKernel(scores.contiguousInput(), scale: scale, fill: -.infinity, label: "causal_mask")
     Autograd.record("causal_mask", inputs: [scores], output: out, saving: []) { _, g in
         [causalMaskKernel(g.contiguousInput(), scale: scale, fill: 0, label: "causal_mask_backward")]

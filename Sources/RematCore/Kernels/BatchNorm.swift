@@ -46,6 +46,7 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
     if useBatchStats {
         precondition(m > 1, "batch_norm: expected more than 1 value per channel when training, got input shape \(shape)")
     }
+    if let replayed = Autograd.replayed("batch_norm", inputs: [x] + [weight, bias].compactMap { $0 }) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "batch_norm")

@@ -26,6 +26,7 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
     let lengths = tensors.map { $0.shape[ax] }
     var outShape = first.shape
     outShape[ax] = lengths.reduce(0, +)
+    if let replayed = Autograd.replayed("concat", inputs: tensors) { return replayed }
     let out = Tensor(uninitializedShape: outShape, dtype: first.dtype, label: "concat")
     var starts: [Int] = []
     var start = 0

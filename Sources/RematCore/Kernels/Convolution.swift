@@ -48,6 +48,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int
     }
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation)
     // In a selective checkpoint region's recompute, a kept convolution output is not computed again.
+    if let replayed = Autograd.replayed("conv2d", inputs: [x, weight] + [bias].compactMap { $0 }) { return replayed }
     let out = Autograd.cachedOutput("conv2d")?.detached()
         ?? conv2dForwardKernel(x.contiguousInput(), weight: weight.contiguousInput(), bias: bias?.contiguousInput(), geo)
 

@@ -34,6 +34,7 @@ public func dropout(_ x: Tensor, probability p: Float, generator: RandomGenerato
     generator.state.offset &+= UInt64((n + 3) / 4)   // the fillUniform rule: ⌈n/4⌉ blocks
     let scale: Float = p < 1 ? 1 / (1 - p) : 0
 
+    if let replayed = Autograd.replayed("dropout", inputs: [x]) { return replayed }
     let out = dropoutKernel(x.contiguousInput(), state: state, p: p, scale: scale, label: "dropout")
     Autograd.record("dropout", inputs: [x], output: out, saving: []) { _, g in
         [dropoutKernel(g.contiguousInput(), state: state, p: p, scale: scale, label: "dropout_backward")]

@@ -37,6 +37,7 @@ public func embedding(_ indices: Tensor, weight: Tensor) -> Tensor {
         preconditionFailure("embedding: index \(value) at position \(bad) of indices \(indices.shape) is out of range for V = \(vocab) (weight shape \(weight.shape))")
     }
 
+    if let replayed = Autograd.replayed("embedding", inputs: [indices, weight]) { return replayed }
     let table = weight.contiguousInput()
     let out = Tensor(uninitializedShape: indices.shape + [dim], label: "embedding")
     if n > 0 && dim > 0 {

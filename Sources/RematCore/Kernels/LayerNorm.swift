@@ -31,6 +31,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     if let bias {
         precondition(bias.shape == [c], "layer_norm: bias shape \(bias.shape) must be [\(c)] for input shape \(shape)")
     }
+    if let replayed = Autograd.replayed("layer_norm", inputs: [x] + [weight, bias].compactMap { $0 }) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "layer_norm")

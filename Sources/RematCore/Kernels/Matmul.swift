@@ -16,6 +16,7 @@ import Darwin
 /// Backward: `da = dc · bᵀ`, `db = aᵀ · dc`, summed over broadcast batch axes.
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     // In a selective checkpoint region's recompute, a kept product is not computed again.
+    if let replayed = Autograd.replayed("matmul", inputs: [a, b]) { return replayed }
     let out = Autograd.cachedOutput("matmul")?.detached() ?? matmulKernel(a, b)
     let sa = a.shape, sb = b.shape
     let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("a", a), ("b", b)] : []

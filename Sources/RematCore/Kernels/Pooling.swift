@@ -22,6 +22,7 @@ public func maxPool2d(_ x: Tensor, kernel: Int = 3, stride: Int = 2, padding: In
                  "max_pool2d: kernel \(kernel) is larger than the padded input \(shape) (padding \(padding))")
     let oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1
     precondition(h * w <= Int(Int32.max), "max_pool2d: plane of \(h)x\(w) does not fit int32 indices")
+    if let replayed = Autograd.replayed("max_pool2d", inputs: [x]) { return replayed }
     let input = x.contiguousInput()
     let out = Tensor(uninitializedShape: [n, c, oh, ow], label: "max_pool2d")
     let indices = Tensor(uninitializedShape: [n, c, oh, ow], dtype: .int32, label: "max_pool2d_indices")
@@ -67,6 +68,7 @@ public func adaptiveAvgPool2d(_ x: Tensor, outputSize: Int = 1) -> Tensor {
     let shape = x.shape
     let (n, c, p) = (shape[0], shape[1], shape[2] * shape[3])
     precondition(p > 0, "adaptive_avg_pool2d: empty plane in input shape \(shape)")
+    if let replayed = Autograd.replayed("adaptive_avg_pool2d", inputs: [x]) { return replayed }
     let input = x.contiguousInput()
     let out = Tensor(uninitializedShape: [n, c, 1, 1], label: "adaptive_avg_pool2d")
     let planeGrain = Swift.max(1, elementwiseGrain / p)

@@ -9,6 +9,7 @@ extension Tensor {
     /// Sum over `axes`. With `keepingDims` the reduced axes stay with extent 1.
     public func summed(alongAxes axes: [Int], keepingDims: Bool = false) -> Tensor {
         let ax = Set(axes.map { ShapeRules.axis($0, rank: rank, op: "sum") }).sorted()
+        if let replayed = Autograd.replayed("sum", inputs: [self]) { return replayed }
         var out = sumKernel(contiguousInput(), axes: ax)
         var keptShape = shape
         for a in ax { keptShape[a] = 1 }
@@ -37,6 +38,7 @@ extension Tensor {
     /// Maximum along `axis` (NaN propagates). The gradient goes to the first maximal element.
     public func max(alongAxis axis: Int, keepingDims: Bool = false) -> Tensor {
         let a = ShapeRules.axis(axis, rank: rank, op: "max")
+        if let replayed = Autograd.replayed("max", inputs: [self]) { return replayed }
         let x = contiguousInput()
         let outer = shape[..<a].reduce(1, *), n = shape[a], inner = shape[(a + 1)...].reduce(1, *)
         precondition(n > 0, "max: axis \(axis) of shape \(shape) is empty")

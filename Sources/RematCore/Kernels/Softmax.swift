@@ -41,6 +41,7 @@ private func softmaxFamily(_ x: Tensor, axis: Int, log: Bool) -> Tensor {
     let outer = x.rank == 0 ? 1 : shape[..<a].reduce(1, *)
     let n = x.rank == 0 ? 1 : shape[a]
     let inner = x.rank == 0 ? 1 : shape[(a + 1)...].reduce(1, *)
+    if let replayed = Autograd.replayed(op, inputs: [x]) { return replayed }
     let out = softmaxKernel(x.contiguousInput(), outer: outer, n: n, inner: inner, log: log, op: op)
     let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(x) ? [("output", out)] : []
     Autograd.record(op, inputs: [x], output: out, saving: saving) { ctx, g in

@@ -38,6 +38,7 @@ private func mapElements(_ input: Tensor, label: String, _ kernel: UnaryForwardK
 /// one-pass backward kernel that writes the input gradient.
 private func unaryOp(_ op: String, _ x: Tensor, saves: UnarySaved,
                      forward: UnaryForwardKernel, backward: @escaping UnaryBackwardKernel) -> Tensor {
+    if let replayed = Autograd.replayed(op, inputs: [x]) { return replayed }
     let out = mapElements(x.contiguousInput(), label: op, forward)
     var saving: [(role: String, tensor: Tensor)] = []
     if Autograd.needsGraph(x) {

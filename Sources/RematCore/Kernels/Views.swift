@@ -5,6 +5,7 @@ extension Tensor {
     /// This tensor if it is contiguous, else a contiguous copy (differentiable, gradient passes through).
     public func contiguous() -> Tensor {
         if isContiguous { return self }
+        if let replayed = Autograd.replayed("contiguous", inputs: [self]) { return replayed }
         let out = contiguousCopy(label: "contiguous")
         Autograd.record("contiguous", inputs: [self], output: out) { _, g in [g] }
         return out

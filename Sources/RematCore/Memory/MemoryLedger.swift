@@ -48,6 +48,8 @@ public struct MemoryEvent: Sendable, Hashable {
     public var bytes: Int
     /// Total compute bytes live right after the event.
     public var liveBytes: Int
+    /// The ``Storage/id`` of the block (0 for marks).
+    public var storageID: Int = 0
 }
 
 /// The single source of memory figures in Remat.
@@ -104,7 +106,7 @@ public final class MemoryLedger: Sendable {
     // MARK: Allocation
 
     /// Allocates `bytes` bytes (64-byte aligned, uninitialised) in `category`.
-    func allocate(bytes: Int, category: MemoryCategory, name: String) -> UnsafeMutableRawPointer {
+    func allocate(bytes: Int, category: MemoryCategory, name: String, storageID: Int = 0) -> UnsafeMutableRawPointer {
         precondition(bytes >= 0, "MemoryLedger.allocate: negative size \(bytes)")
         if bytes >= MemoryLedger.cacheMinimumBlock {
             let reused: UInt? = counters.withLock { c in
@@ -112,7 +114,7 @@ public final class MemoryLedger: Sendable {
                 c.cachedBytes -= bytes
                 c.allocations += 1
                 Self.add(&c, bytes, to: category)
-                Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name, category: category, bytes: bytes, liveBytes: c.total))
+                Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name, category: category, bytes: bytes, liveBytes: c.total, storageID: storageID))
                 return p
             }
             if let reused, let p = UnsafeMutableRawPointer(bitPattern: reused) { return p }
@@ -126,12 +128,12 @@ public final class MemoryLedger: Sendable {
             c.allocations += 1
             Self.add(&c, bytes, to: category)
             Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name,
-                                           category: category, bytes: bytes, liveBytes: c.total))
+                                           category: category, bytes: bytes, liveBytes: c.total, storageID: storageID))
         }
         return pointer
     }
 
-    func free(_ pointer: UnsafeMutableRawPointer, bytes: Int, category: MemoryCategory, name: String) {
+    func free(_ pointer: UnsafeMutableRawPointer, bytes: Int, category: MemoryCategory, name: String, storageID: Int = 0) {
         let address = UInt(bitPattern: pointer)
         let cached: Bool = counters.withLock { c in
             guard bytes >= MemoryLedger.cacheMinimumBlock, c.cachedBytes + bytes <= cacheLimit else { return false }
@@ -143,18 +145,18 @@ public final class MemoryLedger: Sendable {
         counters.withLock { c in
             Self.add(&c, -bytes, to: category)
             Self.record(&c, MemoryEvent(rank: 0, kind: .free, name: name,
-                                           category: category, bytes: bytes, liveBytes: c.total))
+                                           category: category, bytes: bytes, liveBytes: c.total, storageID: storageID))
         }
     }
 
     /// Moves `bytes` live bytes from one category to another (no allocation happens).
-    func move(bytes: Int, from: MemoryCategory, to: MemoryCategory, name: String) {
+    func move(bytes: Int, from: MemoryCategory, to: MemoryCategory, name: String, storageID: Int = 0) {
         guard from != to else { return }
         counters.withLock { c in
             Self.add(&c, -bytes, to: from)
             Self.add(&c, bytes, to: to)
             Self.record(&c, MemoryEvent(rank: 0, kind: .move, name: name,
-                                           category: to, bytes: bytes, liveBytes: c.total))
+                                           category: to, bytes: bytes, liveBytes: c.total, storageID: storageID))
         }
     }
 

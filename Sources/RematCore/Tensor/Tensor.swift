@@ -48,6 +48,12 @@ public final class Tensor: @unchecked Sendable {
         self.init(storage: storage, shape: shape, strides: ShapeRules.contiguousStrides(shape), dtype: dtype)
     }
 
+    /// A tensor with the given layout over placeholder storage of `storageBytes` bytes (read-only
+    /// zero pages outside the ledger): what a planned recompute returns for ops it does not need.
+    public static func placeholder(shape: [Int], strides: [Int], offset: Int, dtype: DType, storageBytes: Int) -> Tensor {
+        Tensor(storage: .placeholder(byteCount: storageBytes), shape: shape, strides: strides, offset: offset, dtype: dtype)
+    }
+
     // MARK: Geometry
 
     public var rank: Int { shape.count }

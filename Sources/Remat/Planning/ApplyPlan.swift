@@ -1,0 +1,36 @@
+extension Module {
+    /// Runs the model's blocks under `plan`: each block with ops to recompute becomes a
+    /// ``PlannedRegion``; the others run as usual. Replaces any checkpointing set before.
+    ///
+    /// Throws when the plan is for another model or other blocks (a foreign plan).
+    public func applyPlan(_ plan: MemoryPlan) throws {
+        let blocks = blockModules
+        guard plan.model == typeName, plan.regions == blocks.map(\.0) else {
+            throw PlanningError.stalePlan(expected: "\(plan.model) with blocks \(plan.regions.prefix(3).joined(separator: ", "))…",
+                                          found: "\(typeName) with blocks \(blocks.map(\.0).prefix(3).joined(separator: ", "))…")
+        }
+        for (_, m) in namedModules { m.callWrapper = nil }
+        if let chain = self as? any BlockChainModel { chain.blockSchedule = nil }
+        let byRegion = plan.recomputeByRegion
+        for (path, m) in blocks {
+            guard let set = byRegion[path], !set.isEmpty else { continue }
+            m.callWrapper = { _, x, body in
+                guard isGradEnabled else { return body(x) }
+                return PlannedRegion(name: path, recompute: set, input: x, body: body).runForward(x)
+            }
+        }
+    }
+}
+
+extension MemoryPlan {
+    /// Checks the plan against a captured step of the same model: same shape, every name known.
+    public func validate(against graph: StepGraph) throws {
+        guard model == graph.model, regions == graph.regions else {
+            throw PlanningError.stalePlan(expected: "\(model)", found: "\(graph.model)")
+        }
+        guard inputShape == graph.inputShape else {
+            throw PlanningError.stalePlan(expected: "\(model) on input \(inputShape)", found: "input \(graph.inputShape)")
+        }
+        _ = try PlanSimulator(graph).recomputeSet(Set(recompute))
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+
+/// A memory budget: bytes, or a fraction of the step's unconstrained peak.
+public enum MemoryBudget: Sendable, Hashable, CustomStringConvertible {
+    case bytes(Int)
+    case fraction(Double)
+
+    public static func mebibytes(_ m: Double) -> MemoryBudget { .bytes(Int(m * 1_048_576)) }
+    public static func gibibytes(_ g: Double) -> MemoryBudget { .bytes(Int(g * 1_073_741_824)) }
+
+    /// Parses `300MiB`, `1.5GiB`, `500MB`, `123456` (bytes) or `0.5` (a fraction).
+    public static func parse(_ text: String) throws -> MemoryBudget {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1024), ("GB", 1e9), ("MB", 1e6),
+                                         ("KB", 1e3), ("B", 1)]
+        for (u, scale) in units where t.hasSuffix(u) {
+            guard let v = Double(t.dropLast(u.count).trimmingCharacters(in: .whitespaces)), v > 0 else { throw PlanningError.badBudget(text) }
+            return .bytes(Int(v * scale))
+        }
+        guard let v = Double(t), v > 0 else { throw PlanningError.badBudget(text) }
+        if v <= 1 { return .fraction(v) }
+        return .bytes(Int(v))
+    }
+
+    /// The budget in bytes for a step whose unconstrained peak is `unconstrainedPeak`.
+    public func bytes(unconstrainedPeak: Int) -> Int {
+        switch self {
+        case .bytes(let b): return b
+        case .fraction(let f): return Int(Double(unconstrainedPeak) * f)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .bytes(let b): return formatBytes(b)
+        case .fraction(let f): return String(format: "%.2f of the unconstrained peak", f)
+        }
+    }
+}
+
+/// Which solver decides KEEP or RECOMPUTE.
+public enum PlanSolver: String, Sendable, CaseIterable {
+    /// Try every solver that applies and take the fastest plan that fits.
+    case auto
+    /// μ-TWO's Algorithm B: greedy on recompute ratio (bytes / recompute time), re-simulating
+    /// after each choice and re-costing the candidates whose recompute path changed.
+    case greedy
+    /// A knapsack dynamic program over (bytes, time) (as PyTorch's activation memory budget),
+    /// repaired with the simulator until the plan fits.
+    case knapsack
+    /// Every subset (small problems only: at most ``PlanSolver/exhaustiveLimit`` candidates).
+    case exhaustive
+
+    public static let exhaustiveLimit = 16
+
+    public static func parse(_ s: String) throws -> PlanSolver {
+        guard let v = PlanSolver(rawValue: s) else { throw PlanningError.unknownSolver(s) }
+        return v
+    }
+}
+
+/// What to recompute in one training step, by stable op names, with what the simulator predicts.
+public struct MemoryPlan: Sendable, Hashable, Codable {
+    public var model: String
+    public var inputShape: [Int]
+    /// Block paths the plan was made for.
+    public var regions: [String]
+    /// Ops whose saved tensors are recomputed (`blocks.3.attn/softmax#0`), in forward order.
+    public var recompute: [String]
+    public var solver: String
+    public var budgetBytes: Int
+    public var unconstrainedPeakBytes: Int
+    public var predictedPeakBytes: Int
+    public var baseStepSeconds: Double
+    public var predictedStepSeconds: Double
+    public var keptCount: Int
+    public var keptBytes: Int
+    public var recomputedCount: Int
+    public var recomputedBytes: Int
+    public var planningSeconds: Double
+
+    /// Predicted step-time overhead (1.0 = none).
+    public var predictedOverhead: Double { predictedStepSeconds / Swift.max(baseStepSeconds, 1e-12) }
+
+    /// The recompute set by block path.
+    public var recomputeByRegion: [String: Set<String>] {
+        var result: [String: Set<String>] = [:]
+        for n in recompute {
+            guard let path = regions.filter({ n.hasPrefix($0 + ".") || n.hasPrefix($0 + "/") }).max(by: { $0.count < $1.count }) else { continue }
+            result[path, default: []].insert(n)
+        }
+        return result
+    }
+
+    public func jsonString() -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// A human summary: counts, bytes, predicted peak and overhead.
+    public var summary: String {
+        String(format: "plan (%@): recompute %d ops (%@), keep %d (%@); predicted peak %@ (budget %@, unconstrained %@), predicted step time x%.2f",
+               solver, recomputedCount, formatBytes(recomputedBytes), keptCount, formatBytes(keptBytes),
+               formatBytes(predictedPeakBytes), formatBytes(budgetBytes), formatBytes(unconstrainedPeakBytes), predictedOverhead)
+    }
+}
+
+/// Decides, for every plannable op of a captured step, KEEP or RECOMPUTE so that the predicted
+/// peak fits the budget at the least recompute time.
+public enum Planner {
+    public static func plan(_ graph: StepGraph, budget: MemoryBudget, solver: PlanSolver = .auto) throws -> MemoryPlan {
+        try plan(PlanSimulator(graph), budget: budget, solver: solver)
+    }
+
+    public static func plan(_ sim: PlanSimulator, budget: MemoryBudget, solver: PlanSolver = .auto) throws -> MemoryPlan {
+        let start = monotonicSeconds()
+        let none = sim.simulate([])
+        let budgetBytes = budget.bytes(unconstrainedPeak: none.peakBytes)
+        let all = Set(sim.candidates.indices)
+        let floor = sim.simulate(all)
+        if floor.peakBytes > budgetBytes {
+            throw PlanningError.budgetBelowMinimum(budget: budgetBytes, minimum: floor.peakBytes, breakdown: breakdown(floor, sim.graph))
+        }
+        var chosen: (set: Set<Int>, prediction: PlanSimulator.Prediction, solver: String)
+        if none.peakBytes <= budgetBytes {
+            chosen = ([], none, solver.rawValue)
+        } else {
+            var results: [(Set<Int>, PlanSimulator.Prediction, String)] = []
+            func consider(_ s: PlanSolver) {
+                let set: Set<Int>?
+                switch s {
+                case .greedy: set = greedy(sim, budget: budgetBytes)
+                case .knapsack: set = knapsack(sim, budget: budgetBytes)
+                case .exhaustive: set = exhaustive(sim, budget: budgetBytes)
+                case .auto: set = nil
+                }
+                if let set {
+                    let p = sim.simulate(set)
+                    if p.peakBytes <= budgetBytes { results.append((set, p, s.rawValue)) }
+                }
+            }
+            switch solver {
+            case .auto:
+                consider(.greedy)
+                consider(.knapsack)
+                if sim.candidates.count <= 12 { consider(.exhaustive) }
+            default:
+                consider(solver)
+            }
+            guard let best = results.min(by: { a, b in
+                a.1.stepSeconds != b.1.stepSeconds ? a.1.stepSeconds < b.1.stepSeconds : a.0.count < b.0.count
+            }) else {
+                // Every solver failed to fit (the greedy always reaches "all", which fits): fall back to all.
+                chosen = (all, floor, "all")
+                return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none, start: start)
+            }
+            chosen = (best.0, best.1, solver == .auto ? "auto:" + best.2 : best.2)
+        }
+        return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none, start: start)
+    }
+
+    private static func makePlan(_ sim: PlanSimulator, _ set: Set<Int>, _ p: PlanSimulator.Prediction, solver: String,
+                                 budget: Int, none: PlanSimulator.Prediction, start: Double) -> MemoryPlan {
+        let cands = sim.candidates
+        let rec = set.sorted { cands[$0].op < cands[$1].op }
+        let recBytes = rec.reduce(0) { $0 + cands[$1].bytes }
+        let totalBytes = cands.reduce(0) { $0 + $1.bytes }
+        return MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
+                          recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
+                          unconstrainedPeakBytes: none.peakBytes, predictedPeakBytes: p.peakBytes,
+                          baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
+                          keptCount: cands.count - rec.count, keptBytes: totalBytes - recBytes,
+                          recomputedCount: rec.count, recomputedBytes: recBytes,
+                          planningSeconds: monotonicSeconds() - start)
+    }
+
+    static func breakdown(_ p: PlanSimulator.Prediction, _ graph: StepGraph) -> String {
+        let c = p.peakByCategory
+        let params = c[.parameters] ?? 0, grads = c[.gradients] ?? 0, opt = c[.optimizerState] ?? 0
+        let rest = p.peakBytes - params - grads - opt
+        return "at its peak: parameters \(formatBytes(params)), gradients \(formatBytes(grads)), optimizer state \(formatBytes(opt)), activations and temporaries that no plan can drop \(formatBytes(rest))"
+    }
+
+    /// μ-TWO Algorithm B.
+    public static func greedy(_ sim: PlanSimulator, budget: Int) -> Set<Int> {
+        var plan = Set<Int>()
+        var p = sim.simulate(plan)
+        while p.peakBytes > budget {
+            var best: Int? = nil
+            var bestRatio = -1.0
+            for c in sim.candidates.indices where !plan.contains(c) {
+                let cost = Swift.max(sim.marginalCost(c, given: plan), 1e-9)
+                let ratio = Double(sim.candidates[c].bytes) / cost
+                if ratio > bestRatio { bestRatio = ratio; best = c }
+            }
+            guard let b = best else { break }
+            plan.insert(b)
+            p = sim.simulate(plan)
+        }
+        // Undo choices the final plan does not need (cheapest memory first).
+        for c in plan.sorted(by: { sim.candidates[$0].bytes < sim.candidates[$1].bytes }) {
+            var trial = plan
+            trial.remove(c)
+            if sim.simulate(trial).peakBytes <= budget { plan = trial }
+        }
+        return plan
+    }
+
+    /// Covering knapsack: the least standalone recompute time whose bytes reach the reduction the
+    /// simulator asks for; when recompute bursts push the peak over, ask for more and solve again.
+    public static func knapsack(_ sim: PlanSimulator, budget: Int, buckets: Int = 1024) -> Set<Int> {
+        let cands = sim.candidates
+        guard !cands.isEmpty else { return [] }
+        let costs = cands.indices.map { sim.standaloneCost($0) }
+        let total = cands.reduce(0) { $0 + $1.bytes }
+        let unit = Swift.max(1, (total + buckets - 1) / buckets)
+        let weights = cands.map { ($0.bytes + unit - 1) / unit }
+        var need = Swift.max(1, (sim.simulate([]).peakBytes - budget + unit - 1) / unit)
+        var best: Set<Int> = Set(cands.indices)
+        for _ in 0..<40 {
+            let cap = Swift.min(need, weights.reduce(0, +))
+            // tables[k][b]: least time using the first k candidates to reach ≥ b buckets (b = cap: ≥ cap).
+            var tables: [[Double]] = [[Double](repeating: .infinity, count: cap + 1)]
+            tables[0][0] = 0
+            for (k, w) in weights.enumerated() {
+                var next = tables[k]
+                for bb in 0...cap where tables[k][bb] < .infinity {
+                    let nb = Swift.min(cap, bb + w)
+                    next[nb] = Swift.min(next[nb], tables[k][bb] + costs[k])
+                }
+                tables.append(next)
+            }
+            guard tables[cands.count][cap] < .infinity else { break }
+            var set = Set<Int>()
+            var b = cap
+            for i in stride(from: cands.count - 1, through: 0, by: -1) where tables[i + 1][b] != tables[i][b] {
+                // Candidate i was taken: step back to the bucket it came from.
+                guard let pb = (0...b).first(where: { Swift.min(cap, $0 + weights[i]) == b && tables[i][$0] + costs[i] == tables[i + 1][b] })
+                else { break }
+                set.insert(i)
+                b = pb
+            }
+            let p = sim.simulate(set)
+            best = set
+            if p.peakBytes <= budget { return set }
+            need = Swift.min(weights.reduce(0, +), need + Swift.max(1, (p.peakBytes - budget + unit - 1) / unit))
+            if cap == weights.reduce(0, +) { break }
+        }
+        return best
+    }
+
+    /// The fastest fitting subset by enumeration (nil above ``PlanSolver/exhaustiveLimit`` candidates).
+    public static func exhaustive(_ sim: PlanSimulator, budget: Int) -> Set<Int>? {
+        let n = sim.candidates.count
+        guard n <= PlanSolver.exhaustiveLimit else { return nil }
+        var best: (Set<Int>, Double)? = nil
+        for mask in 0..<(1 << n) {
+            let set = Set((0..<n).filter { mask & (1 << $0) != 0 })
+            let p = sim.simulate(set)
+            guard p.peakBytes <= budget else { continue }
+            if best == nil || p.stepSeconds < best!.1 || (p.stepSeconds == best!.1 && set.count < best!.0.count) {
+                best = (set, p.stepSeconds)
+            }
+        }
+        return best?.0
+    }
+}

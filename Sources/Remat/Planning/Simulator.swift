@@ -1,0 +1,212 @@
+/// Predicts the peak memory and the time of a training step under a plan (a set of RECOMPUTE ops).
+///
+/// It composes the two captured sequences with the executor's own rules (``PlannedRegion``):
+/// - forward: the dropped-forward sequence, where a tensor the plan keeps is not freed (a slot
+///   holds it), and a tensor the plan recomputes dies where nothing else references it;
+/// - backward and optimizer: the unplanned sequence; just before the backward of the first op that
+///   needs a dropped tensor of block `r`, block `r` recomputes: the ops on the recompute path
+///   (``PlannedRegion/recomputePath(targets:inputs:isAlive:)``, with liveness from the simulated
+///   state) allocate and free as in the forward, the recomputed tensors stay until their last
+///   backward use, everything else the recompute made is freed at its end.
+/// So the prediction follows the ledger event by event; tests hold it to 1% of the measured peak.
+public final class PlanSimulator: @unchecked Sendable {
+    public let graph: StepGraph
+    public let candidates: [StepGraph.Candidate]
+    private let candidateIndexOfOp: [Int: Int]
+    private let opIndex: [String: Int]
+    private let regionOps: [[Int]]
+    /// For each region: its window of the dropped forward, each event with the op it belongs to.
+    private let regionWindows: [[(event: StepGraph.Event, op: Int?)]]
+    private let backwardStart: Int
+    private let savers: [Int: [String]]   // tensor → names of the ops whose slots hold it
+
+    public struct Prediction: Sendable, Hashable {
+        public var peakBytes: Int
+        /// Peak by category: parameters, gradients, optimizer state exactly; the rest as activations.
+        public var peakByCategory: [MemoryCategory: Int]
+        public var stepSeconds: Double
+        public var recomputeSeconds: Double
+        /// Ops run by recomputes, per region.
+        public var recomputedOps: Int
+    }
+
+    public init(_ graph: StepGraph) {
+        self.graph = graph
+        candidates = graph.candidates
+        candidateIndexOfOp = Dictionary(uniqueKeysWithValues: candidates.enumerated().map { ($0.element.op, $0.offset) })
+        opIndex = Dictionary(uniqueKeysWithValues: graph.ops.enumerated().map { ($0.element.name, $0.offset) })
+        var regionOps = [[Int]](repeating: [], count: graph.regions.count)
+        for (i, op) in graph.ops.enumerated() { if let r = op.region { regionOps[r].append(i) } }
+        self.regionOps = regionOps
+        // Region windows, each allocation attributed to the next op recorded (an op allocates
+        // before it records itself).
+        var windows = [[(event: StepGraph.Event, op: Int?)]](repeating: [], count: graph.regions.count)
+        var current: Int? = nil
+        var pending: [StepGraph.Event] = []
+        func flush(_ op: Int?) {
+            if let r = current { for e in pending { windows[r].append((e, op)) } }
+            pending.removeAll()
+        }
+        for ev in graph.droppedForward {
+            switch ev {
+            case .regionStart(let r): current = r
+            case .regionEnd: flush(nil); current = nil
+            case .forwardOp(let i): flush(i)
+            case .allocate, .free: pending.append(ev)
+            case .backwardOp: break
+            }
+        }
+        regionWindows = windows
+        backwardStart = graph.backwardStartIndex
+        var savers: [Int: [String]] = [:]
+        for s in graph.slots { savers[s.tensor, default: []].append(s.saver) }
+        self.savers = savers
+    }
+
+    /// Plan as op names → candidate set (unknown names are an error).
+    public func recomputeSet(_ names: Set<String>) throws -> Set<Int> {
+        var set = Set<Int>()
+        var unknown: [String] = []
+        let byName = Dictionary(uniqueKeysWithValues: candidates.enumerated().map { ($0.element.name, $0.offset) })
+        for n in names.sorted() {
+            if let c = byName[n] { set.insert(c) } else { unknown.append(n) }
+        }
+        if !unknown.isEmpty { throw PlanningError.unknownNames(plan: "for \(graph.model) \(graph.inputShape)", names: unknown) }
+        return set
+    }
+
+    /// The prediction for recomputing the candidates in `plan` (indices into ``candidates``).
+    public func simulate(_ plan: Set<Int>) -> Prediction {
+        let tensors = graph.tensors
+        var recomputeTensor = [Bool](repeating: false, count: tensors.count)
+        var planOps = Set<Int>()
+        var regionHasPlan = [Bool](repeating: false, count: graph.regions.count)
+        for c in plan {
+            let cand = candidates[c]
+            planOps.insert(cand.op)
+            regionHasPlan[cand.region] = true
+            for t in cand.tensors { recomputeTensor[t] = true }
+        }
+        var alive = [Bool](repeating: false, count: tensors.count)
+        for (i, t) in tensors.enumerated() where t.preexisting { alive[i] = true }
+        var live = graph.baselineBytes
+        var peak = live
+        var cat = graph.baselineByCategory
+        var peakCat = cat
+        func allocate(_ t: Int) {
+            guard !alive[t] else { return }
+            alive[t] = true
+            live += tensors[t].bytes
+            cat[tensors[t].category, default: 0] += tensors[t].bytes
+            if live > peak { peak = live; peakCat = cat }
+        }
+        func free(_ t: Int) {
+            guard alive[t] else { return }
+            alive[t] = false
+            live -= tensors[t].bytes
+            cat[tensors[t].category, default: 0] -= tensors[t].bytes
+        }
+        // Forward.
+        for ev in graph.droppedForward {
+            switch ev {
+            case .allocate(let t): allocate(t)
+            case .free(let t):
+                // A candidate the plan keeps stays in its slot.
+                if !tensors[t].savedBy.isEmpty && !recomputeTensor[t] { continue }
+                free(t)
+            default: break
+            }
+        }
+        // Triggers: the first backward op holding a dropped tensor of each region.
+        var triggered = [Bool](repeating: false, count: graph.regions.count)
+        var holders = [Set<String>](repeating: [], count: graph.regions.count)
+        for c in plan {
+            for t in candidates[c].tensors { for s in savers[t] ?? [] { holders[candidates[c].region].insert(s) } }
+        }
+        var recomputeSeconds = 0.0
+        var recomputedOps = 0
+        for ev in graph.keptSequence[backwardStart...] {
+            switch ev {
+            case .backwardOp(let name):
+                for r in 0..<holders.count where regionHasPlan[r] && !triggered[r] && holders[r].contains(name) {
+                    triggered[r] = true
+                    let (s, n) = recompute(region: r, planOps: planOps, recomputeTensor: recomputeTensor,
+                                           aliveNow: alive, allocate: allocate, free: free)
+                    recomputeSeconds += s
+                    recomputedOps += n
+                }
+            case .allocate(let t): allocate(t)
+            case .free(let t): free(t)
+            default: break
+            }
+        }
+        return Prediction(peakBytes: peak, peakByCategory: peakCat.filter { $0.value != 0 },
+                          stepSeconds: graph.stepSeconds + recomputeSeconds,
+                          recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps)
+    }
+
+    private func recompute(region r: Int, planOps: Set<Int>, recomputeTensor: [Bool], aliveNow: [Bool],
+                           allocate: (Int) -> Void, free: (Int) -> Void) -> (Double, Int) {
+        let ops = graph.ops
+        let targets = Set(regionOps[r].filter { planOps.contains($0) }.map { ops[$0].name })
+        let run = PlannedRegion.recomputePath(
+            targets: targets,
+            inputs: { n in self.opIndex[n].flatMap { ops[$0].region == r ? ops[$0].inputs : nil } },
+            isAlive: { n in
+                guard let i = self.opIndex[n], let t = ops[i].outputTensor else { return true }
+                return aliveNow[t]
+            })
+        let runIndices = Set(run.compactMap { opIndex[$0] })
+        var made: [Int] = []
+        for (ev, op) in regionWindows[r] {
+            switch ev {
+            case .allocate(let t):
+                guard let op, runIndices.contains(op) else { continue }
+                allocate(t)
+                made.append(t)
+            case .free(let t):
+                if made.contains(t) && !recomputeTensor[t] { free(t) }
+            default: break
+            }
+        }
+        for t in made where !recomputeTensor[t] { free(t) }
+        let seconds = runIndices.reduce(0.0) { $0 + ops[$1].seconds }
+        return (seconds, runIndices.count)
+    }
+
+    /// Own recompute cost of each candidate alone (its op and the ops it needs that nothing keeps).
+    public func standaloneCost(_ c: Int) -> Double {
+        let cand = candidates[c]
+        let ops = graph.ops
+        let run = PlannedRegion.recomputePath(
+            targets: [cand.name],
+            inputs: { n in self.opIndex[n].flatMap { ops[$0].region == cand.region ? ops[$0].inputs : nil } },
+            isAlive: { n in
+                guard let i = self.opIndex[n] else { return true }
+                // Kept in a slot (a candidate or saved tensor) or a view of something alive: alive.
+                guard let t = ops[i].outputTensor else { return true }
+                return !self.graph.tensors[t].savedBy.isEmpty
+            })
+        return run.reduce(0.0) { $0 + (opIndex[$1].map { ops[$0].seconds } ?? 0) }
+    }
+
+    /// Recompute cost of adding candidate `c` to `plan`, with the path as the executor would take it
+    /// (ancestors already recomputed are not paid twice; a dropped ancestor is paid).
+    public func marginalCost(_ c: Int, given plan: Set<Int>) -> Double {
+        let cand = candidates[c]
+        let ops = graph.ops
+        let planNames = Set(plan.filter { candidates[$0].region == cand.region }.map { candidates[$0].name })
+        func cost(_ targets: Set<String>) -> Double {
+            let run = PlannedRegion.recomputePath(
+                targets: targets,
+                inputs: { n in self.opIndex[n].flatMap { ops[$0].region == cand.region ? ops[$0].inputs : nil } },
+                isAlive: { n in
+                    guard let i = self.opIndex[n], let t = ops[i].outputTensor else { return true }
+                    if targets.contains(n) { return false }
+                    return !self.graph.tensors[t].savedBy.isEmpty
+                })
+            return run.reduce(0.0) { $0 + (opIndex[$1].map { ops[$0].seconds } ?? 0) }
+        }
+        return cost(planNames.union([cand.name])) - (planNames.isEmpty ? 0 : cost(planNames))
+    }
+}

@@ -1,0 +1,143 @@
+import Testing
+import Remat
+
+@Suite("Planning under a memory budget")
+struct PlanningTests {
+    static let config = GPTConfig(contextLength: 32, layers: 3, heads: 2, modelDimension: 32, mlpHidden: 128, batchSize: 4)
+
+    static func tokenBatch(_ c: GPTConfig, batchSize: Int? = nil) -> TrainingBatch {
+        var data = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 14, seed: 5), seed: 5)
+        return data.nextBatch(batchSize: batchSize ?? c.batchSize, length: c.contextLength)
+    }
+
+    static func gptTrainer(seed: UInt64 = 1, ledger: MemoryLedger) -> Trainer {
+        let model = GPT(config, seed: seed)
+        return Trainer(model: model, optimizer: Trainer.specAdamW(model), gradientClip: nil, ledger: ledger)
+    }
+
+    static func resnetTrainer(seed: UInt64 = 1, ledger: MemoryLedger) -> Trainer {
+        let model = ResNet(ResNetConfig(stages: [2, 1], width: 32, classes: 5, imageSize: 32), seed: seed)
+        return Trainer(model: model, optimizer: SGD(model.parameters, learningRate: 0.01, momentum: 0.9), gradientClip: nil, ledger: ledger)
+    }
+
+    static func imageBatch() -> TrainingBatch {
+        let g = RandomGenerator(seed: 4)
+        let x = Tensor.randn([4, 3, 32, 32], generator: g)
+        let y = Tensor(indices: [0, 3, 4, 1], shape: [4])
+        return TrainingBatch(input: x, target: y)
+    }
+
+    /// Plans at several budgets and checks, on fresh identical models, that a planned step gives
+    /// bitwise the same parameters as an unplanned one, stays under budget, and that the
+    /// prediction is within 1% of the ledger's peak.
+    static func checkBudgets(_ make: (UInt64, MemoryLedger) -> Trainer, batch: TrainingBatch, fractions: [Double]) throws -> Int {
+        let graph = try StepCapture.capture(make(1, MemoryLedger()), batch: batch, timingRuns: 1)
+        let sim = PlanSimulator(graph)
+        let none = sim.simulate([])
+        #expect(abs(Double(none.peakBytes - graph.measuredPeakBytes)) <= 0.01 * Double(graph.measuredPeakBytes),
+                "unplanned: predicted \(none.peakBytes), measured \(graph.measuredPeakBytes)")
+        #expect(!sim.candidates.isEmpty)
+        var checked = 0
+        let floor = sim.simulate(Set(sim.candidates.indices)).peakBytes
+        #expect(floor < none.peakBytes, "recomputing everything saves nothing")
+        // Budgets between the minimum feasible (0) and the unconstrained peak (1).
+        for fraction in fractions {
+            let plan = try Planner.plan(sim, budget: .bytes(floor + Int(Double(none.peakBytes - floor) * fraction)))
+            #expect(plan.recomputedCount > 0)
+            let refLedger = MemoryLedger(), planLedger = MemoryLedger()
+            let ref = make(9, refLedger), planned = make(9, planLedger)
+            try planned.model.applyPlan(plan)
+            _ = ref.step(batch)
+            _ = planned.step(batch)
+            let r1 = ref.step(batch), r2 = planned.step(batch)
+            #expect(r1.loss == r2.loss)
+            for ((name, a), (_, b)) in zip(ref.model.namedParameters, planned.model.namedParameters) {
+                #expect(a.toArray().map(\.bitPattern) == b.toArray().map(\.bitPattern), "parameter \(name) differs after a planned step")
+            }
+            for ((name, a), (_, b)) in zip(ref.model.namedBuffers, planned.model.namedBuffers) {
+                #expect(a.toArray().map(\.bitPattern) == b.toArray().map(\.bitPattern), "buffer \(name) differs after a planned step")
+            }
+            #expect(refLedger.currentBytes == planLedger.currentBytes, "the planned step leaves memory behind")
+            #expect(r2.peakBytes <= plan.budgetBytes, "fraction \(fraction): measured \(r2.peakBytes) > budget \(plan.budgetBytes)")
+            let err = abs(Double(plan.predictedPeakBytes - r2.peakBytes)) / Double(r2.peakBytes)
+            #expect(err <= 0.01, "fraction \(fraction): predicted \(plan.predictedPeakBytes), measured \(r2.peakBytes)")
+            checked += 1
+        }
+        return checked
+    }
+
+    @Test("gpt: under budget, prediction within 1%, gradients bitwise equal")
+    func gptBudgets() throws {
+        let n = try Self.checkBudgets({ Self.gptTrainer(seed: $0, ledger: $1) }, batch: Self.tokenBatch(Self.config),
+                                      fractions: [0.8, 0.5, 0.2, 0])
+        #expect(n == 4)
+    }
+
+    @Test("resnet: under budget, prediction within 1%, gradients bitwise equal")
+    func resnetBudgets() throws {
+        let n = try Self.checkBudgets({ Self.resnetTrainer(seed: $0, ledger: $1) }, batch: Self.imageBatch(),
+                                      fractions: [0.7, 0.3, 0])
+        #expect(n == 3)
+    }
+
+    @Test("solvers: best matches exhaustive search, greedy and knapsack fit the budget")
+    func solversAgainstExhaustive() throws {
+        // One block: few enough candidates to enumerate every subset.
+        let c = GPTConfig(contextLength: 16, layers: 1, heads: 2, modelDimension: 16, mlpHidden: 32, batchSize: 2)
+        let model = GPT(c, seed: 2)
+        let trainer = Trainer(model: model, optimizer: Trainer.specAdamW(model), gradientClip: nil, ledger: MemoryLedger())
+        let graph = try StepCapture.capture(trainer, batch: Self.tokenBatch(c), timingRuns: 1)
+        let sim = PlanSimulator(graph)
+        #expect(sim.candidates.count <= PlanSolver.exhaustiveLimit)
+        let none = sim.simulate([]).peakBytes, floor = sim.simulate(Set(sim.candidates.indices)).peakBytes
+        for k in 1...4 {
+            let budget = floor + (none - floor) * k / 5
+            let exact = try #require(Planner.exhaustive(sim, budget: budget))
+            let best = try Planner.plan(sim, budget: .bytes(budget), solver: .auto)
+            #expect(best.predictedPeakBytes <= budget)
+            #expect(abs(best.predictedStepSeconds - sim.simulate(exact).stepSeconds) < 1e-12,
+                    "budget \(budget): auto \(best.predictedStepSeconds) vs exhaustive \(sim.simulate(exact).stepSeconds)")
+            for s in [PlanSolver.greedy, .knapsack] {
+                let p = try Planner.plan(sim, budget: .bytes(budget), solver: s)
+                #expect(p.predictedPeakBytes <= budget, "\(s) exceeds the budget")
+                #expect(p.predictedStepSeconds >= sim.simulate(exact).stepSeconds - 1e-12, "\(s) beats exhaustive search?")
+            }
+        }
+    }
+
+    @Test("a budget below the minimum names the minimum and what it is made of")
+    func budgetBelowMinimum() throws {
+        let graph = try StepCapture.capture(Self.gptTrainer(ledger: MemoryLedger()), batch: Self.tokenBatch(Self.config), timingRuns: 1)
+        #expect {
+            try Planner.plan(graph, budget: .bytes(1000))
+        } throws: { error in
+            let text = String(describing: error)
+            return text.contains("below the minimum feasible") && text.contains("parameters") && text.contains("optimizer state")
+        }
+    }
+
+    @Test("stale and foreign plans are rejected")
+    func stalePlans() throws {
+        let graph = try StepCapture.capture(Self.gptTrainer(ledger: MemoryLedger()), batch: Self.tokenBatch(Self.config), timingRuns: 1)
+        let plan = try Planner.plan(graph, budget: .fraction(0.7))
+        // Another shape.
+        let other = try StepCapture.capture(Self.gptTrainer(ledger: MemoryLedger()), batch: Self.tokenBatch(Self.config, batchSize: 2), timingRuns: 1)
+        #expect(throws: PlanningError.self) { try plan.validate(against: other) }
+        // Unknown names.
+        var renamed = plan
+        renamed.recompute = ["blocks.9.mlp/gelu#0"]
+        #expect(throws: PlanningError.self) { try renamed.validate(against: graph) }
+        // Another model.
+        #expect(throws: PlanningError.self) { try ResNet(.tiny).applyPlan(plan) }
+        try plan.validate(against: graph)
+    }
+
+    @Test("budgets parse with units and as fractions")
+    func budgetParsing() throws {
+        #expect(try MemoryBudget.parse("300MiB") == .bytes(300 << 20))
+        #expect(try MemoryBudget.parse("1.5GiB") == .bytes(3 << 29))
+        #expect(try MemoryBudget.parse("0.5") == .fraction(0.5))
+        #expect(throws: PlanningError.self) { try MemoryBudget.parse("lots") }
+        #expect(throws: PlanningError.self) { try MemoryBudget.parse("-3MiB") }
+    }
+}
