@@ -52,6 +52,9 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Batch size (default: the workload's).") var batch: Int?
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 5
+    @Option(help: "Memory budget (300MiB, 1.5GiB, or a fraction of the unconstrained peak such as 0.5): profile, plan and run under it.")
+    var budget: String?
+    @Option(help: "Planner solver with --budget: auto, greedy, knapsack, exhaustive.") var solver = "auto"
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
@@ -60,13 +63,17 @@ struct BenchTrain: ParsableCommand {
         let policy = try policyOption.parsed()
         try workload.model.applyCheckpointing(policy)
         let b = batch ?? workload.specBatchSize
-        var r = TrainingBenchmark.run(workload, batchSize: b, steps: steps)
-        r.policy = policy.description
+        var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget.map { try MemoryBudget.parse($0) },
+                                          solver: PlanSolver.parse(solver))
+        if budget == nil { r.policy = policy.description }
         if json {
             print(try jsonString(r))
             return
         }
         print("\(model), batch \(b), policy \(r.policy), \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
+        if let bb = r.budget_bytes, let pp = r.predicted_peak_bytes {
+            print("  budget \(mib(bb)), predicted peak \(mib(pp)), solver \(r.solver ?? "?"), \(r.recomputed_ops ?? 0) ops recomputed")
+        }
         for (k, v) in r.peak_by_category.sorted(by: { $0.key < $1.key }) where v > 0 { print("  \(k): \(mib(v))") }
     }
 }

@@ -11,6 +11,8 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Training steps before the comparison.") var steps = 20
     @Option(help: "Steps measured per policy (after one warm-up step).") var measure = 3
     @Option(help: "Policies compared with none (comma separated).") var policies = "all,revolve:2"
+    @Option(help: "Memory budget of the planned run at the end (bytes with a unit, or a fraction of the unconstrained peak).")
+    var budget = "0.6"
 
     func run() throws {
         engine.apply()
@@ -58,5 +60,22 @@ struct DemoCommand: ParsableCommand {
                   + "   " + mib(peak).leftPad(11) + "   " + mib(act).leftPad(19)
                   + "   " + (name == "none" ? "" : "\(mib(saved)) (\(String(format: "%.0f%%", 100 * Double(saved) / Double(base.2))))"))
         }
+
+        // A planned run: profile one step, plan what to recompute under the budget, run under the plan.
+        print("")
+        let b = try MemoryBudget.parse(budget)
+        let batch = source.nextBatch(batchSize: config.batchSize, length: config.contextLength)
+        let (plan, _) = try trainer.planMemory(budget: b, batch: batch)
+        var times: [Double] = []
+        var last: StepReport! = nil
+        for i in 0...measure {
+            last = trainer.step(source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
+            if i > 0 { times.append(last.stepMilliseconds) }
+        }
+        try gpt.applyCheckpointing(.none)
+        print("planned under a budget of \(mib(plan.budgetBytes)) (\(b)), solver \(plan.solver):")
+        print("  recompute \(plan.recomputedCount) ops (\(mib(plan.recomputedBytes))), keep \(plan.keptCount) (\(mib(plan.keptBytes)))")
+        print("  peak: predicted \(mib(plan.predictedPeakBytes)), measured \(mib(last.peakBytes)) (none: \(mib(base.2)), saved \(String(format: "%.0f%%", 100 * Double(base.2 - last.peakBytes) / Double(base.2))))")
+        print(String(format: "  step time: %.0f ms, %.2fx of none (predicted %.2fx)", median(times), median(times) / base.1, plan.predictedOverhead))
     }
 }

@@ -4,7 +4,8 @@ import Remat
 
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "plan", abstract: "Checkpointing plans.", subcommands: [PlanChain.self])
+        commandName: "plan", abstract: "Checkpointing plans.", subcommands: [PlanBudget.self, PlanChain.self],
+        defaultSubcommand: PlanBudget.self)
 }
 
 struct PlanChain: ParsableCommand {
@@ -39,5 +40,35 @@ struct PlanChain: ParsableCommand {
             print("chain of \(length) layers, \(slots) slots: \(schedule.forwardSteps) forward steps (peak \(schedule.peakSlots) slots)")
             for a in actions { print("  \(a)") }
         }
+    }
+}
+
+struct PlanBudget: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "budget",
+        abstract: "Profile a training step of a workload and plan what to recompute under a memory budget.",
+        discussion: "remat plan --model gpt-mini --budget 0.5 prints the plan: counts and bytes kept and recomputed, predicted peak and step-time overhead, and the ops recomputed (by stable name).")
+
+    @OptionGroup var engine: EngineOptions
+    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
+    @Option(help: "Batch size (default: the workload's).") var batch: Int?
+    @Option(help: "Memory budget: 300MiB, 1.5GiB, or a fraction of the unconstrained peak (0.5).") var budget: String
+    @Option(help: "Solver: auto, greedy, knapsack, exhaustive.") var solver = "auto"
+    @Flag(help: "Print the plan as JSON.") var json = false
+
+    func run() throws {
+        engine.apply()
+        let workload = try ModelZoo.workload(model)
+        let b = batch ?? workload.specBatchSize
+        let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil)
+        let graph = try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: 2)
+        let plan = try Planner.plan(graph, budget: MemoryBudget.parse(budget), solver: PlanSolver.parse(solver))
+        if json {
+            print(plan.jsonString())
+            return
+        }
+        print("\(model), batch \(b): \(plan.summary)")
+        print(String(format: "planning took %.3f s over %d candidate ops", plan.planningSeconds, PlanSimulator(graph).candidates.count))
+        for n in plan.recompute { print("  recompute \(n)") }
     }
 }

@@ -34,3 +34,16 @@ extension MemoryPlan {
         _ = try PlanSimulator(graph).recomputeSet(Set(recompute))
     }
 }
+
+extension Trainer {
+    /// Profiles a step on `batch` (``StepCapture``: a few real training steps), plans for `budget`
+    /// and applies the plan to the model. Returns the plan and the captured step.
+    @discardableResult
+    public func planMemory(budget: MemoryBudget, batch: TrainingBatch, solver: PlanSolver = .auto,
+                           timingRuns: Int = 2) throws -> (plan: MemoryPlan, graph: StepGraph) {
+        let graph = try StepCapture.capture(self, batch: batch, timingRuns: timingRuns)
+        let plan = try Planner.plan(graph, budget: budget, solver: solver)
+        try model.applyPlan(plan)
+        return (plan, graph)
+    }
+}

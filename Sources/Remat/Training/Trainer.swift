@@ -122,6 +122,11 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var peak_by_category: [String: Int]
     /// The checkpointing policy the step ran under.
     public var policy: String = "none"
+    /// With a memory budget: the budget, the planner's predicted peak and the solver used.
+    public var budget_bytes: Int? = nil
+    public var predicted_peak_bytes: Int? = nil
+    public var solver: String? = nil
+    public var recomputed_ops: Int? = nil
 }
 
 public enum TrainingBenchmark {
@@ -129,8 +134,19 @@ public enum TrainingBenchmark {
     /// synthetic batches and reports the median of the last `steps`, with the peak memory of the last step.
     public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
                            ledger: MemoryLedger = .shared) -> TrainingBenchmarkResult {
+        // No budget: cannot throw.
+        try! run(workload, batchSize: batchSize, steps: steps, warmup: warmup, budget: nil, ledger: ledger)
+    }
+
+    /// As above, under a memory budget: the step is profiled and planned on the first batch, then
+    /// the timed steps run under the plan (`budget_bytes`, `predicted_peak_bytes`, `solver` are set).
+    public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
+                           budget: MemoryBudget?, solver: PlanSolver = .auto,
+                           ledger: MemoryLedger = .shared) throws -> TrainingBenchmarkResult {
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
         let nextBatch = workload.batches(batchSize, 7)
+        var plan: MemoryPlan? = nil
+        if let budget { plan = try trainer.planMemory(budget: budget, batch: nextBatch(), solver: solver).plan }
         let name = workload.name
         var times: [Double] = []
         var last: StepReport? = nil
@@ -139,8 +155,16 @@ public enum TrainingBenchmark {
             if i >= warmup { times.append(report.stepMilliseconds) }
             last = report
         }
-        return TrainingBenchmarkResult(model: name, batch: batchSize, threads: Runtime.threads, steps: steps,
-                                       median_step_ms: median(times), step_ms: times, peak_bytes: last!.peakBytes,
-                                       peak_by_category: last!.peakByCategory)
+        var result = TrainingBenchmarkResult(model: name, batch: batchSize, threads: Runtime.threads, steps: steps,
+                                             median_step_ms: median(times), step_ms: times, peak_bytes: last!.peakBytes,
+                                             peak_by_category: last!.peakByCategory)
+        if let plan {
+            result.policy = "budget"
+            result.budget_bytes = plan.budgetBytes
+            result.predicted_peak_bytes = plan.predictedPeakBytes
+            result.solver = plan.solver
+            result.recomputed_ops = plan.recomputedCount
+        }
+        return result
     }
 }
