@@ -46,7 +46,8 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
     if useBatchStats {
         precondition(m > 1, "batch_norm: expected more than 1 value per channel when training, got input shape \(shape)")
     }
-    if let replayed = Autograd.replayed("batch_norm", inputs: [x] + [weight, bias].compactMap { $0 }) { return replayed }
+    let inputs = [x] + [weight, bias].compactMap { $0 }
+    if let replayed = Autograd.replayed("batch_norm", inputs: inputs) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "batch_norm")
@@ -86,9 +87,6 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
         }
     }
 
-    var inputs = [x]
-    if let weight { inputs.append(weight) }
-    if let bias { inputs.append(bias) }
     let hasWeight = weight != nil, hasBias = bias != nil
     var saving: [(role: String, tensor: Tensor)] = []
     if Autograd.needsGraph(inputs) {

@@ -47,13 +47,12 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int
         precondition(bias.shape == [weight.shape[0]], "conv2d: bias shape \(bias.shape) must be [\(weight.shape[0])]")
     }
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation)
+    let inputs = [x, weight] + [bias].compactMap { $0 }
+    if let replayed = Autograd.replayed("conv2d", inputs: inputs) { return replayed }
     // In a selective checkpoint region's recompute, a kept convolution output is not computed again.
-    if let replayed = Autograd.replayed("conv2d", inputs: [x, weight] + [bias].compactMap { $0 }) { return replayed }
     let out = Autograd.cachedOutput("conv2d")?.detached()
         ?? conv2dForwardKernel(x.contiguousInput(), weight: weight.contiguousInput(), bias: bias?.contiguousInput(), geo)
 
-    var inputs = [x, weight]
-    if let bias { inputs.append(bias) }
     let hasBias = bias != nil
     let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(inputs) ? [("input", x), ("weight", weight)] : []
     Autograd.record("conv2d", inputs: inputs, output: out, saving: saving) { ctx, g in

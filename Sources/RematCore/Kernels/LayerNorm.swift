@@ -31,7 +31,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     if let bias {
         precondition(bias.shape == [c], "layer_norm: bias shape \(bias.shape) must be [\(c)] for input shape \(shape)")
     }
-    if let replayed = Autograd.replayed("layer_norm", inputs: [x] + [weight, bias].compactMap { $0 }) { return replayed }
+    let inputs = [x] + [weight, bias].compactMap { $0 }
+    if let replayed = Autograd.replayed("layer_norm", inputs: inputs) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "layer_norm")
@@ -49,9 +50,6 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         rstd.floatPointer.initialize(repeating: .nan, count: rows)
     }
 
-    var inputs = [x]
-    if let weight { inputs.append(weight) }
-    if let bias { inputs.append(bias) }
     let hasWeight = weight != nil, hasBias = bias != nil
     var saving: [(role: String, tensor: Tensor)] = []
     if Autograd.needsGraph(inputs) {
