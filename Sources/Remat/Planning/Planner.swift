@@ -120,7 +120,7 @@ public enum Planner {
         let all = Set(sim.candidates.indices)
         let floor = sim.simulate(all)
         if floor.peakBytes > budgetBytes {
-            throw PlanningError.budgetBelowMinimum(budget: budgetBytes, minimum: floor.peakBytes, breakdown: breakdown(floor, sim.graph))
+            throw PlanningError.budgetBelowMinimum(budget: budgetBytes, minimum: floor.peakBytes, breakdown: breakdown(floor))
         }
         var chosen: (set: Set<Int>, prediction: PlanSimulator.Prediction, solver: String)
         if none.peakBytes <= budgetBytes {
@@ -148,14 +148,14 @@ public enum Planner {
             default:
                 consider(solver)
             }
-            guard let best = results.min(by: { a, b in
+            if let best = results.min(by: { a, b in
                 a.1.stepSeconds != b.1.stepSeconds ? a.1.stepSeconds < b.1.stepSeconds : a.0.count < b.0.count
-            }) else {
-                // Every solver failed to fit (the greedy always reaches "all", which fits): fall back to all.
+            }) {
+                chosen = (best.0, best.1, solver == .auto ? "auto:" + best.2 : best.2)
+            } else {
+                // No solver's plan fits: recompute everything (the floor, which fits).
                 chosen = (all, floor, "all")
-                return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none, start: start)
             }
-            chosen = (best.0, best.1, solver == .auto ? "auto:" + best.2 : best.2)
         }
         return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none, start: start)
     }
@@ -175,7 +175,7 @@ public enum Planner {
                           planningSeconds: monotonicSeconds() - start)
     }
 
-    static func breakdown(_ p: PlanSimulator.Prediction, _ graph: StepGraph) -> String {
+    static func breakdown(_ p: PlanSimulator.Prediction) -> String {
         let c = p.peakByCategory
         let params = c[.parameters] ?? 0, grads = c[.gradients] ?? 0, opt = c[.optimizerState] ?? 0
         let rest = p.peakBytes - params - grads - opt
@@ -216,10 +216,11 @@ public enum Planner {
         let total = cands.reduce(0) { $0 + $1.bytes }
         let unit = Swift.max(1, (total + buckets - 1) / buckets)
         let weights = cands.map { ($0.bytes + unit - 1) / unit }
+        let totalWeight = weights.reduce(0, +)
         var need = Swift.max(1, (sim.simulate([]).peakBytes - budget + unit - 1) / unit)
-        var best: Set<Int> = Set(cands.indices)
+        var last: Set<Int> = Set(cands.indices)
         for _ in 0..<40 {
-            let cap = Swift.min(need, weights.reduce(0, +))
+            let cap = Swift.min(need, totalWeight)
             // tables[k][b]: least time using the first k candidates to reach ≥ b buckets (b = cap: ≥ cap).
             var tables: [[Double]] = [[Double](repeating: .infinity, count: cap + 1)]
             tables[0][0] = 0
@@ -242,12 +243,12 @@ public enum Planner {
                 b = pb
             }
             let p = sim.simulate(set)
-            best = set
+            last = set
             if p.peakBytes <= budget { return set }
-            need = Swift.min(weights.reduce(0, +), need + Swift.max(1, (p.peakBytes - budget + unit - 1) / unit))
-            if cap == weights.reduce(0, +) { break }
+            need = Swift.min(totalWeight, need + Swift.max(1, (p.peakBytes - budget + unit - 1) / unit))
+            if cap == totalWeight { break }
         }
-        return best
+        return last
     }
 
     /// The fastest fitting subset by enumeration (nil above ``PlanSolver/exhaustiveLimit`` candidates).

@@ -147,65 +147,50 @@ public final class PlanSimulator: @unchecked Sendable {
 
     private func recompute(region r: Int, planOps: Set<Int>, recomputeTensor: [Bool], aliveNow: [Bool],
                            allocate: (Int) -> Void, free: (Int) -> Void) -> (Double, Int) {
-        let ops = graph.ops
-        let targets = Set(regionOps[r].filter { planOps.contains($0) }.map { ops[$0].name })
-        let run = PlannedRegion.recomputePath(
-            targets: targets,
-            inputs: { n in self.opIndex[n].flatMap { ops[$0].region == r ? ops[$0].inputs : nil } },
-            isAlive: { n in
-                guard let i = self.opIndex[n], let t = ops[i].outputTensor else { return true }
-                return aliveNow[t]
-            })
-        let runIndices = Set(run.compactMap { opIndex[$0] })
-        var made: [Int] = []
+        let targets = Set(regionOps[r].filter { planOps.contains($0) }.map { graph.ops[$0].name })
+        let runIndices = recomputeOps(region: r, targets: targets, isAlive: { aliveNow[$0] })
+        var made = Set<Int>()
         for (ev, op) in regionWindows[r] {
             switch ev {
             case .allocate(let t):
                 guard let op, runIndices.contains(op) else { continue }
                 allocate(t)
-                made.append(t)
+                made.insert(t)
             case .free(let t):
                 if made.contains(t) && !recomputeTensor[t] { free(t) }
             default: break
             }
         }
-        for t in made where !recomputeTensor[t] { free(t) }
-        let seconds = runIndices.reduce(0.0) { $0 + ops[$1].seconds }
-        return (seconds, runIndices.count)
+        for t in made where !recomputeTensor[t] { free(t) }   // dropped when the recompute ends
+        return (seconds(of: runIndices), runIndices.count)
     }
-
-    /// Own recompute cost of each candidate alone (its op and the ops it needs that nothing keeps).
-    public func standaloneCost(_ c: Int) -> Double {
-        let cand = candidates[c]
+    /// The ops (indices) a recompute of `targets` in region `r` runs; `isAlive(t)` tells whether
+    /// tensor `t` is at hand (outputs the step did not allocate always are).
+    private func recomputeOps(region r: Int, targets: Set<String>, isAlive: (Int) -> Bool) -> Set<Int> {
         let ops = graph.ops
         let run = PlannedRegion.recomputePath(
-            targets: [cand.name],
-            inputs: { n in self.opIndex[n].flatMap { ops[$0].region == cand.region ? ops[$0].inputs : nil } },
+            targets: targets,
+            inputs: { n in self.opIndex[n].flatMap { ops[$0].region == r ? ops[$0].inputs : nil } },
             isAlive: { n in
-                guard let i = self.opIndex[n] else { return true }
-                // Kept in a slot (a candidate or saved tensor) or a view of something alive: alive.
-                guard let t = ops[i].outputTensor else { return true }
-                return !self.graph.tensors[t].savedBy.isEmpty
+                guard let i = self.opIndex[n], let t = ops[i].outputTensor else { return true }
+                return isAlive(t)
             })
-        return run.reduce(0.0) { $0 + (opIndex[$1].map { ops[$0].seconds } ?? 0) }
+        return Set(run.compactMap { opIndex[$0] })
     }
 
+    private func seconds(of ops: Set<Int>) -> Double { ops.reduce(0.0) { $0 + graph.ops[$1].seconds } }
+
+    /// Own recompute cost of each candidate alone (its op and the ops it needs that nothing keeps).
+    public func standaloneCost(_ c: Int) -> Double { marginalCost(c, given: []) }
+
     /// Recompute cost of adding candidate `c` to `plan`, with the path as the executor would take it
-    /// (ancestors already recomputed are not paid twice; a dropped ancestor is paid).
+    /// (ancestors already recomputed are not paid twice; a dropped ancestor is paid). Before the
+    /// backward, a tensor is at hand when a slot keeps it.
     public func marginalCost(_ c: Int, given plan: Set<Int>) -> Double {
         let cand = candidates[c]
-        let ops = graph.ops
         let planNames = Set(plan.filter { candidates[$0].region == cand.region }.map { candidates[$0].name })
         func cost(_ targets: Set<String>) -> Double {
-            let run = PlannedRegion.recomputePath(
-                targets: targets,
-                inputs: { n in self.opIndex[n].flatMap { ops[$0].region == cand.region ? ops[$0].inputs : nil } },
-                isAlive: { n in
-                    guard let i = self.opIndex[n], let t = ops[i].outputTensor else { return true }
-                    if targets.contains(n) { return false }
-                    return !self.graph.tensors[t].savedBy.isEmpty
-                })
-            return run.reduce(0.0) { $0 + (opIndex[$1].map { ops[$0].seconds } ?? 0) }
+            seconds(of: recomputeOps(region: cand.region, targets: targets, isAlive: { !self.graph.tensors[$0].savedBy.isEmpty }))
         }
         return cost(planNames.union([cand.name])) - (planNames.isEmpty ? 0 : cost(planNames))
     }

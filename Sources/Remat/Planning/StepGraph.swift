@@ -95,12 +95,13 @@ public struct StepGraph: Sendable {
             byOwner[t.owner!, default: []].append(i)
         }
         let opByName = Dictionary(uniqueKeysWithValues: ops.enumerated().map { ($0.element.name, $0.offset) })
+        let saverOf = Dictionary(slots.map { ($0.name, $0.saver) }, uniquingKeysWith: { a, _ in a })
         var result: [Candidate] = []
         for (o, ts) in byOwner.sorted(by: { $0.key < $1.key }) {
             guard let r = ops[o].region else { continue }
             let ownRegion = ts.allSatisfy { t in
                 tensors[t].savedBy.allSatisfy { slot in
-                    guard let saver = slotSaver[slot], let si = opByName[saver] else { return false }
+                    guard let saver = saverOf[slot], let si = opByName[saver] else { return false }
                     return ops[si].region == r
                 }
             }
@@ -111,10 +112,6 @@ public struct StepGraph: Sendable {
         return result
     }
 
-    private var slotSaver: [String: String] {
-        Dictionary(slots.map { ($0.name, $0.saver) }, uniquingKeysWith: { a, _ in a })
-    }
-
     /// A plannable op: KEEP or RECOMPUTE decides for all its saved tensors at once.
     public struct Candidate: Sendable, Hashable {
         public var op: Int
@@ -122,14 +119,5 @@ public struct StepGraph: Sendable {
         public var region: Int
         public var tensors: [Int]
         public var bytes: Int
-    }
-
-    /// Sum of parameters, gradients and optimizer state at their peak: what no plan can save.
-    public var fixedBytes: (parameters: Int, gradients: Int, optimizer: Int) {
-        let p = baselineByCategory[.parameters] ?? 0
-        let o = (baselineByCategory[.optimizerState] ?? 0)
-            + tensors.filter { $0.category == .optimizerState }.reduce(0) { $0 + $1.bytes }
-        let g = tensors.filter { $0.category == .gradients }.reduce(0) { $0 + $1.bytes }
-        return (p, g, o)
     }
 }
