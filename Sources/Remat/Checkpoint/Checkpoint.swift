@@ -70,7 +70,7 @@ public final class CheckpointRegion: @unchecked Sendable {
     private var inputSlots: [SavedTensor] = []
     private var inputRequiresGrad: [Bool] = []
     private var namingSnapshot: NamingState.Snapshot
-    private var generators: [(RandomGenerator, RNGState)] = []
+    private let generators = GeneratorStates()
     /// What the forward saved, in order (parameters are kept as they are and not listed).
     public private(set) var savedInfos: [SavedTensorInfo] = []
     private var checksums: [UInt64] = []
@@ -113,18 +113,13 @@ public final class CheckpointRegion: @unchecked Sendable {
                 if options.determinismCheck == .values { checksums.append(t.contentChecksum()) }
                 return .deferred(Handle(region: self, index: k))
             },
-            unpack: { payload, info in
-                switch payload {
-                case .tensor(let t): return t
-                case .deferred(let d): return d.materialize()
-                }
-            })
+            unpack: unpackKeptOrDeferred)
         // Naming continues from where the region started (the snapshot), so the forward and every
         // recompute name their ops alike.
         let outputs = AutogradContext.with({ ctx in
             if ctx.naming == nil { ctx.naming = NamingState(restoring: namingSnapshot) }
             ctx.savedTensorHooks.append(hooks)
-            if options.preserveRNGState { ctx.generatorObserver = generatorObserver(chainingTo: ctx.generatorObserver) }
+            if options.preserveRNGState { ctx.generatorObserver = generators.observer(chainingTo: ctx.generatorObserver) }
             if options.debug { ctx.opObserver = traceObserver("forward", chainingTo: ctx.opObserver) }
             if let selective = options.selective { ctx.opObserver = keepObserver(selective, chainingTo: ctx.opObserver) }
         }) {
@@ -132,13 +127,6 @@ public final class CheckpointRegion: @unchecked Sendable {
         }
         CheckpointRegion.debugSink?.receive(self)
         return outputs
-    }
-
-    private func generatorObserver(chainingTo outer: (@Sendable (RandomGenerator) -> Void)?) -> @Sendable (RandomGenerator) -> Void {
-        { [unowned self] g in
-            if !generators.contains(where: { $0.0 === g }) { generators.append((g, g.state)) }
-            outer?(g)
-        }
     }
 
     private func keepObserver(_ policy: SelectivePolicy, chainingTo outer: (@Sendable (Node, Tensor) -> Void)?) -> @Sendable (Node, Tensor) -> Void {
@@ -185,11 +173,6 @@ public final class CheckpointRegion: @unchecked Sendable {
             t.requiresGrad = requiresGrad
             return t
         }
-        // Replay the random streams from where the forward found them; restore them afterwards.
-        let current = generators.map { $0.0.state }
-        if options.preserveRNGState { for (g, s) in generators { g.state = s } }
-        defer { if options.preserveRNGState { for (i, (g, _)) in generators.enumerated() { g.state = current[i] } } }
-
         var counter = 0
         let capture = SavedTensorHooks(
             pack: { [unowned self] t, info in
@@ -201,11 +184,13 @@ public final class CheckpointRegion: @unchecked Sendable {
                 check(savedInfos[k], against: info, tensor: t, index: k)
                 t.storage.retainForBackward()   // held for backward: counted as an activation
                 recomputed[k] = t
-                return .deferred(Discarded())
+                return .deferred(DiscardedRecomputeTensor())
             },
             unpack: { _, info in preconditionFailure("checkpoint: a recompute graph was used for backward (\(info.name))") })
         let saveTrace = options.debug
-        _ = AutogradContext.with({ ctx in
+        // Replay the random streams from where the forward found them (none were captured without
+        // preserveRNGState); restore them afterwards.
+        _ = generators.replaying { AutogradContext.with({ ctx in
             ctx.gradEnabled = true
             ctx.isRecomputing = true
             ctx.naming = NamingState(restoring: namingSnapshot)
@@ -215,7 +200,7 @@ public final class CheckpointRegion: @unchecked Sendable {
             ctx.outputCache = kept.outputs.isEmpty ? nil : kept
         }) {
             body(inputs)
-        }
+        } }
         precondition(counter == savedInfos.count,
                      "checkpoint \(name): determinism check failed: the forward saved \(savedInfos.count) tensors but the recompute saved \(counter)")
     }
@@ -240,11 +225,6 @@ public final class CheckpointRegion: @unchecked Sendable {
         }
         func materialize() -> Tensor { region.tensor(at: index) }
         func discard() { region.discard(index) }
-    }
-
-    /// What a recompute graph's slots hold: nothing (the tensor went to the region).
-    final class Discarded: DeferredTensor {
-        func materialize() -> Tensor { preconditionFailure("checkpoint: recompute graph tensors are not kept") }
     }
 }
 

@@ -36,16 +36,13 @@ final class PlannedRegion: @unchecked Sendable {
     private let namingSnapshot: NamingState.Snapshot
     private var inputSlot: SavedTensor?
     private let inputRequiresGrad: Bool
-    private var generators: [(RandomGenerator, RNGState)] = []
+    private let generators = GeneratorStates()
     private var ops: [OpRecord] = []
     private var opIndex: [String: Int] = [:]
     private var owner: [Int: String] = [:]
     private var outputStorageOf: [String: Int] = [:]
     private var deferred: [DeferredSlot] = []
     private var materialized: [String: Tensor] = [:]
-    private(set) var recomputeCount = 0
-    /// Names of the ops the last recompute ran (for tests and the debug trace).
-    private(set) var lastRun: [String] = []
 
     init(name: String, recompute: Set<String>, input: Tensor, body: @escaping (Tensor) -> Tensor) {
         self.name = name
@@ -79,12 +76,7 @@ final class PlannedRegion: @unchecked Sendable {
                                              layout: TensorLayout(t), isOwnerOutput: false))
                 return .deferred(Handle(region: self, slot: info.name))
             },
-            unpack: { payload, _ in
-                switch payload {
-                case .tensor(let t): return t
-                case .deferred(let d): return d.materialize()
-                }
-            })
+            unpack: unpackKeptOrDeferred)
         let observer: @Sendable (Node, Tensor) -> Void = { [unowned self] node, output in
             let sid = output.storage.id
             _ = PlannedRegion.owner(of: sid, in: &owner, saver: node.name)
@@ -98,7 +90,7 @@ final class PlannedRegion: @unchecked Sendable {
         }
         let out = AutogradContext.with({ ctx in
             ctx.savedTensorHooks.append(hooks)
-            ctx.generatorObserver = generatorObserver(chainingTo: ctx.generatorObserver)
+            ctx.generatorObserver = generators.observer(chainingTo: ctx.generatorObserver)
             ctx.opObserver = chain(observer, ctx.opObserver)
         }) {
             body(input)
@@ -109,13 +101,6 @@ final class PlannedRegion: @unchecked Sendable {
                          isOwnerOutput: outputStorageOf[d.owner] == d.storageID)
         }
         return out
-    }
-
-    private func generatorObserver(chainingTo outer: (@Sendable (RandomGenerator) -> Void)?) -> @Sendable (RandomGenerator) -> Void {
-        { [unowned self] g in
-            if !generators.contains(where: { $0.0 === g }) { generators.append((g, g.state)) }
-            outer?(g)
-        }
     }
 
     /// The ops a recompute must run: the owners of deferred slots and, through their inputs, every
@@ -145,13 +130,11 @@ final class PlannedRegion: @unchecked Sendable {
     fileprivate func discard(slot: String) { materialized.removeValue(forKey: slot)?.storage.releaseForBackward() }
 
     private func recomputeOnce() {
-        recomputeCount += 1
         let targets = Set(deferred.map(\.owner))
         let run = PlannedRegion.recomputePath(
             targets: targets,
             inputs: { [opIndex, ops] n in opIndex[n].map { ops[$0].inputNames } },
             isAlive: { [opIndex, ops] n in opIndex[n].map { ops[$0].storage != nil } ?? true })
-        lastRun = ops.map(\.name).filter { run.contains($0) }
         let replay = ReplayControl { [unowned self] name in
             if run.contains(name) { return .run }
             guard let i = opIndex[name] else { return .run }
@@ -163,22 +146,18 @@ final class PlannedRegion: @unchecked Sendable {
             preconditionFailure("planned region \(name): its input was released before the recompute")
         }
         input.requiresGrad = inputRequiresGrad
-        let current = generators.map { $0.0.state }
-        for (g, s) in generators { g.state = s }
-        defer { for (i, (g, _)) in generators.enumerated() { g.state = current[i] } }
-
         let box = RecomputeBox()
         let internalSlots = Set(deferred.filter { !$0.isOwnerOutput }.map(\.slotName))
         let capture = SavedTensorHooks(
             pack: { t, info in
                 if internalSlots.contains(info.name) { box.internals[info.name] = t }
-                return .deferred(Discarded())
+                return .deferred(DiscardedRecomputeTensor())
             },
             unpack: { [name] _, info in preconditionFailure("planned region \(name): a recompute graph was used for backward (\(info.name))") })
         let observer: @Sendable (Node, Tensor) -> Void = { node, output in
             if targets.contains(node.name) { box.outputs[node.name] = output }
         }
-        _ = AutogradContext.with({ ctx in
+        _ = generators.replaying { AutogradContext.with({ ctx in
             ctx.gradEnabled = true
             ctx.isRecomputing = true
             ctx.naming = NamingState(restoring: namingSnapshot)
@@ -189,7 +168,7 @@ final class PlannedRegion: @unchecked Sendable {
             ctx.replay = replay
         }) {
             body(input)
-        }
+        } }
         for d in deferred {
             let t: Tensor
             if d.isOwnerOutput {
@@ -228,10 +207,6 @@ final class PlannedRegion: @unchecked Sendable {
         }
         func materialize() -> Tensor { region.tensor(slot: slot) }
         func discard() { region.discard(slot: slot) }
-    }
-
-    final class Discarded: DeferredTensor {
-        func materialize() -> Tensor { preconditionFailure("planned region: recompute graph tensors are not kept") }
     }
 }
 
