@@ -54,7 +54,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 5
     @Option(help: "Memory budget (300MiB, 1.5GiB, or a fraction of the unconstrained peak such as 0.5): profile, plan and run under it.")
     var budget: String?
-    @Option(help: "Planner solver with --budget: auto, greedy, knapsack, exhaustive.") var solver = "auto"
+    @Option(help: "Planner solver with --budget: auto, greedy, knapsack, local, exhaustive.") var solver = "auto"
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {

@@ -37,7 +37,7 @@ struct DemoCommand: ParsableCommand {
         print("")
 
         // The same model and optimizer, a few steps under each policy.
-        let compared = try ["none"] + policies.split(separator: ",").map(String.init)
+        let compared = ["none"] + policies.split(separator: ",").map(String.init)
         var rows: [(String, Double, Int, Int)] = []
         for name in compared {
             try gpt.applyCheckpointing(CheckpointPolicy.parse(name))

@@ -46,29 +46,82 @@ struct PlanChain: ParsableCommand {
 struct PlanBudget: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "budget",
-        abstract: "Profile a training step of a workload and plan what to recompute under a memory budget.",
-        discussion: "remat plan --model gpt-mini --budget 0.5 prints the plan: counts and bytes kept and recomputed, predicted peak and step-time overhead, and the ops recomputed (by stable name).")
+        abstract: "Profile a training step of a workload (or read a profile) and plan what to recompute under a memory budget.",
+        discussion: """
+            remat plan --model gpt-mini --budget 0.5 prints the plan: counts and bytes kept and recomputed, \
+            predicted peak and step-time overhead, and the ops recomputed (by stable name). \
+            remat plan --stats DIR --budget 0.5 plans offline from the files `remat profile --out DIR` wrote.
+            """)
 
     @OptionGroup var engine: EngineOptions
     @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Batch size (default: the workload's).") var batch: Int?
+    @Option(help: "Plan from the profile files in this directory (remat profile --out DIR) instead of profiling now.")
+    var stats: String?
     @Option(help: "Memory budget: 300MiB, 1.5GiB, or a fraction of the unconstrained peak (0.5).") var budget: String
-    @Option(help: "Solver: auto, greedy, knapsack, exhaustive.") var solver = "auto"
+    @Option(help: "Solver: \(PlanSolver.allCases.map(\.rawValue).joined(separator: ", ")).") var solver = "auto"
     @Flag(help: "Print the plan as JSON.") var json = false
+
+    func run() throws {
+        engine.apply()
+        let graph: StepGraph
+        let what: String
+        if let stats {
+            graph = try StepGraph.readStats(from: stats)
+            what = "\(graph.model) on input \(graph.inputShape) (profile \(stats))"
+        } else {
+            let workload = try ModelZoo.workload(model)
+            let b = batch ?? workload.specBatchSize
+            let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil)
+            graph = try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: 2)
+            what = "\(model), batch \(b)"
+        }
+        let plan = try Planner.plan(graph, budget: MemoryBudget.parse(budget), solver: PlanSolver.parse(solver))
+        if json {
+            print(plan.jsonString())
+            return
+        }
+        print("\(what): \(plan.summary)")
+        print(String(format: "planning took %.3f s over %d candidate ops", plan.planningSeconds, PlanSimulator(graph).candidates.count))
+        for n in plan.recompute { print("  recompute \(n)") }
+    }
+}
+
+struct ProfileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Profile one training step of a workload and write its statistics (node_stats.csv, activation_stats.csv, ...).",
+        discussion: """
+            Runs a warm-up step, timed steps (median per-op forward and backward time) and one step with the \
+            memory ledger's timeline, then writes into DIR: node_stats.csv (per forward op and backward node: \
+            rank, run time, live-bytes peak), activation_stats.csv (per tensor: liveness ranks, bytes, inactive \
+            time, recompute time and memory, recompute ratio), saved_slots.csv, memory_events.csv and step.json. \
+            remat plan --stats DIR --budget X plans from them offline.
+            """)
+
+    @OptionGroup var engine: EngineOptions
+    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
+    @Option(help: "Batch size (default: the workload's).") var batch: Int?
+    @Option(help: "Timed steps (per-op times are their medians).") var runs = 3
+    @Option(help: "Directory to write the statistics into (created if missing).") var out: String
+
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+    }
 
     func run() throws {
         engine.apply()
         let workload = try ModelZoo.workload(model)
         let b = batch ?? workload.specBatchSize
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil)
-        let graph = try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: 2)
-        let plan = try Planner.plan(graph, budget: MemoryBudget.parse(budget), solver: PlanSolver.parse(solver))
-        if json {
-            print(plan.jsonString())
-            return
-        }
-        print("\(model), batch \(b): \(plan.summary)")
-        print(String(format: "planning took %.3f s over %d candidate ops", plan.planningSeconds, PlanSimulator(graph).candidates.count))
-        for n in plan.recompute { print("  recompute \(n)") }
+        let graph = try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: runs)
+        try graph.writeStats(to: out)
+        let sim = PlanSimulator(graph)
+        let floor = sim.simulate(Set(sim.candidates.indices))
+        let saved = graph.tensors.filter { !$0.savedBy.isEmpty }
+        print("\(model), batch \(b): \(graph.ops.count) forward ops, \(graph.backwardOrder.count) backward nodes, \(graph.tensors.count) tensors (\(saved.count) saved for backward, \(formatBytes(saved.reduce(0) { $0 + $1.bytes })))")
+        print(String(format: "step %.3f s (median of %d); measured peak %@; %d plannable ops; the least peak a plan reaches %@",
+                     graph.stepSeconds, runs, formatBytes(graph.measuredPeakBytes), sim.candidates.count, formatBytes(floor.peakBytes)))
+        print("wrote \(StepGraph.statsFiles.map { (out.hasSuffix("/") ? out : out + "/") + $0 }.joined(separator: ", "))")
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Remat
 
@@ -130,6 +131,48 @@ struct PlanningTests {
         // Another model.
         #expect(throws: PlanningError.self) { try ResNet(.tiny).applyPlan(plan) }
         try plan.validate(against: graph)
+    }
+
+    @Test("profile files: export and import give the same step and the same plan")
+    func statsRoundTrip() throws {
+        let graph = try StepCapture.capture(Self.gptTrainer(ledger: MemoryLedger()), batch: Self.tokenBatch(Self.config), timingRuns: 1)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("remat-stats-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try graph.writeStats(to: dir)
+        let read = try StepGraph.readStats(from: dir)
+        let same = read == graph
+        #expect(same, "the step read back differs from the one written")
+        let sim = PlanSimulator(graph)
+        let none = sim.simulate([]).peakBytes, floor = sim.simulate(Set(sim.candidates.indices)).peakBytes
+        for k in [1, 3] {
+            let budget = MemoryBudget.bytes(floor + (none - floor) * k / 4)
+            var a = try Planner.plan(graph, budget: budget), b = try Planner.plan(read, budget: budget)
+            #expect(a.recomputedCount > 0)
+            a.planningSeconds = 0
+            b.planningSeconds = 0
+            #expect(a == b)
+        }
+        // The seed's columns come first, with ranks over the whole step.
+        let acts = try CSVTable.read(path: dir + "/activation_stats.csv")
+        #expect(Array(acts.header.prefix(6)) == ["activation_name", "creation_rank", "last_fw_use_rank", "first_bw_use_rank", "last_bw_use_rank", "avg_mem_size_bytes"])
+        let nodes = try CSVTable.read(path: dir + "/node_stats.csv")
+        #expect(Array(nodes.header.prefix(6)) == ["rank", "node_name", "node_type", "gtype", "avg_run_time_s", "avg_peak_mem_bytes"])
+        #expect(nodes.rows.count == graph.ops.count + graph.backwardOrder.count)
+
+        // Damaged files are named, with the line.
+        var events = try CSVTable.read(path: dir + "/memory_events.csv")
+        let row = try #require(events.rows.firstIndex { $0[2] == "allocate" })
+        events.rows[row][3] = "99999"
+        try events.write(to: dir + "/memory_events.csv")
+        #expect {
+            try StepGraph.readStats(from: dir)
+        } throws: { error in
+            let text = String(describing: error)
+            return text.contains("memory_events.csv") && text.contains("line \(row + 2)") && text.contains("99999")
+        }
+        try FileManager.default.removeItem(atPath: dir + "/saved_slots.csv")
+        #expect(throws: PlanningError.self) { try StepGraph.readStats(from: dir) }
+        #expect(throws: PlanningError.self) { try StepGraph.readStats(from: dir + "/nowhere") }
     }
 
     @Test("budgets parse with units and as fractions")

@@ -105,7 +105,7 @@ final class PlannedRegion: @unchecked Sendable {
 
     /// The ops a recompute must run: the owners of deferred slots and, through their inputs, every
     /// ancestor in this region whose output is not alive (`isAlive`). Shared with the simulator.
-    static func recomputePath(targets: Set<String>, inputs: (String) -> [String]?, isAlive: (String) -> Bool) -> Set<String> {
+    static func recomputePath<Op: Hashable>(targets: Set<Op>, inputs: (Op) -> [Op]?, isAlive: (Op) -> Bool) -> Set<Op> {
         var run = targets
         var stack = Array(targets)
         while let n = stack.popLast() {

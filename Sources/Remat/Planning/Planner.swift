@@ -48,6 +48,9 @@ public enum PlanSolver: String, Sendable, CaseIterable {
     /// A knapsack dynamic program over (bytes, time) (as PyTorch's activation memory budget),
     /// repaired with the simulator until the plan fits.
     case knapsack
+    /// Greedy's and knapsack's plans improved by local search (``Planner/improve(_:_:budget:maxSimulations:)``:
+    /// drops, and swaps of one or two ops, every move simulated).
+    case local
     /// Every subset (small problems only: at most ``PlanSolver/exhaustiveLimit`` candidates).
     case exhaustive
 
@@ -127,26 +130,28 @@ public enum Planner {
             chosen = ([], none, solver.rawValue)
         } else {
             var results: [(Set<Int>, PlanSimulator.Prediction, String)] = []
-            func consider(_ s: PlanSolver) {
-                let set: Set<Int>?
-                switch s {
-                case .greedy: set = greedy(sim, budget: budgetBytes)
-                case .knapsack: set = knapsack(sim, budget: budgetBytes)
-                case .exhaustive: set = exhaustive(sim, budget: budgetBytes)
-                case .auto: set = nil
-                }
-                if let set {
-                    let p = sim.simulate(set)
-                    if p.peakBytes <= budgetBytes { results.append((set, p, s.rawValue)) }
-                }
+            func consider(_ set: Set<Int>?, _ name: PlanSolver) {
+                guard let set else { return }
+                let p = sim.simulate(set)
+                if p.peakBytes <= budgetBytes { results.append((set, p, name.rawValue)) }
+            }
+            func local(_ starts: [Set<Int>]) -> Set<Int>? {
+                // From the faster fitting start (greedy's on ties).
+                let fitting = starts.map { ($0, sim.simulate($0)) }.filter { $0.1.peakBytes <= budgetBytes }
+                guard let start = fitting.min(by: { $0.1.stepSeconds < $1.1.stepSeconds }) else { return nil }
+                return improve(sim, start.0, budget: budgetBytes)
             }
             switch solver {
             case .auto:
-                consider(.greedy)
-                consider(.knapsack)
-                if sim.candidates.count <= 12 { consider(.exhaustive) }
-            default:
-                consider(solver)
+                let g = greedy(sim, budget: budgetBytes), k = knapsack(sim, budget: budgetBytes)
+                consider(g, .greedy)
+                consider(k, .knapsack)
+                consider(local([g, k]), .local)
+                if sim.candidates.count <= 12 { consider(exhaustive(sim, budget: budgetBytes), .exhaustive) }
+            case .greedy: consider(greedy(sim, budget: budgetBytes), .greedy)
+            case .knapsack: consider(knapsack(sim, budget: budgetBytes), .knapsack)
+            case .local: consider(local([greedy(sim, budget: budgetBytes), knapsack(sim, budget: budgetBytes)]), .local)
+            case .exhaustive: consider(exhaustive(sim, budget: budgetBytes), .exhaustive)
             }
             if let best = results.min(by: { a, b in
                 a.1.stepSeconds != b.1.stepSeconds ? a.1.stepSeconds < b.1.stepSeconds : a.0.count < b.0.count
@@ -199,7 +204,7 @@ public enum Planner {
             p = sim.simulate(plan)
         }
         // Undo choices the final plan does not need (cheapest memory first).
-        for c in plan.sorted(by: { sim.candidates[$0].bytes < sim.candidates[$1].bytes }) {
+        for c in plan.sorted(by: { (sim.candidates[$0].bytes, $0) < (sim.candidates[$1].bytes, $1) }) {
             var trial = plan
             trial.remove(c)
             if sim.simulate(trial).peakBytes <= budget { plan = trial }
@@ -249,6 +254,70 @@ public enum Planner {
             if cap == totalWeight { break }
         }
         return last
+    }
+
+    /// Local search from a fitting plan: drop what the budget does not need, and swap a recomputed
+    /// op for one not recomputed when the step gets faster and still fits; repeats until no move
+    /// helps or `maxSimulations` simulations are spent. Never returns a slower plan.
+    public static func improve(_ sim: PlanSimulator, _ start: Set<Int>, budget: Int, maxSimulations: Int = 4000) -> Set<Int> {
+        var plan = start
+        var current = sim.simulate(plan)
+        guard current.peakBytes <= budget else { return start }
+        var spent = 0
+        var improved = true
+        let standalone = sim.candidates.indices.map { sim.standaloneCost($0) }
+        while improved && spent < maxSimulations {
+            improved = false
+            // Removals, most expensive first.
+            for c in plan.sorted(by: { (standalone[$0], $1) > (standalone[$1], $0) }) where spent < maxSimulations {
+                var trial = plan
+                trial.remove(c)
+                let p = sim.simulate(trial)
+                spent += 1
+                if p.peakBytes <= budget && p.stepSeconds <= current.stepSeconds {
+                    plan = trial; current = p; improved = true
+                }
+            }
+            // Swaps: one op out and one in, then two out and one in, then one out and two in (costs depend on the whole
+            // set, because recompute paths share ops: simulate every move).
+            let outside = sim.candidates.indices.filter { !plan.contains($0) }.sorted { (standalone[$0], $0) < (standalone[$1], $1) }
+            let inside = plan.sorted { (standalone[$0], $1) > (standalone[$1], $0) }
+            func attempt(_ out: [Int], _ into: [Int]) -> Bool {
+                var trial = plan
+                for c in out { trial.remove(c) }
+                for d in into { trial.insert(d) }
+                let p = sim.simulate(trial)
+                spent += 1
+                guard p.peakBytes <= budget && p.stepSeconds < current.stepSeconds - 1e-15 else { return false }
+                plan = trial; current = p; improved = true
+                return true
+            }
+            swapping: for c in inside {
+                for d in outside {
+                    guard spent < maxSimulations else { break swapping }
+                    if attempt([c], [d]) { break swapping }
+                }
+            }
+            if improved { continue }
+            pairs: for (i, c1) in inside.enumerated() {
+                for c2 in inside[(i + 1)...] {
+                    for d in outside where standalone[d] < standalone[c1] + standalone[c2] {
+                        guard spent < maxSimulations else { break pairs }
+                        if attempt([c1, c2], [d]) { break pairs }
+                    }
+                }
+            }
+            if improved { continue }
+            splits: for c in inside {
+                for (i, d1) in outside.enumerated() where standalone[d1] < standalone[c] {
+                    for d2 in outside[(i + 1)...] {
+                        guard spent < maxSimulations else { break splits }
+                        if attempt([c], [d1, d2]) { break splits }
+                    }
+                }
+            }
+        }
+        return plan
     }
 
     /// The fastest fitting subset by enumeration (nil above ``PlanSolver/exhaustiveLimit`` candidates).

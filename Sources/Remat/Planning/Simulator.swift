@@ -18,7 +18,13 @@ public final class PlanSimulator: @unchecked Sendable {
     /// For each region: its window of the dropped forward, each event with the op it belongs to.
     private let regionWindows: [[(event: StepGraph.Event, op: Int?)]]
     private let backwardStart: Int
-    private let savers: [Int: [String]]   // tensor → names of the ops whose slots hold it
+    /// Per op: the indices of its inputs inside its own region (nil: outside every region).
+    private let regionInputs: [[Int]?]
+    /// Per tensor: the indices of the ops whose slots hold it.
+    private let saverOps: [[Int]]
+    /// The backward part of the unplanned sequence, backward nodes resolved to op indices
+    /// (-1: a node with no forward op of that name).
+    private let backwardEvents: [(event: StepGraph.Event, op: Int)]
 
     public struct Prediction: Sendable, Hashable {
         public var peakBytes: Int
@@ -58,9 +64,18 @@ public final class PlanSimulator: @unchecked Sendable {
         }
         regionWindows = windows
         backwardStart = graph.backwardStartIndex
-        var savers: [Int: [String]] = [:]
-        for s in graph.slots { savers[s.tensor, default: []].append(s.saver) }
-        self.savers = savers
+        let opIndex = self.opIndex
+        regionInputs = graph.ops.map { op in
+            guard let r = op.region else { return nil }
+            return op.inputs.compactMap { n in opIndex[n].flatMap { graph.ops[$0].region == r ? $0 : nil } }
+        }
+        var saverOps = [[Int]](repeating: [], count: graph.tensors.count)
+        for s in graph.slots { if let o = opIndex[s.saver] { saverOps[s.tensor].append(o) } }
+        self.saverOps = saverOps
+        backwardEvents = graph.keptSequence[graph.backwardStartIndex...].map { ev in
+            if case .backwardOp(let n) = ev { return (ev, opIndex[n] ?? -1) }
+            return (ev, -1)
+        }
     }
 
     /// Plan as op names → candidate set (unknown names are an error).
@@ -119,16 +134,16 @@ public final class PlanSimulator: @unchecked Sendable {
         }
         // Triggers: the first backward op holding a dropped tensor of each region.
         var triggered = [Bool](repeating: false, count: graph.regions.count)
-        var holders = [Set<String>](repeating: [], count: graph.regions.count)
+        var holds = [Bool](repeating: false, count: graph.ops.count)
         for c in plan {
-            for t in candidates[c].tensors { for s in savers[t] ?? [] { holders[candidates[c].region].insert(s) } }
+            for t in candidates[c].tensors { for o in saverOps[t] { holds[o] = true } }
         }
         var recomputeSeconds = 0.0
         var recomputedOps = 0
-        for ev in graph.keptSequence[backwardStart...] {
+        for (ev, op) in backwardEvents {
             switch ev {
-            case .backwardOp(let name):
-                for r in 0..<holders.count where regionHasPlan[r] && !triggered[r] && holders[r].contains(name) {
+            case .backwardOp:
+                if op >= 0, holds[op], let r = graph.ops[op].region, regionHasPlan[r], !triggered[r] {
                     triggered[r] = true
                     let (s, n) = recompute(region: r, planOps: planOps, recomputeTensor: recomputeTensor,
                                            aliveNow: alive, allocate: allocate, free: free)
@@ -147,7 +162,7 @@ public final class PlanSimulator: @unchecked Sendable {
 
     private func recompute(region r: Int, planOps: Set<Int>, recomputeTensor: [Bool], aliveNow: [Bool],
                            allocate: (Int) -> Void, free: (Int) -> Void) -> (Double, Int) {
-        let targets = Set(regionOps[r].filter { planOps.contains($0) }.map { graph.ops[$0].name })
+        let targets = Set(regionOps[r].filter { planOps.contains($0) })
         let runIndices = recomputeOps(region: r, targets: targets, isAlive: { aliveNow[$0] })
         var made = Set<Int>()
         for (ev, op) in regionWindows[r] {
@@ -166,19 +181,25 @@ public final class PlanSimulator: @unchecked Sendable {
     }
     /// The ops (indices) a recompute of `targets` in region `r` runs; `isAlive(t)` tells whether
     /// tensor `t` is at hand (outputs the step did not allocate always are).
-    private func recomputeOps(region r: Int, targets: Set<String>, isAlive: (Int) -> Bool) -> Set<Int> {
+    private func recomputeOps(region r: Int, targets: Set<Int>, isAlive: (Int) -> Bool) -> Set<Int> {
         let ops = graph.ops
-        let run = PlannedRegion.recomputePath(
+        return PlannedRegion.recomputePath(
             targets: targets,
-            inputs: { n in self.opIndex[n].flatMap { ops[$0].region == r ? ops[$0].inputs : nil } },
-            isAlive: { n in
-                guard let i = self.opIndex[n], let t = ops[i].outputTensor else { return true }
+            inputs: { i in self.regionInputs[i] },
+            isAlive: { i in
+                guard let t = ops[i].outputTensor else { return true }
                 return isAlive(t)
             })
-        return Set(run.compactMap { opIndex[$0] })
     }
 
     private func seconds(of ops: Set<Int>) -> Double { ops.reduce(0.0) { $0 + graph.ops[$1].seconds } }
+
+    /// The ops (indices, in forward order) recomputing candidate `c` alone runs: its op and every
+    /// op it needs whose output no slot keeps.
+    public func recomputePath(of c: Int) -> [Int] {
+        let cand = candidates[c]
+        return recomputeOps(region: cand.region, targets: [cand.op], isAlive: { !self.graph.tensors[$0].savedBy.isEmpty }).sorted()
+    }
 
     /// Own recompute cost of each candidate alone (its op and the ops it needs that nothing keeps).
     public func standaloneCost(_ c: Int) -> Double { marginalCost(c, given: []) }
@@ -188,10 +209,10 @@ public final class PlanSimulator: @unchecked Sendable {
     /// backward, a tensor is at hand when a slot keeps it.
     public func marginalCost(_ c: Int, given plan: Set<Int>) -> Double {
         let cand = candidates[c]
-        let planNames = Set(plan.filter { candidates[$0].region == cand.region }.map { candidates[$0].name })
-        func cost(_ targets: Set<String>) -> Double {
+        let planNames = Set(plan.filter { candidates[$0].region == cand.region }.map { candidates[$0].op })
+        func cost(_ targets: Set<Int>) -> Double {
             seconds(of: recomputeOps(region: cand.region, targets: targets, isAlive: { !self.graph.tensors[$0].savedBy.isEmpty }))
         }
-        return cost(planNames.union([cand.name])) - (planNames.isEmpty ? 0 : cost(planNames))
+        return cost(planNames.union([cand.op])) - (planNames.isEmpty ? 0 : cost(planNames))
     }
 }

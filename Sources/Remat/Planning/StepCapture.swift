@@ -28,7 +28,7 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
         case .badStats(let f, let r):
             return "stats file \(f): \(r)"
         case .unknownSolver(let s):
-            return "unknown solver '\(s)'; use auto, greedy, knapsack, exhaustive"
+            return "unknown solver '\(s)'; use auto, greedy, knapsack, local, exhaustive"
         }
     }
 }

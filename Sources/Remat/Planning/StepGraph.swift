@@ -3,7 +3,7 @@
 /// memory event sequences the simulator composes. Profiler, planner, executor and reports all name
 /// an op `module.path/op#ordinal` and an activation by its owner op, so a plan always finds what it
 /// refers to.
-public struct StepGraph: Sendable {
+public struct StepGraph: Sendable, Equatable {
     public enum Phase: String, Sendable, Codable { case forward, backward, optimizer }
 
     /// A forward op.
