@@ -49,6 +49,15 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Random seed for weights and data.") var seed: UInt64 = 0
     @Option(help: "Directory to save the weights to (model.safetensors) at the end or on Ctrl-C.") var save: String?
     @Option(help: "Print a line every N steps when not on a terminal.") var logEvery = 10
+    @Option(help: "Memory budget (300MiB, 1.5GiB, or a fraction of the unconstrained peak): plan each input shape's step under it.")
+    var budget: String?
+    @Option(help: "Solver with --budget: \(PlanSolver.allCases.map(\.rawValue).joined(separator: ", ")).") var solver = "auto"
+
+    func validate() throws {
+        if budget != nil && policyOption.policy != "none" {
+            throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
+        }
+    }
 
     func run() throws {
         engine.apply()
@@ -64,7 +73,11 @@ struct TrainCommand: ParsableCommand {
         }
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
-        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), policy \(policyOption.policy), \(Runtime.threads) threads")
+        if let budget {
+            trainer.memoryBudget = MemoryBudgetPlanner(try MemoryBudget.parse(budget), solver: try PlanSolver.parse(solver))
+        }
+        let memory = budget.map { "memory budget \($0)" } ?? "policy \(policyOption.policy)"
+        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)

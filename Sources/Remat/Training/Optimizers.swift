@@ -9,6 +9,35 @@ public protocol Optimizer: AnyObject {
     func step()
     /// The parameters this optimizer updates.
     var parameters: [Tensor] { get }
+    /// A host-side copy of the optimizer's state (moments, momentum buffers, step count), for
+    /// tools that run steps and must leave no trace (step capture inside a training loop).
+    func snapshotState() -> OptimizerSnapshot
+    /// Puts back a state from ``snapshotState()`` (state tensors absent then are freed).
+    func restoreState(_ snapshot: OptimizerSnapshot)
+}
+
+/// An optimizer's state copied out of the tensors (plain arrays, outside the memory ledger: it is
+/// a backup, not compute memory).
+public struct OptimizerSnapshot: Sendable {
+    public var stepCount: Int
+    /// Per state slot (optimizer-specific order), its values, or nil when the slot was empty.
+    public var slots: [[Float]?]
+}
+
+extension Optimizer {
+    /// Copies out state slots.
+    static func snapshot(_ slots: [Tensor?]) -> [[Float]?] { slots.map { $0?.toArray() } }
+
+    /// Restores state slots of parameters `like` (allocating the ones that were empty).
+    static func restore(_ values: [[Float]?], into slots: inout [Tensor?], like params: [Tensor], _ what: String) {
+        precondition(values.count == slots.count, "optimizer snapshot: \(values.count) state slots for \(slots.count)")
+        for i in slots.indices {
+            guard let v = values[i] else { slots[i] = nil; continue }
+            let p = params[i % params.count]
+            if slots[i] == nil { slots[i] = optimizerState(like: p, what) }
+            slots[i]!.copyValues(from: Tensor(v, shape: p.shape))
+        }
+    }
 }
 
 extension Optimizer {
@@ -42,6 +71,17 @@ public final class AdamW: Optimizer {
         self.weightDecay = weightDecay
         firstMoments = Array(repeating: nil, count: parameters.count)
         secondMoments = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func snapshotState() -> OptimizerSnapshot {
+        OptimizerSnapshot(stepCount: stepCount, slots: Self.snapshot(firstMoments) + Self.snapshot(secondMoments))
+    }
+
+    public func restoreState(_ snapshot: OptimizerSnapshot) {
+        let n = parameters.count
+        stepCount = snapshot.stepCount
+        Self.restore(Array(snapshot.slots[..<n]), into: &firstMoments, like: parameters, "exp_avg")
+        Self.restore(Array(snapshot.slots[n...]), into: &secondMoments, like: parameters, "exp_avg_sq")
     }
 
     /// Whether weight decay applies to `p` (matrices yes; biases and norm weights no).
@@ -79,6 +119,12 @@ public final class SGD: Optimizer {
         self.weightDecay = weightDecay
         self.nesterov = nesterov
         buffers = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func snapshotState() -> OptimizerSnapshot { OptimizerSnapshot(stepCount: 0, slots: Self.snapshot(buffers)) }
+
+    public func restoreState(_ snapshot: OptimizerSnapshot) {
+        Self.restore(snapshot.slots, into: &buffers, like: parameters, "momentum_buffer")
     }
 
     public func step() {

@@ -53,8 +53,13 @@ public enum SingleStep {
 
     /// Loads `weightsPath` strictly into the workload's model, runs one forward + backward on the
     /// batch file, and returns the loss and every parameter's gradient by name.
-    public static func run(_ workload: Workload, weightsPath: String?, batchPath: String) throws
-        -> (loss: Float, gradients: [(String, Tensor)]) {
+    ///
+    /// With a `budget`, the step is profiled and planned first (``StepCapture`` with a throwaway
+    /// optimizer, the weights put back bitwise afterwards) and runs under the plan; the gradients
+    /// are bitwise those of the unplanned step.
+    public static func run(_ workload: Workload, weightsPath: String?, batchPath: String,
+                           budget: MemoryBudget? = nil, solver: PlanSolver = .auto) throws
+        -> (loss: Float, gradients: [(String, Tensor)], plan: MemoryPlan?) {
         let model = workload.model
         if let weightsPath { try model.loadStateDict(SafetensorsFile.read(path: weightsPath).tensors) }
         let batch: TrainingBatch
@@ -62,10 +67,15 @@ public enum SingleStep {
         case .tokens(let t): batch = try readTokenBatch(path: batchPath, contextLength: t)
         case .images(let c, let size): batch = try readImageBatch(path: batchPath, channels: c, size: size)
         }
+        var plan: MemoryPlan? = nil
+        if let budget {
+            let trainer = Trainer(model: model, optimizer: workload.makeOptimizer(), gradientClip: nil)
+            plan = try trainer.preservingState { try trainer.planMemory(budget: budget, batch: batch, solver: solver).plan }
+        }
         model.zeroGrad()
         let loss = model.loss(batch.input, targets: batch.target)
         loss.backward()
         let grads = model.namedParameters.map { ($0.0, $0.1.grad ?? Tensor.zeros($0.1.shape)) }
-        return (loss.item, grads)
+        return (loss.item, grads, plan)
     }
 }

@@ -50,10 +50,33 @@ public final class Trainer {
         AdamW(model.parameters, learningRate: learningRate, betas: (0.9, 0.95), eps: 1e-8, weightDecay: 0.1)
     }
 
-    /// Runs one step on `batch`.
+    /// When set, every step runs under a plan for its input shape, made on first sight of the
+    /// shape (``MemoryBudgetPlanner``).
+    public var memoryBudget: MemoryBudgetPlanner?
+
+    /// Runs `body` (which may run steps) and puts back the parameters, buffers, optimizer state and
+    /// step counter as they were before, bitwise. Gradients are cleared. The copies are host-side
+    /// arrays outside the ledger.
+    public func preservingState<T>(_ body: () throws -> T) rethrows -> T {
+        let tensors = model.namedTensors.map { ($0.1, $0.1.toArray()) }
+        let optimizerState = optimizer.snapshotState()
+        let index = stepIndex
+        let learningRate = optimizer.learningRate
+        defer {
+            optimizer.zeroGrad()
+            noGrad { for (t, v) in tensors { t.copyValues(from: Tensor(v, shape: t.shape)) } }
+            optimizer.restoreState(optimizerState)
+            stepIndex = index
+            optimizer.learningRate = learningRate
+        }
+        return try body()
+    }
+
+    /// Runs one step on `batch` (under the memory budget's plan for its shape, if one is set).
     @discardableResult
     public func step(_ batch: TokenBatch) -> StepReport {
-        MemoryLedger.withLedger(ledger) {
+        if let memoryBudget, !memoryBudget.isPreparing { memoryBudget.prepare(self, batch: batch) }
+        return MemoryLedger.withLedger(ledger) {
             let start = monotonicSeconds()
             beginStep()
             let lossValue: Float = {
