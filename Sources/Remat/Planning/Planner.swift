@@ -73,6 +73,8 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
     public var solver: String
     public var budgetBytes: Int
     public var unconstrainedPeakBytes: Int
+    /// The least predicted peak any plan reaches (everything plannable recomputed).
+    public var minimumPeakBytes: Int
     public var predictedPeakBytes: Int
     public var baseStepSeconds: Double
     public var predictedStepSeconds: Double
@@ -162,18 +164,19 @@ public enum Planner {
                 chosen = (all, floor, "all")
             }
         }
-        return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none, start: start)
+        return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none,
+                        floor: floor.peakBytes, start: start)
     }
 
     private static func makePlan(_ sim: PlanSimulator, _ set: Set<Int>, _ p: PlanSimulator.Prediction, solver: String,
-                                 budget: Int, none: PlanSimulator.Prediction, start: Double) -> MemoryPlan {
+                                 budget: Int, none: PlanSimulator.Prediction, floor: Int, start: Double) -> MemoryPlan {
         let cands = sim.candidates
         let rec = set.sorted { cands[$0].op < cands[$1].op }
         let recBytes = rec.reduce(0) { $0 + cands[$1].bytes }
         let totalBytes = cands.reduce(0) { $0 + $1.bytes }
         return MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
                           recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
-                          unconstrainedPeakBytes: none.peakBytes, predictedPeakBytes: p.peakBytes,
+                          unconstrainedPeakBytes: none.peakBytes, minimumPeakBytes: floor, predictedPeakBytes: p.peakBytes,
                           baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
                           keptCount: cands.count - rec.count, keptBytes: totalBytes - recBytes,
                           recomputedCount: rec.count, recomputedBytes: recBytes,

@@ -150,6 +150,12 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var predicted_peak_bytes: Int? = nil
     public var solver: String? = nil
     public var recomputed_ops: Int? = nil
+    /// With a memory budget: the profiled step's unconstrained peak, the least peak a plan
+    /// reaches, the predicted step-time ratio to the unplanned step and the planning time.
+    public var unconstrained_peak_bytes: Int? = nil
+    public var minimum_peak_bytes: Int? = nil
+    public var predicted_step_ratio: Double? = nil
+    public var planning_seconds: Double? = nil
 }
 
 public enum TrainingBenchmark {
@@ -187,6 +193,10 @@ public enum TrainingBenchmark {
             result.predicted_peak_bytes = plan.predictedPeakBytes
             result.solver = plan.solver
             result.recomputed_ops = plan.recomputedCount
+            result.unconstrained_peak_bytes = plan.unconstrainedPeakBytes
+            result.minimum_peak_bytes = plan.minimumPeakBytes
+            result.predicted_step_ratio = plan.predictedOverhead
+            result.planning_seconds = plan.planningSeconds
         }
         return result
     }
