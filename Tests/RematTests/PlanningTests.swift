@@ -131,6 +131,12 @@ struct PlanningTests {
         // Another model.
         #expect(throws: PlanningError.self) { try ResNet(.tiny).applyPlan(plan) }
         try plan.validate(against: graph)
+        // A plan whose step no longer fits its budget.
+        var tight = plan
+        tight.budgetBytes = plan.predictedPeakBytes - 1
+        #expect(throws: PlanningError.planExceedsBudget(predicted: plan.predictedPeakBytes, budget: plan.predictedPeakBytes - 1)) {
+            try tight.validate(against: graph)
+        }
     }
 
     @Test("profile files: export and import give the same step and the same plan")

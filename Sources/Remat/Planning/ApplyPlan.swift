@@ -23,7 +23,9 @@ extension Module {
 }
 
 extension MemoryPlan {
-    /// Checks the plan against a captured step of the same model: same shape, every name known.
+    /// Checks the plan against a captured step of the same model: same shape, every name known,
+    /// and the step under it, simulated, within the budget. (Every recompute has its inputs: a
+    /// block re-runs from its own input, which the block keeps, and recomputes the ops on the path.)
     public func validate(against graph: StepGraph) throws {
         guard model == graph.model, regions == graph.regions else {
             throw PlanningError.stalePlan(expected: "\(model)", found: "\(graph.model)")
@@ -31,7 +33,11 @@ extension MemoryPlan {
         guard inputShape == graph.inputShape else {
             throw PlanningError.stalePlan(expected: "\(model) on input \(inputShape)", found: "input \(graph.inputShape)")
         }
-        _ = try PlanSimulator(graph).recomputeSet(Set(recompute))
+        let sim = PlanSimulator(graph)
+        let predicted = sim.simulate(try sim.recomputeSet(Set(recompute))).peakBytes
+        guard predicted <= budgetBytes else {
+            throw PlanningError.planExceedsBudget(predicted: predicted, budget: budgetBytes)
+        }
     }
 }
 

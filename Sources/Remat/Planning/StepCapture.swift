@@ -10,6 +10,7 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
     case badBudget(String)
     case badStats(file: String, reason: String)
     case unknownSolver(String)
+    case planExceedsBudget(predicted: Int, budget: Int)
 
     public var description: String {
         switch self {
@@ -27,6 +28,8 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
             return "bad memory budget '\(s)': use bytes with a unit (300MiB, 1.5GiB, 500MB) or a fraction of the unconstrained peak (0.5)"
         case .badStats(let f, let r):
             return "stats file \(f): \(r)"
+        case .planExceedsBudget(let p, let b):
+            return "the plan does not fit this step: predicted peak \(formatBytes(p)) over its budget \(formatBytes(b)); re-plan"
         case .unknownSolver(let s):
             return "unknown solver '\(s)'; use auto, greedy, knapsack, local, exhaustive"
         }
