@@ -81,6 +81,18 @@ struct PlanningTests {
         #expect(n == 3)
     }
 
+    @Test("resnet: the stem is a planning region, and the least-memory plan recomputes in it")
+    func resnetStemRegion() throws {
+        let trainer = Self.resnetTrainer(ledger: MemoryLedger())
+        #expect(trainer.model.planningRegions.first?.0 == "stem")
+        let graph = try StepCapture.capture(trainer, batch: Self.imageBatch(), timingRuns: 1)
+        #expect(graph.regions.first == "stem")
+        let sim = PlanSimulator(graph)
+        let floor = sim.simulate(Set(sim.candidates.indices)).peakBytes
+        let plan = try Planner.plan(sim, budget: .bytes(floor))
+        #expect(plan.recompute.contains { $0.hasPrefix("stem.") }, "\(plan.recompute)")
+    }
+
     @Test("solvers: best matches exhaustive search, greedy and knapsack fit the budget")
     func solversAgainstExhaustive() throws {
         // One block: few enough candidates to enumerate every subset.

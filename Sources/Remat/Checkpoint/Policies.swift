@@ -120,6 +120,13 @@ extension Module {
         }
     }
 
+    /// The regions a memory plan may recompute in: every ``ForwardRegion`` (a stem) and every block,
+    /// in the order the model declares them.
+    public var planningRegions: [(String, Module)] {
+        let blocks = Set(blockModules.map(\.0))
+        return namedModules.filter { path, m in blocks.contains(path) || m is ForwardRegion }
+    }
+
     /// Applies `policy` to the whole model (replacing any earlier one) and returns the paths of the
     /// modules now checkpointed (for chain policies, the blocks the chain covers).
     @discardableResult

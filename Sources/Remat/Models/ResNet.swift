@@ -86,6 +86,8 @@ public final class ResNet: Module, BlockChainModel {
     public let config: ResNetConfig
     public var blockSchedule: SequentialSchedule?
     public var blockScheduleOptions = CheckpointOptions()
+    /// conv1 → bn1 → relu → max-pool, as one region a memory plan can recompute in.
+    public let stem = ForwardRegion()
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
     public let layer1: [Bottleneck]
@@ -133,8 +135,10 @@ public final class ResNet: Module, BlockChainModel {
         precondition(images.rank == 4 && images.shape[1] == config.inChannels,
                      "ResNet: images must be [batch, \(config.inChannels), H, W], got \(images.shape)")
         return scoped {
-            var h = withNameScope("relu") { relu(bn1(conv1(images))) }
-            h = withNameScope("maxpool") { maxPool2d(h, kernel: 3, stride: 2, padding: 1) }
+            var h = stem(images) { [conv1, bn1] x in
+                let r = withNameScope("relu") { relu(bn1(conv1(x))) }
+                return withNameScope("maxpool") { maxPool2d(r, kernel: 3, stride: 2, padding: 1) }
+            }
             h = runBlockChain(blocks.map { b in { b($0) } }, parameters: blocks.flatMap(\.parameters), h)
             h = withNameScope("avgpool") { adaptiveAvgPool2d(h, outputSize: 1).flattened(from: 1) }
             return fc(h)

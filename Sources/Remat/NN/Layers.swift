@@ -74,6 +74,17 @@ public final class Dropout: Module {
 }
 
 /// A stack of layers applied in order, numbered from 0 (PyTorch `nn.Sequential` naming).
+/// A named part of a forward that is not one module — a stem made of several layers — so that the
+/// planner can drop and recompute what it saves: `stem(x) { x in … }` runs the closure as this
+/// module's call (ops named under its path, call wrappers apply). It owns no parameters; the
+/// layers the closure uses keep their own names. ``Module/planningRegions`` lists it beside the
+/// blocks.
+public final class ForwardRegion: Module {
+    public override init() { super.init() }
+
+    public func callAsFunction(_ x: Tensor, _ body: @escaping (Tensor) -> Tensor) -> Tensor { scoped(x, body) }
+}
+
 public final class Sequential: Module {
     public let layers: [Module]
     private let apply: [(Tensor) -> Tensor]

@@ -4,7 +4,7 @@ extension Module {
     ///
     /// Throws when the plan is for another model or other blocks (a foreign plan).
     public func applyPlan(_ plan: MemoryPlan) throws {
-        let blocks = blockModules
+        let blocks = planningRegions
         guard plan.model == typeName, plan.regions == blocks.map(\.0) else {
             throw PlanningError.stalePlan(expected: "\(plan.model) with blocks \(plan.regions.prefix(3).joined(separator: ", "))…",
                                           found: "\(typeName) with blocks \(blocks.map(\.0).prefix(3).joined(separator: ", "))…")

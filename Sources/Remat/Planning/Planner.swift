@@ -76,6 +76,8 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
     /// The least predicted peak any plan reaches (everything plannable recomputed).
     public var minimumPeakBytes: Int
     public var predictedPeakBytes: Int
+    /// Where the predicted peak happens (`backward of layer1.0.conv2/conv2d#0`, …).
+    public var predictedPeakLocation: String
     public var baseStepSeconds: Double
     public var predictedStepSeconds: Double
     public var keptCount: Int
@@ -177,6 +179,7 @@ public enum Planner {
         return MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
                           recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
                           unconstrainedPeakBytes: none.peakBytes, minimumPeakBytes: floor, predictedPeakBytes: p.peakBytes,
+                          predictedPeakLocation: p.peakLocation,
                           baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
                           keptCount: cands.count - rec.count, keptBytes: totalBytes - recBytes,
                           recomputedCount: rec.count, recomputedBytes: recBytes,
@@ -187,7 +190,7 @@ public enum Planner {
         let c = p.peakByCategory
         let params = c[.parameters] ?? 0, grads = c[.gradients] ?? 0, opt = c[.optimizerState] ?? 0
         let rest = p.peakBytes - params - grads - opt
-        return "at its peak: parameters \(formatBytes(params)), gradients \(formatBytes(grads)), optimizer state \(formatBytes(opt)), activations and temporaries that no plan can drop \(formatBytes(rest))"
+        return "at its peak (\(p.peakLocation)): parameters \(formatBytes(params)), gradients \(formatBytes(grads)), optimizer state \(formatBytes(opt)), activations and temporaries that no plan can drop \(formatBytes(rest))"
     }
 
     /// μ-TWO Algorithm B.

@@ -34,6 +34,8 @@ public final class PlanSimulator: @unchecked Sendable {
         public var recomputeSeconds: Double
         /// Ops run by recomputes, per region.
         public var recomputedOps: Int
+        /// Where the peak happens: `forward of OP`, `backward of OP`, or `recompute of BLOCK (for the backward of OP)`.
+        public var peakLocation: String
     }
 
     public init(_ graph: StepGraph) {
@@ -108,12 +110,15 @@ public final class PlanSimulator: @unchecked Sendable {
         var peak = live
         var cat = graph.baselineByCategory
         var peakCat = cat
+        // Where we are (forward event index; backward op; block recomputing), and where the peak was.
+        var position = (forwardEvent: 0, backwardOp: -1, recomputing: -1)
+        var peakPosition = position
         func allocate(_ t: Int) {
             guard !alive[t] else { return }
             alive[t] = true
             live += tensors[t].bytes
             cat[tensors[t].category, default: 0] += tensors[t].bytes
-            if live > peak { peak = live; peakCat = cat }
+            if live > peak { peak = live; peakCat = cat; peakPosition = position }
         }
         func free(_ t: Int) {
             guard alive[t] else { return }
@@ -122,7 +127,8 @@ public final class PlanSimulator: @unchecked Sendable {
             cat[tensors[t].category, default: 0] -= tensors[t].bytes
         }
         // Forward.
-        for ev in graph.droppedForward {
+        for (k, ev) in graph.droppedForward.enumerated() {
+            position.forwardEvent = k
             switch ev {
             case .allocate(let t): allocate(t)
             case .free(let t):
@@ -143,10 +149,13 @@ public final class PlanSimulator: @unchecked Sendable {
         for (ev, op) in backwardEvents {
             switch ev {
             case .backwardOp:
+                position.backwardOp = op
                 if op >= 0, holds[op], let r = graph.ops[op].region, regionHasPlan[r], !triggered[r] {
                     triggered[r] = true
+                    position.recomputing = r
                     let (s, n) = recompute(region: r, planOps: planOps, recomputeTensor: recomputeTensor,
                                            aliveNow: alive, allocate: allocate, free: free)
+                    position.recomputing = -1
                     recomputeSeconds += s
                     recomputedOps += n
                 }
@@ -157,7 +166,19 @@ public final class PlanSimulator: @unchecked Sendable {
         }
         return Prediction(peakBytes: peak, peakByCategory: peakCat.filter { $0.value != 0 },
                           stepSeconds: graph.stepSeconds + recomputeSeconds,
-                          recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps)
+                          recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps,
+                          peakLocation: describe(peakPosition))
+    }
+
+    private func describe(_ p: (forwardEvent: Int, backwardOp: Int, recomputing: Int)) -> String {
+        let ops = graph.ops
+        if p.backwardOp >= 0 {
+            let name = ops[p.backwardOp].name
+            return p.recomputing >= 0 ? "recompute of \(graph.regions[p.recomputing]) (for the backward of \(name))" : "backward of \(name)"
+        }
+        // An op allocates before it records itself: the peak belongs to the next op recorded.
+        for ev in graph.droppedForward[p.forwardEvent...] { if case .forwardOp(let i) = ev { return "forward of \(ops[i].name)" } }
+        return "end of the forward"
     }
 
     private func recompute(region r: Int, planOps: Set<Int>, recomputeTensor: [Bool], aliveNow: [Bool],

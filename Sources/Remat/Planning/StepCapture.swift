@@ -52,7 +52,7 @@ public func formatBytes(_ b: Int) -> String {
 public enum StepCapture {
     public static func capture(_ trainer: Trainer, batch: TrainingBatch, timingRuns: Int = 3) throws -> StepGraph {
         let model = trainer.model
-        let blocks = model.blockModules
+        let blocks = model.planningRegions
         guard !blocks.isEmpty else { throw PlanningError.noBlocks(model: model.typeName) }
         let saved = model.namedModules.map { ($0.1, $0.1.callWrapper) }
         defer { for (m, w) in saved { m.callWrapper = w } }
