@@ -191,14 +191,11 @@ def batches(args):
         for rnd in range(args.rounds):
             none = run_bench(args.remat, args.model, b, args.steps, ["--policy", "none"])
             if budget is None:
-                # The plan's activation part may be at most (1 - seed - margin) of none's; its peak
-                # can come when every gradient exists, so count parameters, gradients (as large as
-                # the parameters) and optimizer state in full. Never below what a plan can reach.
-                c = none["peak_by_category"]
-                full = 2 * c.get("parameters", 0) + c.get("optimizer", 0)
+                # The seed's reduction (plus a margin) taken off the unplanned activation part,
+                # never below the least peak a plan reaches.
                 act = none["peak_bytes"] - fixed_part(none)
                 target = (seed or 0.3) + args.margin
-                budget = max(int(full + (1 - target) * act), int(minimum * 1.002))
+                budget = max(int(none["peak_bytes"] - target * act), int(minimum * 1.002))
             pair = [("all", ["--policy", "all"]), ("plan", ["--budget", str(budget)])]
             if rnd % 2:
                 pair.reverse()
@@ -239,8 +236,8 @@ def batches_markdown(args, out, started):
     L = [f"# Batch-size sweep: {args.model} with and without a plan", "", "```", args.command, "```", "",
          header(args, started) + f", {out['minutes']:.1f} min.", "",
          "Activation part = peak minus parameters, gradients and optimizer state at the peak (ledger). "
-         f"Budget = parameters + gradients + optimizer state in full + (1 - seed's reduction - {out['margin']:.2f}) x the unplanned "
-         "activation part, or the least peak a plan reaches if that is higher; `all` = every block "
+         f"Budget = unplanned peak - (seed's reduction + {out['margin']:.2f}) x its activation part, or the least peak a plan "
+         "reaches if that is higher; `all` = every block "
          "checkpointed. × none: step time over the `none` run of the same round, median over rounds.", "",
          "| batch | none: peak (MiB) | act. part | ms | plan: budget | predicted | peak | act. part | × none | all: peak | act. part | × none | act. reduction (plan) | seed | total reduction (plan) | |",
          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
