@@ -121,6 +121,48 @@ import Remat
         #expect(r.savedInfos.map(\.name) == ["block/matmul#0:a", "block/matmul#0:b", "block/tanh#0:output"])
     }
 
+    @Test func recomputeStopsOnceEverySavedTensorExists() throws {
+        let x = Tensor([1, 2, 3, 4], shape: [2, 2], requiresGrad: true)
+        let w = Tensor([0.5, -1, 2, 0.25], shape: [2, 2], requiresGrad: true)
+        func run(_ region: Bool) -> (seen: RegionLog, grads: [[Float]]) {
+            x.grad = nil
+            w.grad = nil
+            let seen = RegionLog()
+            CheckpointRegion.$debugSink.withValue(CheckpointRegion.RegionSink { seen.add($0) }) {
+                let y = withNameScope("") {
+                    withNameScope("block") {
+                        let body: ([Tensor]) -> [Tensor] = { xs in [exp(relu(matmul(xs[0], w)) * 2 + 1)] }
+                        return region ? checkpoint([x], options: CheckpointOptions(debug: true), body)[0] : body([x])[0]
+                    }
+                }
+                y.summed().backward()
+            }
+            return (seen, [x.grad!.toArray(), w.grad!.toArray()])
+        }
+        let plain = run(false), checkpointed = run(true)
+        #expect(plain.grads.map { $0.map(\.bitPattern) } == checkpointed.grads.map { $0.map(\.bitPattern) })
+        let r = try #require(checkpointed.seen.regions.first)
+        // exp, the last op, saves its output: nothing may be skipped.
+        #expect(r.skippedInLastRecompute.isEmpty)
+    }
+
+    @Test func recomputeSkipsTheOpsAfterTheLastSave() throws {
+        let x = Tensor([1, 2, 3, 4], shape: [2, 2], requiresGrad: true)
+        let seen = RegionLog()
+        CheckpointRegion.$debugSink.withValue(CheckpointRegion.RegionSink { seen.add($0) }) {
+            let y = withNameScope("") {
+                // tanh saves its output; the scalar ops after it save nothing: not re-run.
+                withNameScope("block") { checkpoint([x], options: CheckpointOptions(debug: true)) { [tanh(matmul($0[0], $0[0])) * 3 + 1] }[0] }
+            }
+            y.summed().backward()
+        }
+        let r = try #require(seen.regions.first)
+        #expect(r.recomputeCount == 1)
+        #expect(r.skippedInLastRecompute.count == 2, "\(r.trace)")
+        #expect(r.trace.suffix(2).allSatisfy { $0.hasPrefix("skip ") }, "\(r.trace)")
+        #expect(x.grad != nil)
+    }
+
     @Test func determinismCheckFailureNamesTheOpAndBothShapes() async {
         await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             var calls = 0

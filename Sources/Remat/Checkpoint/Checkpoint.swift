@@ -36,7 +36,9 @@ public struct CheckpointOptions: Sendable, Hashable {
 ///
 /// Kept: the region's inputs (saved through slots, so the ledger counts them) and parameters (they
 /// are alive anyway). Dropped: everything else the region's ops save, activations and index tensors.
-/// Recompute re-runs `body` once per backward that needs the region, with the names the ops had in
+/// Recompute re-runs `body` once per backward that needs the region and stops as soon as every
+/// saved tensor exists again (early stop: the ops after the last one that saves something give a
+/// placeholder with their forward layout — no memory, no time), with the names the ops had in
 /// the forward (profiles and plans refer to the same tensors), the random streams replayed, and
 /// stateful layers told not to update their state again (``isRecomputing``). Gradients are bitwise
 /// equal to running without the region.
@@ -77,8 +79,13 @@ public final class CheckpointRegion: @unchecked Sendable {
     private var recomputed: [Int: Tensor] = [:]
     /// Number of times the region was recomputed.
     public private(set) var recomputeCount = 0
-    /// Debug trace (with `options.debug`): `forward <node name>` and `recompute <node name>` lines.
+    /// Debug trace (with `options.debug`): `forward <node name>`, `recompute <node name>` and
+    /// `skip <node name>` (after the early stop) lines.
     public private(set) var trace: [String] = []
+    /// Ops the last recompute did not run because every saved tensor existed already (early stop).
+    public private(set) var skippedInLastRecompute: [String] = []
+    /// The layout of every op output the forward recorded, by node name (for early-stop placeholders).
+    private var outputLayouts: [String: TensorLayout] = [:]
     /// Op outputs kept by the selective policy, by node name (served to the recompute).
     private let kept = OutputCache()
     /// Names of the kept op outputs.
@@ -120,6 +127,7 @@ public final class CheckpointRegion: @unchecked Sendable {
             if ctx.naming == nil { ctx.naming = NamingState(restoring: namingSnapshot) }
             ctx.savedTensorHooks.append(hooks)
             if options.preserveRNGState { ctx.generatorObserver = generators.observer(chainingTo: ctx.generatorObserver) }
+            ctx.opObserver = chain({ [unowned self] node, output in outputLayouts[node.name] = TensorLayout(output) }, ctx.opObserver)
             if options.debug { ctx.opObserver = traceObserver("forward", chainingTo: ctx.opObserver) }
             if let selective = options.selective { ctx.opObserver = keepObserver(selective, chainingTo: ctx.opObserver) }
         }) {
@@ -141,7 +149,8 @@ public final class CheckpointRegion: @unchecked Sendable {
 
     private func traceObserver(_ phase: String, chainingTo outer: (@Sendable (Node, Tensor) -> Void)?) -> @Sendable (Node, Tensor) -> Void {
         { [unowned self] node, output in
-            trace.append("\(phase) \(node.name)")
+            let skipped = phase == "recompute" && skippedInLastRecompute.last == node.name
+            trace.append("\(skipped ? "skip" : phase) \(node.name)")
             outer?(node, output)
         }
     }
@@ -174,6 +183,14 @@ public final class CheckpointRegion: @unchecked Sendable {
             return t
         }
         var counter = 0
+        let total = savedInfos.count
+        skippedInLastRecompute = []
+        // Early stop: once every saved tensor is captured, the remaining ops are not run.
+        let replay = ReplayControl { [unowned self] name in
+            guard counter >= total, let layout = outputLayouts[name] else { return .run }
+            skippedInLastRecompute.append(name)
+            return .skip(layout.placeholder())
+        }
         let capture = SavedTensorHooks(
             pack: { [unowned self] t, info in
                 if info.isParameter { return .tensor(t) }
@@ -198,6 +215,7 @@ public final class CheckpointRegion: @unchecked Sendable {
             ctx.generatorObserver = nil
             ctx.opObserver = saveTrace ? traceObserver("recompute", chainingTo: nil) : nil
             ctx.outputCache = kept.outputs.isEmpty ? nil : kept
+            ctx.replay = replay
         }) {
             body(inputs)
         } }
