@@ -73,10 +73,12 @@ struct TrainCommand: ParsableCommand {
         }
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
+        var memory = "policy \(policyOption.policy)"
         if let budget {
-            trainer.memoryBudget = MemoryBudgetPlanner(try MemoryBudget.parse(budget), solver: try PlanSolver.parse(solver))
+            let parsed = try MemoryBudget.parse(budget)
+            trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try PlanSolver.parse(solver))
+            memory = "memory budget \(parsed)"
         }
-        let memory = budget.map { "memory budget \($0)" } ?? "policy \(policyOption.policy)"
         print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
         installInterruptHandler()
