@@ -61,6 +61,8 @@ struct PlanBudget: ParsableCommand {
     @Option(help: "Memory budget: 300MiB, 1.5GiB, or a fraction of the unconstrained peak (0.5).") var budget: String
     @Option(help: "Solver: \(PlanSolver.allCases.map(\.rawValue).joined(separator: ", ")).") var solver = "auto"
     @Flag(help: "Print the plan as JSON.") var json = false
+    @Option(help: "Also list the N largest tensors alive at the predicted peak (what a lower budget would have to drop).")
+    var showPeak = 0
 
     func run() throws {
         engine.apply()
@@ -82,8 +84,17 @@ struct PlanBudget: ParsableCommand {
             return
         }
         print("\(what): \(plan.summary)")
-        print(String(format: "planning took %.3f s over %d candidate ops", plan.planningSeconds, PlanSimulator(graph).candidates.count))
+        let sim = PlanSimulator(graph)
+        print(String(format: "planning took %.3f s over %d candidate ops", plan.planningSeconds, sim.candidates.count))
         for n in plan.recompute { print("  recompute \(n)") }
+        if showPeak > 0 {
+            let atPeak = sim.tensorsAtPeak(try sim.recomputeSet(Set(plan.recompute)))
+            let total = atPeak.reduce(0) { $0 + $1.bytes }
+            print("at the predicted peak (\(plan.predictedPeakLocation)): \(atPeak.count) tensors of the step, \(formatBytes(total)), besides \(formatBytes(graph.baselineBytes)) from before it; largest:")
+            for t in atPeak.prefix(showPeak) {
+                print("  \(formatBytes(t.bytes).padding(toLength: 10, withPad: " ", startingAt: 0)) \(t.category.description.padding(toLength: 12, withPad: " ", startingAt: 0)) \(t.name)")
+            }
+        }
     }
 }
 

@@ -112,11 +112,22 @@ extension BlockChainModel {
 }
 
 extension Module {
-    /// The repeated units: elements of module arrays, outermost first.
+    /// The repeated units: elements of module arrays that no other one contains (`blocks.3`,
+    /// `layer2.1`; not `layer1.0.downsample.0`), in declaration order.
     public var blockModules: [(String, Module)] {
-        namedModules.filter { path, _ in
+        let numbered = namedModules.filter { path, _ in
             let parts = path.split(separator: ".")
             return parts.count >= 2 && Int(parts.last!) != nil && Int(parts[parts.count - 2]) == nil
+        }
+        // Outermost only: `layer1.0.downsample.0` is a layer inside block `layer1.0`, not a block.
+        let paths = Set(numbered.map(\.0))
+        return numbered.filter { path, _ in
+            var parts = path.split(separator: ".")
+            while parts.count > 1 {
+                parts.removeLast()
+                if paths.contains(parts.joined(separator: ".")) { return false }
+            }
+            return true
         }
     }
 

@@ -93,7 +93,20 @@ public final class PlanSimulator: @unchecked Sendable {
     }
 
     /// The prediction for recomputing the candidates in `plan` (indices into ``candidates``).
-    public func simulate(_ plan: Set<Int>) -> Prediction {
+    public func simulate(_ plan: Set<Int>) -> Prediction { simulate(plan, recordingPeak: nil) }
+
+    /// The tensors the step allocated that are alive at the predicted peak under `plan` (largest
+    /// first), besides what was alive before the step: what a budget would have to drop.
+    public func tensorsAtPeak(_ plan: Set<Int>) -> [StepGraph.TensorInfo] {
+        let box = PeakRecorder()
+        _ = simulate(plan, recordingPeak: box)
+        return box.alive.enumerated().filter { $0.element && !graph.tensors[$0.offset].preexisting }
+            .map { graph.tensors[$0.offset] }.sorted { ($0.bytes, $1.id) > ($1.bytes, $0.id) }
+    }
+
+    private final class PeakRecorder { var alive: [Bool] = [] }
+
+    private func simulate(_ plan: Set<Int>, recordingPeak recorder: PeakRecorder?) -> Prediction {
         let tensors = graph.tensors
         var recomputeTensor = [Bool](repeating: false, count: tensors.count)
         var planOps = Set<Int>()
@@ -118,7 +131,10 @@ public final class PlanSimulator: @unchecked Sendable {
             alive[t] = true
             live += tensors[t].bytes
             cat[tensors[t].category, default: 0] += tensors[t].bytes
-            if live > peak { peak = live; peakCat = cat; peakPosition = position }
+            if live > peak {
+                peak = live; peakCat = cat; peakPosition = position
+                recorder?.alive = alive
+            }
         }
         func free(_ t: Int) {
             guard alive[t] else { return }
