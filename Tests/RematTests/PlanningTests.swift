@@ -74,6 +74,17 @@ struct PlanningTests {
         #expect(n == 4)
     }
 
+    @Test("gpt-mini itself (batch 2): under budget, prediction within 1%, gradients bitwise equal")
+    func gptMiniBudgets() throws {
+        var data = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 14, seed: 5), seed: 5)
+        let batch = data.nextBatch(batchSize: 2, length: GPTConfig.gptMini.contextLength)
+        let n = try Self.checkBudgets({ seed, ledger in
+            let model = GPT(.gptMini, seed: seed)
+            return Trainer(model: model, optimizer: Trainer.specAdamW(model), gradientClip: nil, ledger: ledger)
+        }, batch: batch, fractions: [0.5, 0])
+        #expect(n == 2)
+    }
+
     @Test("resnet: under budget, prediction within 1%, gradients bitwise equal")
     func resnetBudgets() throws {
         let n = try Self.checkBudgets({ Self.resnetTrainer(seed: $0, ledger: $1) }, batch: Self.imageBatch(),
@@ -91,6 +102,13 @@ struct PlanningTests {
         let floor = sim.simulate(Set(sim.candidates.indices)).peakBytes
         let plan = try Planner.plan(sim, budget: .bytes(floor))
         #expect(plan.recompute.contains { $0.hasPrefix("stem.") }, "\(plan.recompute)")
+        // Blocks are outermost: the downsample layers are inside blocks, and their outputs plannable.
+        #expect(!trainer.model.blockModules.contains { $0.0.contains("downsample") })
+        #expect(plan.recompute.contains { $0.contains("downsample.0/conv2d") }, "\(plan.recompute)")
+        // What is alive at the predicted peak adds up to it.
+        let atPeak = sim.tensorsAtPeak(try sim.recomputeSet(Set(plan.recompute)))
+        let bytes = atPeak.reduce(0) { $0 + $1.bytes }
+        #expect(bytes <= plan.predictedPeakBytes && bytes + graph.baselineBytes >= plan.predictedPeakBytes)
     }
 
     @Test("solvers: best matches exhaustive search, greedy and knapsack fit the budget")
