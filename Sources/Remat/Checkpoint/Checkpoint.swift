@@ -118,7 +118,8 @@ public final class CheckpointRegion: @unchecked Sendable {
                 let k = savedInfos.count
                 savedInfos.append(info)
                 if options.determinismCheck == .values { checksums.append(t.contentChecksum()) }
-                return .deferred(Handle(region: self, index: k))
+                let region = self   // the handle holds the region strongly
+                return .deferred(RecomputeHandle(materialize: { region.tensor(at: k) }, discard: { region.discard(k) }))
             },
             unpack: unpackKeptOrDeferred)
         // Naming continues from where the region started (the snapshot), so the forward and every
@@ -231,18 +232,6 @@ public final class CheckpointRegion: @unchecked Sendable {
             precondition(tensor.contentChecksum() == checksums[index],
                          "checkpoint \(name): determinism check failed at saved tensor #\(index): op \(original.op) (\(original.name)), shape \(original.shape): recomputed values differ from the forward's")
         }
-    }
-
-    /// A dropped saved tensor: produced by the region when backward asks.
-    final class Handle: DeferredTensor {
-        let region: CheckpointRegion
-        let index: Int
-        init(region: CheckpointRegion, index: Int) {
-            self.region = region
-            self.index = index
-        }
-        func materialize() -> Tensor { region.tensor(at: index) }
-        func discard() { region.discard(index) }
     }
 }
 

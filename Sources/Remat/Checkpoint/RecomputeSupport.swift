@@ -1,4 +1,5 @@
-// What checkpoint regions and planned regions share for their recomputes.
+// What checkpoint regions and planned regions share for their recomputes: replayed random
+// streams, the handle of a dropped saved tensor, tensor layouts, observer chaining.
 
 /// The random generators a region's forward drew from, each with its state at the first draw: a
 /// recompute replays the same streams (dropout masks bitwise) and leaves the generators where it
@@ -25,6 +26,20 @@ final class GeneratorStates: @unchecked Sendable {
     }
 }
 
+/// A dropped saved tensor of a region (checkpoint or planned): produced by the region when
+/// backward asks for it. Holds its region (through the closures), so the region lives as long as
+/// the graph's slots.
+final class RecomputeHandle: DeferredTensor {
+    private let produce: () -> Tensor
+    private let release: () -> Void
+    init(materialize: @escaping () -> Tensor, discard: @escaping () -> Void) {
+        produce = materialize
+        release = discard
+    }
+    func materialize() -> Tensor { produce() }
+    func discard() { release() }
+}
+
 /// What a recompute graph's slots hold: nothing (the recomputed tensor went to the region).
 final class DiscardedRecomputeTensor: DeferredTensor {
     func materialize() -> Tensor { preconditionFailure("checkpoint: recompute graph tensors are not kept") }
@@ -35,5 +50,40 @@ func unpackKeptOrDeferred(_ payload: SavedPayload, _ info: SavedTensorInfo) -> T
     switch payload {
     case .tensor(let t): return t
     case .deferred(let d): return d.materialize()
+    }
+}
+
+/// Shape, strides, offset and dtype of a tensor over its storage: enough to rebuild the same view
+/// over another storage of the same size (a recomputed output, a placeholder).
+struct TensorLayout: Sendable, Hashable {
+    let shape: [Int]
+    let strides: [Int]
+    let offset: Int
+    let dtype: DType
+    let storageBytes: Int
+
+    init(_ t: Tensor) {
+        shape = t.shape
+        strides = t.strides
+        offset = t.offset
+        dtype = t.dtype
+        storageBytes = t.storage.byteCount
+    }
+
+    func view(of storage: Storage) -> Tensor {
+        Tensor(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype)
+    }
+
+    func placeholder() -> Tensor {
+        Tensor.placeholder(shape: shape, strides: strides, offset: offset, dtype: dtype, storageBytes: storageBytes)
+    }
+}
+
+/// Chains two op observers (inner first).
+func chain(_ inner: @escaping @Sendable (Node, Tensor) -> Void, _ outer: (@Sendable (Node, Tensor) -> Void)?) -> @Sendable (Node, Tensor) -> Void {
+    guard let outer else { return inner }
+    return { n, t in
+        inner(n, t)
+        outer(n, t)
     }
 }

@@ -74,7 +74,8 @@ final class PlannedRegion: @unchecked Sendable {
                 guard recompute.contains(o) else { return .tensor(t) }
                 deferred.append(DeferredSlot(slotName: info.name, owner: o, storageID: t.storage.id,
                                              layout: TensorLayout(t), isOwnerOutput: false))
-                return .deferred(Handle(region: self, slot: info.name))
+                let region = self, slot = info.name   // the handle holds the region strongly
+                return .deferred(RecomputeHandle(materialize: { region.tensor(slot: slot) }, discard: { region.discard(slot: slot) }))
             },
             unpack: unpackKeptOrDeferred)
         let observer: @Sendable (Node, Tensor) -> Void = { [unowned self] node, output in
@@ -196,51 +197,5 @@ final class PlannedRegion: @unchecked Sendable {
     private final class RecomputeBox: @unchecked Sendable {
         var outputs: [String: Tensor] = [:]
         var internals: [String: Tensor] = [:]
-    }
-
-    final class Handle: DeferredTensor {
-        let region: PlannedRegion
-        let slot: String
-        init(region: PlannedRegion, slot: String) {
-            self.region = region
-            self.slot = slot
-        }
-        func materialize() -> Tensor { region.tensor(slot: slot) }
-        func discard() { region.discard(slot: slot) }
-    }
-}
-
-/// Shape, strides, offset and dtype of a tensor over its storage: enough to rebuild the same view
-/// over another storage of the same size (a recomputed output, a placeholder).
-struct TensorLayout: Sendable, Hashable {
-    let shape: [Int]
-    let strides: [Int]
-    let offset: Int
-    let dtype: DType
-    let storageBytes: Int
-
-    init(_ t: Tensor) {
-        shape = t.shape
-        strides = t.strides
-        offset = t.offset
-        dtype = t.dtype
-        storageBytes = t.storage.byteCount
-    }
-
-    func view(of storage: Storage) -> Tensor {
-        Tensor(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype)
-    }
-
-    func placeholder() -> Tensor {
-        Tensor.placeholder(shape: shape, strides: strides, offset: offset, dtype: dtype, storageBytes: storageBytes)
-    }
-}
-
-/// Chains two op observers (inner first).
-func chain(_ inner: @escaping @Sendable (Node, Tensor) -> Void, _ outer: (@Sendable (Node, Tensor) -> Void)?) -> @Sendable (Node, Tensor) -> Void {
-    guard let outer else { return inner }
-    return { n, t in
-        inner(n, t)
-        outer(n, t)
     }
 }
