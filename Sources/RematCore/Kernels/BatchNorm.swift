@@ -46,8 +46,8 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
     if useBatchStats {
         precondition(m > 1, "batch_norm: expected more than 1 value per channel when training, got input shape \(shape)")
     }
-    let inputs = [x] + [weight, bias].compactMap { $0 }
-    if let replayed = Autograd.replayed("batch_norm", inputs: inputs) { return replayed }
+    let norm = AffineNorm(x, weight: weight, bias: bias)
+    if let replayed = Autograd.replayed("batch_norm", inputs: norm.inputs) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "batch_norm")
@@ -87,19 +87,11 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
         }
     }
 
-    let hasWeight = weight != nil, hasBias = bias != nil
-    var saving: [(role: String, tensor: Tensor)] = []
-    if Autograd.needsGraph(inputs) {
-        saving = [("input", x), ("mean", mean), ("rstd", rstd)]
-        if let weight { saving.append(("weight", weight)) }
-    }
-    Autograd.record("batch_norm", inputs: inputs, output: out, saving: saving) { ctx, g in
-        let xs = ctx.saved[0].contiguousInput(), ms = ctx.saved[1], rs = ctx.saved[2]
-        let ws = hasWeight ? ctx.saved[3].contiguousInput() : nil
-        let needX = ctx.needsInputGrad[0]
-        let needW = hasWeight && ctx.needsInputGrad[1]
-        let needB = hasBias && ctx.needsInputGrad[hasWeight ? 2 : 1]
-        let dy = g.contiguousInput()
+    Autograd.record("batch_norm", inputs: norm.inputs, output: out,
+                    saving: norm.saving(x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
+        let b = norm.backward(ctx, g)
+        let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
+        let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)
         let dx = needX ? Tensor(uninitializedShape: shape, label: "batch_norm_backward") : nil
         let dw = needW ? Tensor(uninitializedShape: [c], label: "batch_norm_dweight") : nil
         let db = needB ? Tensor(uninitializedShape: [c], label: "batch_norm_dbias") : nil
@@ -111,10 +103,7 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
                 remat_batch_norm_backward_f32(px, pg, n, c, p, pm, pr, pw, useBatchStats ? 1 : 0, pdx, pdw, pdb, lo, hi)
             }
         }
-        var grads: [Tensor?] = [dx]
-        if hasWeight { grads.append(dw) }
-        if hasBias { grads.append(db) }
-        return grads
+        return norm.gradients(dx: dx, dweight: dw, dbias: db)
     }
     return out
 }

@@ -31,8 +31,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     if let bias {
         precondition(bias.shape == [c], "layer_norm: bias shape \(bias.shape) must be [\(c)] for input shape \(shape)")
     }
-    let inputs = [x] + [weight, bias].compactMap { $0 }
-    if let replayed = Autograd.replayed("layer_norm", inputs: inputs) { return replayed }
+    let norm = AffineNorm(x, weight: weight, bias: bias)
+    if let replayed = Autograd.replayed("layer_norm", inputs: norm.inputs) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "layer_norm")
@@ -50,19 +50,11 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         rstd.floatPointer.initialize(repeating: .nan, count: rows)
     }
 
-    let hasWeight = weight != nil, hasBias = bias != nil
-    var saving: [(role: String, tensor: Tensor)] = []
-    if Autograd.needsGraph(inputs) {
-        saving = [("input", x), ("mean", mean), ("rstd", rstd)]
-        if let weight { saving.append(("weight", weight)) }
-    }
-    Autograd.record("layer_norm", inputs: inputs, output: out, saving: saving) { ctx, g in
-        let xs = ctx.saved[0].contiguousInput(), ms = ctx.saved[1], rs = ctx.saved[2]
-        let ws = hasWeight ? ctx.saved[3].contiguousInput() : nil
-        let needX = ctx.needsInputGrad[0]
-        let needW = hasWeight && ctx.needsInputGrad[1]
-        let needB = hasBias && ctx.needsInputGrad[hasWeight ? 2 : 1]
-        let dy = g.contiguousInput()
+    Autograd.record("layer_norm", inputs: norm.inputs, output: out,
+                    saving: norm.saving(x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
+        let b = norm.backward(ctx, g)
+        let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
+        let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)
         let dx = needX ? Tensor(uninitializedShape: shape, label: "layer_norm_backward") : nil
         // Per-chunk partial dweight/dbias rows, summed after the parallel loop.
         let grain = Swift.max(1, elementwiseGrain / Swift.max(c, 1))
@@ -82,10 +74,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
                 }
             }
         }
-        var grads: [Tensor?] = [dx]
-        if hasWeight { grads.append(dwPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) }) }
-        if hasBias { grads.append(dbPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) }) }
-        return grads
+        return norm.gradients(dx: dx, dweight: dwPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) },
+                              dbias: dbPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) })
     }
     return out
 }
