@@ -130,16 +130,22 @@ CONV_INLINE void fill_taps(const remat_conv_geometry *g, int same, tap_info *tap
     }
 }
 
+// The geometry fields im2col and col2im read, as locals, and the tap table of the stride-1 "same"
+// path (`same` says whether it applies).
+#define CONV_GEOMETRY_LOCALS(g)                                                                      \
+    const long C = (g)->channels, H = (g)->height, W = (g)->width, kh = (g)->kernel_h,               \
+               kw = (g)->kernel_w;                                                                   \
+    const long sh = (g)->stride_h, sw = (g)->stride_w, ph = (g)->pad_h, dh = (g)->dilation_h;        \
+    const long pw = (g)->pad_w, dw = (g)->dilation_w, OH = (g)->out_h, OW = (g)->out_w, P = OH * OW; \
+    const int same = is_same_stride1(g);                                                             \
+    tap_info taps[kh * kw];                                                                          \
+    fill_taps((g), same, taps)
+
 // Short copies and fills are written as loops (no libc call per 2-16 floats); long ones use memcpy.
 REMAT_MULTIVERSION __attribute__((no_builtin("memcpy", "memset")))
 void remat_im2col_f32(const float *x, const remat_conv_geometry *g, long n_begin, long n_end,
                       long c_begin, long c_end, float *col, long ldcol) {
-    const long C = g->channels, H = g->height, W = g->width, kh = g->kernel_h, kw = g->kernel_w;
-    const long sh = g->stride_h, sw = g->stride_w, ph = g->pad_h, dh = g->dilation_h;
-    const long pw = g->pad_w, dw = g->dilation_w, OH = g->out_h, OW = g->out_w, P = OH * OW;
-    const int same = is_same_stride1(g);
-    tap_info taps[kh * kw];
-    fill_taps(g, same, taps);
+    CONV_GEOMETRY_LOCALS(g);
     for (long c = c_begin; c < c_end; c++) {
         for (long ki = 0; ki < kh; ki++) {
             for (long kj = 0; kj < kw; kj++) {
@@ -198,12 +204,7 @@ void remat_im2col_f32(const float *x, const remat_conv_geometry *g, long n_begin
 REMAT_MULTIVERSION __attribute__((no_builtin("memset")))
 void remat_col2im_f32(float *col, long ldcol, const remat_conv_geometry *g, long n_begin, long n_end,
                       long c_begin, long c_end, float *dx) {
-    const long C = g->channels, H = g->height, W = g->width, kh = g->kernel_h, kw = g->kernel_w;
-    const long sh = g->stride_h, sw = g->stride_w, ph = g->pad_h, dh = g->dilation_h;
-    const long pw = g->pad_w, dw = g->dilation_w, OH = g->out_h, OW = g->out_w, P = OH * OW;
-    const int same = is_same_stride1(g);
-    tap_info taps[kh * kw];
-    fill_taps(g, same, taps);
+    CONV_GEOMETRY_LOCALS(g);
     for (long c = c_begin; c < c_end; c++) {
         for (long n = n_begin; n < n_end; n++) {
             float *plane = dx + (n * C + c) * H * W;
