@@ -72,10 +72,8 @@ struct PlanBudget: ParsableCommand {
             graph = try StepGraph.readStats(from: stats)
             what = "\(graph.model) on input \(graph.inputShape) (profile \(stats))"
         } else {
-            let workload = try ModelZoo.workload(model)
-            let b = batch ?? workload.specBatchSize
-            let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil)
-            graph = try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: 2)
+            let b: Int
+            (graph, b) = try captureWorkload(model, batch: batch, timingRuns: 2)
             what = "\(model), batch \(b)"
         }
         let plan = try Planner.plan(graph, budget: MemoryBudget.parse(budget), solver: PlanSolver.parse(solver))
@@ -122,10 +120,7 @@ struct ProfileCommand: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        let workload = try ModelZoo.workload(model)
-        let b = batch ?? workload.specBatchSize
-        let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil)
-        let graph = try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: runs)
+        let (graph, b) = try captureWorkload(model, batch: batch, timingRuns: runs)
         try graph.writeStats(to: out)
         let sim = PlanSimulator(graph)
         let floor = sim.simulate(Set(sim.candidates.indices))
@@ -135,4 +130,13 @@ struct ProfileCommand: ParsableCommand {
                      graph.stepSeconds, runs, formatBytes(graph.measuredPeakBytes), sim.candidates.count, formatBytes(floor.peakBytes)))
         print("wrote \(StepGraph.statsFiles.map { (out.hasSuffix("/") ? out : out + "/") + $0 }.joined(separator: ", "))")
     }
+}
+
+/// Profiles one training step of workload `model` at `batch` (default: the workload's) with its
+/// spec optimizer on its synthetic batches. Returns the step and the batch size used.
+func captureWorkload(_ model: String, batch: Int?, timingRuns: Int) throws -> (StepGraph, Int) {
+    let workload = try ModelZoo.workload(model)
+    let b = batch ?? workload.specBatchSize
+    let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil)
+    return (try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: timingRuns), b)
 }

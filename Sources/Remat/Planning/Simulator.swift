@@ -246,10 +246,10 @@ public final class PlanSimulator: @unchecked Sendable {
     /// backward, a tensor is at hand when a slot keeps it.
     public func marginalCost(_ c: Int, given plan: Set<Int>) -> Double {
         let cand = candidates[c]
-        let planNames = Set(plan.filter { candidates[$0].region == cand.region }.map { candidates[$0].op })
+        let planOps = Set(plan.filter { candidates[$0].region == cand.region }.map { candidates[$0].op })
         func cost(_ targets: Set<Int>) -> Double {
             seconds(of: recomputeOps(region: cand.region, targets: targets, isAlive: { !self.graph.tensors[$0].savedBy.isEmpty }))
         }
-        return cost(planNames.union([cand.op])) - (planNames.isEmpty ? 0 : cost(planNames))
+        return cost(planOps.union([cand.op])) - (planOps.isEmpty ? 0 : cost(planOps))
     }
 }
