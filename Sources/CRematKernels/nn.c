@@ -155,6 +155,45 @@ void remat_softmax_f32(const float *x, float *y, long n, long inner, int log_sof
     }
 }
 
+// Causal softmax: row r of x [rows, s] is query r % t, which sees keys 0..<visible with
+// visible = min(s, r % t + (s − t) + 1); y = softmax(scale·x) over those and exactly 0 after.
+REMAT_MULTIVERSION
+void remat_causal_softmax_f32(const float *x, float *y, long t, long s, float scale,
+                              long row_begin, long row_end) {
+    for (long r = row_begin; r < row_end; r++) {
+        long visible = r % t + (s - t) + 1;
+        if (visible > s) visible = s;
+        const float *xr = x + r * s;
+        float *yr = y + r * s;
+        for (long j = 0; j < visible; j++) yr[j] = xr[j] * scale;
+        float m = row_max(yr, visible);
+        if (m == -INFINITY) {
+            for (long j = 0; j < visible; j++) yr[j] = NAN;
+        } else {
+            // In place, element by element (row_sum_exp with y == x would defeat the vectoriser's
+            // alias check and run scalar).
+            for (long j = 0; j < visible; j++) yr[j] = remat_exp(yr[j] - m);
+            float inv = 1.0f / row_sum(yr, visible);
+            for (long j = 0; j < visible; j++) yr[j] *= inv;
+        }
+        for (long j = visible; j < s; j++) yr[j] = 0;
+    }
+}
+
+REMAT_MULTIVERSION
+void remat_causal_softmax_backward_f32(const float *y, const float *dy, float *dx, long t, long s, float scale,
+                                       long row_begin, long row_end) {
+    for (long r = row_begin; r < row_end; r++) {
+        long visible = r % t + (s - t) + 1;
+        if (visible > s) visible = s;
+        const float *yr = y + r * s, *gr = dy + r * s;
+        float *dr = dx + r * s;
+        float dot = row_dot(gr, yr, visible);
+        for (long j = 0; j < visible; j++) dr[j] = (yr[j] * (gr[j] - dot)) * scale;
+        for (long j = visible; j < s; j++) dr[j] = 0;
+    }
+}
+
 NN_INLINE void softmax_backward_row(const float *y, const float *dy, float *dx, long n, int log_sm) {
     if (!log_sm) {
         float dot = row_dot(dy, y, n);

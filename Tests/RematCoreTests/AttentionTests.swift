@@ -35,6 +35,29 @@ import RematCore
         #expect(x.grad?.toArray() == [1, 1, 0, 1, 1, 1])
     }
 
+    @Test func causalSoftmaxMatchesMaskThenSoftmax() {
+        for (shape, scale) in [([2, 3, 5], Float(0.25)), ([1, 4, 4], 1), ([3, 70, 70], 0.125), ([1, 1, 1], 1)] as [([Int], Float)] {
+            let x = randomTensor(shape, seed: 44, low: -3, high: 3, requiresGrad: false)
+            let fused = causalSoftmax(x, scale: scale).toArray()
+            let composed = softmax(causalMask(x, scale: scale)).toArray()
+            for (u, v) in zip(fused, composed) {
+                #expect(abs(u - v) <= 1e-6, "causal_softmax \(shape): \(u) vs \(v)")
+                #expect((v == 0) == (u == 0))   // masked positions exactly 0, visible ones positive
+            }
+        }
+    }
+
+    @Test func causalSoftmaxGradient() {
+        check.check("causal_softmax", [randomTensor([2, 3, 5], seed: 45, low: -2, high: 2)]) { causalSoftmax($0[0], scale: 0.5) }
+        check.check("causal_softmax square", [randomTensor([2, 4, 4], seed: 46, low: -2, high: 2)]) { causalSoftmax($0[0]) }
+        check.check("causal_softmax of transposed", [randomTensor([2, 4, 4], seed: 47, low: -2, high: 2)]) {
+            causalSoftmax($0[0].transposed(), scale: 2)
+        }
+        let x = randomTensor([2, 3, 3], seed: 48)
+        let y = causalSoftmax(x)
+        #expect(y.gradFn?.savedTensors.map(\.info.role) == ["output"])
+    }
+
     /// Plain Double reference of softmax(mask(q kᵀ / √Dh)) v.
     private func reference(_ q: [Float], _ k: [Float], _ v: [Float], b: Int, h: Int, t: Int, s: Int, d: Int) -> [Double] {
         var out = [Double](repeating: 0, count: b * h * t * d)

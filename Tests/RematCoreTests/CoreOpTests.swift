@@ -98,6 +98,31 @@ import RematCore
         check.check("bmm non-contiguous", [x, y]) { matmul($0[0], $0[1].transposed().transposed(1, 2)) }
     }
 
+    @Test func linearGradients() {
+        let x = randomTensor([2, 3, 4], seed: 21)
+        let w = randomTensor([5, 4], seed: 22)
+        let b = randomTensor([5], seed: 23)
+        check.check("linear with bias", [x, w, b]) { linear($0[0], weight: $0[1], bias: $0[2]) }
+        check.check("linear without bias", [x, w]) { linear($0[0], weight: $0[1], bias: nil) }
+        check.check("linear 1-d input", [randomTensor([4], seed: 24), w, b]) { linear($0[0], weight: $0[1], bias: $0[2]) }
+        check.check("linear non-contiguous input and weight", [randomTensor([4, 3], seed: 25), randomTensor([4, 5], seed: 26), b]) {
+            linear($0[0].transposed(), weight: $0[1].transposed(), bias: $0[2])
+        }
+    }
+
+    @Test func linearValuesMatchMatmulPlusBias() {
+        let rng = RandomGenerator(seed: 98)
+        for (rows, k, n) in [(1, 1, 1), (7, 13, 5), (300, 200, 290)] {   // the last is split over threads
+            let x = Tensor.randn([rows, k], generator: rng), w = Tensor.randn([n, k], generator: rng)
+            let b = Tensor.randn([n], generator: rng)
+            let fused = linear(x, weight: w, bias: b).toArray()
+            let reference = (matmul(x, w.transposed()) + b).toArray()
+            #expect(fused.count == rows * n)
+            for (u, v) in zip(fused, reference) { #expect(abs(u - v) <= 1e-4 * max(1, abs(v))) }
+            #expect(linear(x, weight: w, bias: nil).toArray() == matmul(x, w.transposed()).toArray())
+        }
+    }
+
     @Test func matmulValuesMatchNaiveProduct() {
         let rng = RandomGenerator(seed: 99)
         for (m, k, n) in [(1, 1, 1), (7, 13, 5), (64, 33, 17), (200, 300, 290)] {   // the last is split over threads

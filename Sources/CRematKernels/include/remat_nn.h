@@ -24,6 +24,17 @@ void remat_softmax_f32(const float *x, float *y, long n, long inner, int log_sof
 void remat_softmax_backward_f32(const float *y, const float *dy, float *dx, long n, long inner,
                                 int log_softmax, long item_begin, long item_end);
 
+/// Causal softmax over rows [row_begin, row_end) of x [rows, s]; row r is query i = r % t of t,
+/// which sees keys j < visible = min(s, i + (s − t) + 1): y[j] = exp(scale·x[j] − m) / Σ over the
+/// visible keys (m their max), and y[j] = 0 for the others (the same values as softmax after a
+/// −∞ causal mask, without the masked tensor).
+void remat_causal_softmax_f32(const float *x, float *y, long t, long s, float scale,
+                              long row_begin, long row_end);
+
+/// Its backward from the saved output y: dx = scale · y ⊙ (dy − Σ dy⊙y) at visible keys, 0 elsewhere.
+void remat_causal_softmax_backward_f32(const float *y, const float *dy, float *dx, long t, long s, float scale,
+                                       long row_begin, long row_end);
+
 /// Layer norm forward over rows [row_begin, row_end) of x [rows, n]:
 /// mean = Σx/n, var = Σ(x − mean)²/n (two passes), rstd = 1/√(var + eps),
 /// y = (x − mean)·rstd·w + b (w, b may be NULL: 1 and 0). Writes mean[r], rstd[r].

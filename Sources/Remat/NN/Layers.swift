@@ -2,7 +2,8 @@
 /// ones for norm weights) unless a layer says otherwise.
 
 /// `y = x·Wᵀ + b` over the last axis. `weight` is `[out, in]` as in PyTorch.
-/// Saves (through matmul): the input `x` (the weight is a parameter: no extra bytes).
+/// One op, ``linear(_:weight:bias:)`` (bias fused into the GEMM, like PyTorch's `addmm`).
+/// Saves: the input `x` (the weight is a parameter: no extra bytes).
 public final class Linear: Module {
     public let weight: Tensor
     public let bias: Tensor?
@@ -17,10 +18,7 @@ public final class Linear: Module {
     public var outFeatures: Int { weight.shape[0] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped(x) { [weight, bias] x in
-            let y = matmul(x, weight.transposed())
-            return bias.map { y + $0 } ?? y
-        }
+        scoped(x) { [weight, bias] x in linear(x, weight: weight, bias: bias) }
     }
 }
 

@@ -38,8 +38,46 @@ func causalMaskKernel(_ x: Tensor, scale: Float, fill: Float, label: String) -> 
     return out
 }
 
+/// Causal softmax of attention scores: `softmax(causalMask(scores, scale: scale))` in one pass,
+/// without the masked score tensor (masked positions are exactly 0, visible ones the softmax of
+/// the scaled scores over the keys the query sees). Layout and visibility as in ``causalMask(_:scale:)``.
+///
+/// Saves: its output (`4·numel` bytes). Backward: `dscores = scale · P ⊙ (dP − Σ dP⊙P)` (0 at
+/// masked positions).
+///
+/// - Precondition: float32 of rank ≥ 2 with `S ≥ T`.
+public func causalSoftmax(_ scores: Tensor, scale: Float = 1) -> Tensor {
+    precondition(scores.dtype == .float32, "causalSoftmax: scores must be float32, got \(scores.dtype) (shape \(scores.shape))")
+    precondition(scores.rank >= 2, "causalSoftmax: scores must be [..., T, S], got shape \(scores.shape)")
+    let t = scores.shape[scores.rank - 2], s = scores.shape[scores.rank - 1]
+    precondition(s >= t, "causalSoftmax: needs S >= T for scores [..., T, S], got shape \(scores.shape)")
+    if let replayed = Autograd.replayed("causal_softmax", inputs: [scores]) { return replayed }
+    let x = scores.contiguousInput()
+    let out = Tensor(uninitializedShape: scores.shape, label: "causal_softmax")
+    let rows = s == 0 ? 0 : out.count / s
+    if rows > 0 {
+        let px = x.floatPointer, po = out.floatPointer
+        parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / s)) { lo, hi in
+            remat_causal_softmax_f32(px, po, t, s, scale, lo, hi)
+        }
+    }
+    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(scores) ? [("output", out)] : []
+    Autograd.record("causal_softmax", inputs: [scores], output: out, saving: saving) { ctx, g in
+        let y = ctx.saved[0].contiguousInput(), dy = g.contiguousInput()
+        let dx = Tensor(uninitializedShape: y.shape, label: "causal_softmax_backward")
+        if rows > 0 {
+            let py = y.floatPointer, pg = dy.floatPointer, pd = dx.floatPointer
+            parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / s)) { lo, hi in
+                remat_causal_softmax_backward_f32(py, pg, pd, t, s, scale, lo, hi)
+            }
+        }
+        return [dx]
+    }
+    return out
+}
+
 /// Causal multi-head self-attention with materialised probabilities, composed from engine ops:
-/// `P = softmax(causalMask(matmul(q, kᵀ), scale: 1/√Dh))`, `out = matmul(P, v)`.
+/// `P = causalSoftmax(matmul(q, kᵀ), scale: 1/√Dh)`, `out = matmul(P, v)`.
 ///
 /// Shapes: `q` is `[B, H, T, Dh]`, `k` and `v` are `[B, H, S, Dh]` with `S ≥ T` (normally `S = T`;
 /// query `i` sees keys `j ≤ i + (S − T)`). The output is `[B, H, T, Dh]`, contiguous. Inputs may be
@@ -47,19 +85,18 @@ func causalMaskKernel(_ x: Tensor, scale: Float, fill: Float, label: String) -> 
 ///
 /// What each step saves for backward (bytes with float32, n = B·H):
 /// 1. `matmul(q, kᵀ)`: saves `q` (`4·n·T·Dh`) and `kᵀ` (a view of `k`'s storage, `4·n·S·Dh`).
-/// 2. `causalMask` (with the `1/√Dh` scale fused): nothing.
-/// 3. `softmax`: its output `P` (`4·n·T·S`).
-/// 4. `matmul(P, v)`: `P` (as operand `a`) and `v` (`4·n·S·Dh`).
+/// 2. `causalSoftmax` (scale, mask and softmax in one pass): its output `P` (`4·n·T·S`).
+/// 3. `matmul(P, v)`: `P` (as operand `a`) and `v` (`4·n·S·Dh`).
 ///
-/// `P` is saved twice (by softmax as its output and by the second matmul as operand `a`) but it is
+/// `P` is saved twice (by the softmax as its output and by the second matmul as operand `a`) but it is
 /// the same storage, so the ledger counts it once: `4·B·H·T·S` bytes (`4·B·H·T²` for `S = T`) —
-/// the dominant activation for `T ≫ Dh`. The raw and masked score tensors are
-/// temporaries freed after the forward. `q`, `k`, `v` count only if they are not already held for
+/// the dominant activation for `T ≫ Dh`. The raw score tensor is a temporary freed after the
+/// forward. `q`, `k`, `v` count only if they are not already held for
 /// another reason; when they are views of one QKV tensor, its storage counts once.
 /// Total saved: `4·n·(T·Dh + 2·S·Dh + T·S)` bytes for distinct q/k/v storages.
 ///
-/// Numerics: scores are float32 GEMM outputs scaled after the product; masked scores are `−∞`,
-/// which softmax turns into exact zeros (every row sees key 0, so no row is all `−∞`).
+/// Numerics: scores are float32 GEMM outputs scaled after the product; masked probabilities are
+/// exact zeros (every row sees key 0).
 public func causalSelfAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
     precondition(q.rank == 4 && k.rank == 4 && v.rank == 4,
                  "causalSelfAttention: q, k, v must be [B, H, T, Dh], got \(q.shape), \(k.shape), \(v.shape)")
@@ -68,6 +105,6 @@ public func causalSelfAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
                  "causalSelfAttention: shapes q \(q.shape), k \(k.shape), v \(v.shape) do not match (need k == v = [B, H, S, Dh], S >= T)")
     let dh = q.shape[3]
     let scale = 1 / Float(Double(dh).squareRoot())
-    let p = softmax(causalMask(matmul(q, k.transposed()), scale: scale), axis: -1)
+    let p = causalSoftmax(matmul(q, k.transposed()), scale: scale)
     return matmul(p, v)
 }

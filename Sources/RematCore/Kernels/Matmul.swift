@@ -41,6 +41,76 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     return out
 }
 
+/// A linear layer's product: `y = x·Wᵀ + b` over the last axis of `x` (`[..., in]`), `weight`
+/// `[out, in]` as in PyTorch, `bias` `[out]` or nil. One GEMM over all rows of `x`, the bias
+/// written first and accumulated by the GEMM (`beta = 1`, PyTorch's `addmm`): no separate bias-add
+/// tensor, so the output a selective checkpoint keeps is the one later ops save.
+/// Saves: `x` (`4·numel(x)` bytes) and the weight (a parameter: no extra bytes).
+/// Backward: `dx = dy·W`, `dW = dyᵀ·x` over all rows, `db = Σ_rows dy`.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    precondition(x.dtype == .float32 && weight.dtype == .float32, "linear: needs float32, got input \(x.dtype) and weight \(weight.dtype)")
+    precondition(weight.rank == 2, "linear: weight must be [out, in], got shape \(weight.shape)")
+    precondition(x.rank >= 1 && x.shape[x.rank - 1] == weight.shape[1],
+                 "linear: input shape \(x.shape) does not end in the weight's \(weight.shape[1]) input features (weight \(weight.shape))")
+    if let bias {
+        precondition(bias.shape == [weight.shape[0]] && bias.dtype == .float32,
+                     "linear: bias shape \(bias.shape) \(bias.dtype) must be [\(weight.shape[0])] float32")
+    }
+    let inputs = [x, weight] + [bias].compactMap { $0 }
+    if let replayed = Autograd.replayed("linear", inputs: inputs) { return replayed }
+    let out = Autograd.cachedOutput("linear")?.detached() ?? linearKernel(x, weight: weight, bias: bias)
+    let xShape = x.shape, hasBias = bias != nil
+    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(inputs) ? [("input", x), ("weight", weight)] : []
+    Autograd.record("linear", inputs: inputs, output: out, saving: saving) { ctx, g in
+        let xs = ctx.saved[0], w = ctx.saved[1]
+        let features = w.shape[1], outFeatures = w.shape[0]
+        let g2 = g.reshapedForKernel([-1, outFeatures])
+        var grads: [Tensor?] = [nil, nil]
+        if ctx.needsInputGrad[0] {
+            grads[0] = matmulKernel(g2, w).reshapedForKernel(xShape)
+        }
+        if ctx.needsInputGrad[1] {
+            let x2 = xs.isContiguous ? xs.reshapedForKernel([-1, features]) : xs.contiguousCopy().reshapedForKernel([-1, features])
+            grads[1] = matmulKernel(g2.transposed(), x2)
+        }
+        if hasBias { grads.append(ctx.needsInputGrad[2] ? g.summed(toShape: [outFeatures]) : nil) }
+        return grads
+    }
+    return out
+}
+
+/// Forward kernel of ``linear(_:weight:bias:)`` (no autograd).
+func linearKernel(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    let features = weight.shape[1], outFeatures = weight.shape[0]
+    let x2 = x.isContiguous ? x : x.contiguousCopy(label: "linear_input")
+    let rows = x.count / Swift.max(features, 1)
+    let outShape = Array(x.shape.dropLast()) + [outFeatures]
+    let out = Tensor(uninitializedShape: outShape, label: "linear")
+    if out.count == 0 { return out }
+    let w = weight.isContiguous ? weight : weight.contiguousCopy(label: "linear_weight")
+    let po = out.floatPointer
+    var beta: Float = 0
+    if let bias {
+        let b = bias.isContiguous ? bias : bias.contiguousCopy()
+        let pb = UnsafePointer(b.floatPointer)
+        parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(outFeatures, 1))) { lo, hi in
+            for r in lo..<hi { (po + r * outFeatures).update(from: pb, count: outFeatures) }
+        }
+        withExtendedLifetime(b) {}
+        beta = 1
+    } else if features == 0 {
+        po.initialize(repeating: 0, count: out.count)
+        return out
+    }
+    if features > 0 {
+        withExtendedLifetime((x2, w)) {
+            sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: features, a: x2.floatPointer, lda: features,
+                  b: w.floatPointer, ldb: features, beta: beta, c: po, ldc: outFeatures)
+        }
+    }
+    return out
+}
+
 extension Tensor {
     /// Reshape for kernel use (no autograd; copies only if not contiguous).
     func reshapedForKernel(_ newShape: [Int]) -> Tensor {
@@ -150,13 +220,13 @@ extension Runtime {
 private let gemmThreadingStorage = Mutex<GEMMThreading>(
     getenv("REMAT_GEMM_THREADING").flatMap { GEMMThreading(rawValue: String(cString: $0)) } ?? .engine)
 
-/// Row-major `C[m, n] = op(A)·op(B)` with the engine's threading policy (no autograd).
+/// Row-major `C[m, n] = op(A)·op(B) + beta·C` with the engine's threading policy (no autograd).
 func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-           b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+           b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let threads = Runtime.threads
     let flops = 2 * m * n * k
     if Runtime.gemmThreading == .library || threads == 1 || flops < (1 << 25) || m < 2 * 16 {
-        remat_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+        remat_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         return
     }
     // Split the output rows in blocks of 16 (the kernels' row tile) over the threads.
@@ -166,6 +236,6 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<
         // Row r of op(A): row r of A (lda stride), or column r of Aᵀ (unit stride).
         let aRows = transA ? a + r0 : a + r0 * lda
         remat_sgemm_raw(1, transA ? 1 : 0, transB ? 1 : 0, Int32(r1 - r0), Int32(n), Int32(k), 1, aRows, Int32(lda),
-                        b, Int32(ldb), 0, c + r0 * ldc, Int32(ldc))
+                        b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
     }
 }
