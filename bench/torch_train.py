@@ -14,9 +14,10 @@ incl. the embeddings, none on biases/norms). Prints one JSON line. PyTorch (CPU)
   sac-matmuls  every block is a region with selective activation checkpointing
                (create_selective_checkpoint_contexts): MUST_SAVE for aten.addmm / aten.mm — inside a
                block these are exactly the four nn.Linear layers (qkv, attn.proj, mlp.fc, mlp.proj) —
-               and PREFER_RECOMPUTE for everything else (layer norms, GELU, and the attention core:
-               the two aten.bmm products, scale, mask, softmax). This is Remat's `save-matmuls`
-               (keep outputs of matmuls with a parameter operand) as closely as PyTorch allows.
+               and for att@V (the aten.bmm whose first operand is the [B*H, T, T] probabilities),
+               PREFER_RECOMPUTE for everything else (layer norms, GELU, QK^T, scale, mask, softmax).
+               This is Remat's `save-matmuls` (keep outputs of linear layers and of attention's P·V)
+               as closely as PyTorch allows.
 
 Activation memory (torch has no allocator ledger on CPU). After the timed steps, one extra untimed
 step runs its forward under torch.autograd.graph.saved_tensors_hooks whose pack hook records the
@@ -81,13 +82,23 @@ model = RefGPT(**cfg, dropout=0.0, checkpoint=False)  # regions are installed be
 model.train()
 
 # Selective activation checkpointing: keep the outputs of the linear layers (aten.addmm for 3-D inputs
-# with bias; aten.mm without bias), recompute everything else. Attention's QK^T and att@V are aten.bmm
-# and are recomputed, as in Remat's save-matmuls / Megatron's selective recompute.
+# with bias; aten.mm without bias) and attention's att@V (the aten.bmm whose first operand is the
+# [B*H, T, T] probabilities), recompute everything else (QK^T, scale, mask, softmax, norms, GELU):
+# Remat's `save-matmuls`.
 SAVE_OPS = {torch.ops.aten.addmm.default, torch.ops.aten.mm.default}
 
 
+def is_attention_values(func, args):
+    if func is not torch.ops.aten.bmm.default:
+        return False
+    a = args[0]
+    return a.dim() == 3 and a.shape[-1] == a.shape[-2]
+
+
 def sac_policy(ctx, func, *args, **kwargs):
-    return tuc.CheckpointPolicy.MUST_SAVE if func in SAVE_OPS else tuc.CheckpointPolicy.PREFER_RECOMPUTE
+    if func in SAVE_OPS or is_attention_values(func, args):
+        return tuc.CheckpointPolicy.MUST_SAVE
+    return tuc.CheckpointPolicy.PREFER_RECOMPUTE
 
 
 def sac_context():

@@ -21,7 +21,7 @@ import Remat
     static let policies: [CheckpointPolicy] = [
         .all, .alternate, .everyK(2), .everyK(3), .sqrt, .recursive(levels: 2), .recursive(levels: 3),
         .revolve(slots: 2), .revolve(slots: 3), .storeNothing, .heavyOps(largeParameters: 4096), .auto(minimumParameters: 10_000),
-        .saveMatmuls, .selective(.perOp(["softmax": .mustSave, "layer_norm": .preferSave])),
+        .saveMatmuls, .selective(.perOp(["causal_softmax": .mustSave, "layer_norm": .preferSave])),
     ]
 
     @Test(arguments: policies)
@@ -197,9 +197,9 @@ import Remat
         #expect(try model.applyCheckpointing(.heavyOps(largeParameters: 1 << 30)) == (0..<4).map { "blocks.\($0).attn" })
     }
 
-    /// save-matmuls keeps exactly the linear-layer products (a parameter operand) and serves them
-    /// to the recompute; the attention core and everything else is recomputed.
-    @Test func saveMatmulsKeepsLinearOutputsOnly() throws {
+    /// save-matmuls keeps exactly the linear-layer products (a parameter operand) and attention's
+    /// P·V, and serves them to the recompute; QKᵀ, the softmax and everything else is recomputed.
+    @Test func saveMatmulsKeepsLinearOutputsAndAttentionValues() throws {
         let model = GPT(Self.config, seed: 3)
         try model.applyCheckpointing(.saveMatmuls)
         let seen = RegionLog()
@@ -210,8 +210,8 @@ import Remat
         }
         let regions = seen.regions
         #expect(regions.count == 4)
-        #expect(regions[0].keptOutputs == ["blocks.0.attn.proj/matmul#0", "blocks.0.attn.qkv/matmul#0",
-                                           "blocks.0.mlp.fc/matmul#0", "blocks.0.mlp.proj/matmul#0"])
+        #expect(regions[0].keptOutputs == ["blocks.0.attn.proj/linear#0", "blocks.0.attn.qkv/linear#0", "blocks.0.attn/matmul#1",
+                                           "blocks.0.mlp.fc/linear#0", "blocks.0.mlp.proj/linear#0"])
         #expect(regions.allSatisfy { $0.recomputeCount == 1 })
     }
 

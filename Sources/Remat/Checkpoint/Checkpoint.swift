@@ -86,10 +86,12 @@ public final class CheckpointRegion: @unchecked Sendable {
     public private(set) var skippedInLastRecompute: [String] = []
     /// The layout of every op output the forward recorded, by node name (for early-stop placeholders).
     private var outputLayouts: [String: TensorLayout] = [:]
-    /// Op outputs kept by the selective policy, by node name (served to the recompute).
+    /// Op outputs kept by the selective policy, by node name, until the first recompute serves them
+    /// (then the recomputed tensors that need them hold them; like PyTorch's SAC cache).
     private let kept = OutputCache()
-    /// Names of the kept op outputs.
-    public var keptOutputs: [String] { kept.outputs.keys.sorted() }
+    private var keptNames: Set<String> = []
+    /// Names of the op outputs the selective policy kept in the forward.
+    public var keptOutputs: [String] { keptNames.sorted() }
 
     /// Receives every region created in this task after its forward (for debugging and tests):
     /// `CheckpointRegion.$debugSink.withValue(RegionSink { region in … }) { … }`.
@@ -143,6 +145,7 @@ public final class CheckpointRegion: @unchecked Sendable {
             if policy.decide(node).saves && kept.outputs[node.name] == nil {
                 output.storage.retainForBackward()   // kept for backward: counted as an activation
                 kept.outputs[node.name] = output.detached()
+                keptNames.insert(node.name)
             }
             outer?(node, output)
         }
@@ -222,6 +225,11 @@ public final class CheckpointRegion: @unchecked Sendable {
         } }
         precondition(counter == savedInfos.count,
                      "checkpoint \(name): determinism check failed: the forward saved \(savedInfos.count) tensors but the recompute saved \(counter)")
+        // The kept outputs were served: the recomputed tensors that need them hold them now, the
+        // others (a projection's output that only a residual add read) are freed. A later recompute
+        // (a graph retained for a second backward) computes them again.
+        for (_, t) in kept.outputs { t.storage.releaseForBackward() }
+        kept.outputs.removeAll()
     }
 
     private func check(_ original: SavedTensorInfo, against now: SavedTensorInfo, tensor: Tensor, index: Int) {

@@ -28,7 +28,8 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
     /// Every block a region that keeps the op outputs `policy` chooses and recomputes the rest.
     case selective(SelectivePolicy)
 
-    /// Megatron-style: keep linear-layer outputs, recompute norms, activations and the attention core.
+    /// Keep the outputs of linear layers, convolutions and attention's `P·V`; recompute `QKᵀ`, the
+    /// softmax, norms and activations (``SelectivePolicy/saveMatmuls``).
     public static let saveMatmuls = CheckpointPolicy.selective(.saveMatmuls)
 
     public static let defaultHeavyTypes: Set<String> = ["CausalSelfAttention", "BertSelfAttention"]

@@ -21,9 +21,15 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
     let rule: Rule
     public let description: String
 
-    /// Megatron-style selective recompute: keep the outputs of matmuls and convolutions with a
-    /// parameter operand (linear layers: qkv, projections, MLP; conv layers), recompute everything
-    /// else — norms, activations, the attention core (QKᵀ, mask, softmax, ·V), pooling, elementwise ops.
+    /// Keep the outputs of matrix products that are expensive per byte kept, recompute the rest:
+    /// - kept: linear layers and convolutions (a parameter operand: qkv, projections, MLP, conv
+    ///   layers) and attention's probability-weighted values `P·V` (a product over all keys whose
+    ///   output is only `T × head size`);
+    /// - recomputed: the attention scores `QKᵀ` and their softmax (`T × T` per head: the largest
+    ///   activations, cheap per byte), norms, activations, pooling and elementwise ops.
+    /// Megatron's selective recompute (the whole attention core) is ``perOp(_:otherwise:)`` or a
+    /// custom rule away; this one also keeps `P·V`, which spares the recompute one of its two GEMMs
+    /// for `4·B·T·d` bytes per block.
     public static let saveMatmuls = SelectivePolicy(rule: .weightMatmuls, description: "save-matmuls")
 
     /// Per op kind (`"matmul"`, `"softmax"`, `"gelu"`, …), with a decision for the others.
@@ -46,7 +52,8 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
     public func decide(_ node: Node) -> Decision {
         switch rule {
         case .weightMatmuls:
-            return (node.op == "matmul" || node.op == "conv2d") && node.savedTensors.contains(where: \.info.isParameter)
+            guard ["linear", "matmul", "conv2d"].contains(node.op) else { return .preferRecompute }
+            return node.savedTensors.contains(where: \.info.isParameter) || SelectivePolicy.isAttentionValues(node)
                 ? .mustSave : .preferRecompute
         case .perOp(let decisions, let otherwise):
             return decisions[node.op] ?? otherwise
@@ -55,6 +62,16 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
         case .saveAllButTags(let names):
             return names.contains(where: { node.op == "tag:" + $0 }) ? .mustRecompute : .mustSave
         }
+    }
+}
+
+extension SelectivePolicy {
+    /// Whether `node` is attention's `P·V`: a matmul whose first operand is a softmax output (directly
+    /// or through dropout).
+    static func isAttentionValues(_ node: Node) -> Bool {
+        guard node.op == "matmul", case .node(var producer)? = node.inputEdges.first else { return false }
+        if producer.op == "dropout", case .node(let p)? = producer.inputEdges.first { producer = p }
+        return producer.op == "softmax" || producer.op == "causal_softmax"
     }
 }
 
