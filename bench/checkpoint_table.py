@@ -279,7 +279,7 @@ lines += ["", "## Columns", "",
           "(activations + gradients + temporaries at the peak). Remat: `peak_bytes − parameters − optimizer` from the ledger. "
           "PyTorch: torch.profiler memory timeline (CPU) peak − live bytes at step start, one untimed profiled step.",
           "- **Remat / PyTorch time**: ratio of the two medians for the matching policy (`save-matmuls` ↔ SAC keeping "
-          "aten.addmm/mm outputs, i.e. the nn.Linear outputs). < 1: Remat faster.", ""]
+          "aten.addmm/mm outputs, i.e. the nn.Linear outputs, and att@V). < 1: Remat faster.", ""]
 mdpath = os.path.join(ROOT, "results", f"checkpoint-table-{a.threads}t.md")
 with open(mdpath, "w") as f:
     f.write("\n".join(lines))
