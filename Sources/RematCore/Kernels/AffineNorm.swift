@@ -1,20 +1,25 @@
 /// What layer norm and batch norm share around their kernels: the graph inputs (`x`, then the
 /// optional affine weight and bias), what they save for backward (input, mean, rstd, weight), how
 /// the backward reads that back, and the gradient list in input order.
+///
+/// Holds no tensor: the backward closure captures it, and a tensor captured there would outlive
+/// the saved-tensor slots (a checkpoint region could not drop it).
 struct AffineNorm {
     let hasWeight: Bool
     let hasBias: Bool
-    /// `x`, then `weight` and `bias` when present (the op's graph inputs).
-    let inputs: [Tensor]
 
-    init(_ x: Tensor, weight: Tensor?, bias: Tensor?) {
+    init(weight: Tensor?, bias: Tensor?) {
         hasWeight = weight != nil
         hasBias = bias != nil
-        inputs = [x] + [weight, bias].compactMap { $0 }
+    }
+
+    /// `x`, then `weight` and `bias` when present (the op's graph inputs).
+    static func inputs(_ x: Tensor, weight: Tensor?, bias: Tensor?) -> [Tensor] {
+        [x] + [weight, bias].compactMap { $0 }
     }
 
     /// The saved tensors (none when no graph is recorded).
-    func saving(x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?) -> [(role: String, tensor: Tensor)] {
+    func saving(inputs: [Tensor], x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?) -> [(role: String, tensor: Tensor)] {
         guard Autograd.needsGraph(inputs) else { return [] }
         var saving: [(role: String, tensor: Tensor)] = [("input", x), ("mean", mean), ("rstd", rstd)]
         if let weight { saving.append(("weight", weight)) }

@@ -46,8 +46,9 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
     if useBatchStats {
         precondition(m > 1, "batch_norm: expected more than 1 value per channel when training, got input shape \(shape)")
     }
-    let norm = AffineNorm(x, weight: weight, bias: bias)
-    if let replayed = Autograd.replayed("batch_norm", inputs: norm.inputs) { return replayed }
+    let norm = AffineNorm(weight: weight, bias: bias)
+    let inputs = AffineNorm.inputs(x, weight: weight, bias: bias)
+    if let replayed = Autograd.replayed("batch_norm", inputs: inputs) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "batch_norm")
@@ -87,8 +88,8 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
         }
     }
 
-    Autograd.record("batch_norm", inputs: norm.inputs, output: out,
-                    saving: norm.saving(x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
+    Autograd.record("batch_norm", inputs: inputs, output: out,
+                    saving: norm.saving(inputs: inputs, x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
         let b = norm.backward(ctx, g)
         let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
         let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)

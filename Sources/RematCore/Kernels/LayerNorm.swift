@@ -31,8 +31,9 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     if let bias {
         precondition(bias.shape == [c], "layer_norm: bias shape \(bias.shape) must be [\(c)] for input shape \(shape)")
     }
-    let norm = AffineNorm(x, weight: weight, bias: bias)
-    if let replayed = Autograd.replayed("layer_norm", inputs: norm.inputs) { return replayed }
+    let norm = AffineNorm(weight: weight, bias: bias)
+    let inputs = AffineNorm.inputs(x, weight: weight, bias: bias)
+    if let replayed = Autograd.replayed("layer_norm", inputs: inputs) { return replayed }
     let input = x.contiguousInput()
     let w = weight?.contiguousInput(), b = bias?.contiguousInput()
     let out = Tensor(uninitializedShape: shape, label: "layer_norm")
@@ -50,8 +51,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         rstd.floatPointer.initialize(repeating: .nan, count: rows)
     }
 
-    Autograd.record("layer_norm", inputs: norm.inputs, output: out,
-                    saving: norm.saving(x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
+    Autograd.record("layer_norm", inputs: inputs, output: out,
+                    saving: norm.saving(inputs: inputs, x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
         let b = norm.backward(ctx, g)
         let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
         let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)
