@@ -157,26 +157,44 @@ void remat_softmax_f32(const float *x, float *y, long n, long inner, int log_sof
 
 // Causal softmax: row r of x [rows, s] is query r % t, which sees keys 0..<visible with
 // visible = min(s, r % t + (s − t) + 1); y = softmax(scale·x) over those and exactly 0 after.
+NN_INLINE long causal_visible(long r, long t, long s) {
+    long visible = r % t + (s - t) + 1;
+    return visible > s ? s : visible;
+}
+
+// Softmax in place over yr[0, visible) (already scaled), zeros in yr[visible, s). One pointer:
+// the loops vectorise without alias checks.
+NN_INLINE void causal_softmax_row_inplace(float *yr, long visible, long s) {
+    float m = row_max(yr, visible);
+    if (m == -INFINITY) {
+        for (long j = 0; j < visible; j++) yr[j] = NAN;
+    } else {
+        for (long j = 0; j < visible; j++) yr[j] = remat_exp(yr[j] - m);
+        float inv = 1.0f / row_sum(yr, visible);
+        for (long j = 0; j < visible; j++) yr[j] *= inv;
+    }
+    for (long j = visible; j < s; j++) yr[j] = 0;
+}
+
 REMAT_MULTIVERSION
 void remat_causal_softmax_f32(const float *x, float *y, long t, long s, float scale,
                               long row_begin, long row_end) {
     for (long r = row_begin; r < row_end; r++) {
-        long visible = r % t + (s - t) + 1;
-        if (visible > s) visible = s;
+        long visible = causal_visible(r, t, s);
         const float *xr = x + r * s;
         float *yr = y + r * s;
         for (long j = 0; j < visible; j++) yr[j] = xr[j] * scale;
-        float m = row_max(yr, visible);
-        if (m == -INFINITY) {
-            for (long j = 0; j < visible; j++) yr[j] = NAN;
-        } else {
-            // In place, element by element (row_sum_exp with y == x would defeat the vectoriser's
-            // alias check and run scalar).
-            for (long j = 0; j < visible; j++) yr[j] = remat_exp(yr[j] - m);
-            float inv = 1.0f / row_sum(yr, visible);
-            for (long j = 0; j < visible; j++) yr[j] *= inv;
-        }
-        for (long j = visible; j < s; j++) yr[j] = 0;
+        causal_softmax_row_inplace(yr, visible, s);
+    }
+}
+
+REMAT_MULTIVERSION
+void remat_causal_softmax_inplace_f32(float *y, long t, long s, float scale, long row_begin, long row_end) {
+    for (long r = row_begin; r < row_end; r++) {
+        long visible = causal_visible(r, t, s);
+        float *yr = y + r * s;
+        for (long j = 0; j < visible; j++) yr[j] *= scale;
+        causal_softmax_row_inplace(yr, visible, s);
     }
 }
 
@@ -184,8 +202,7 @@ REMAT_MULTIVERSION
 void remat_causal_softmax_backward_f32(const float *y, const float *dy, float *dx, long t, long s, float scale,
                                        long row_begin, long row_end) {
     for (long r = row_begin; r < row_end; r++) {
-        long visible = r % t + (s - t) + 1;
-        if (visible > s) visible = s;
+        long visible = causal_visible(r, t, s);
         const float *yr = y + r * s, *gr = dy + r * s;
         float *dr = dx + r * s;
         float dot = row_dot(gr, yr, visible);

@@ -58,6 +58,29 @@ import RematCore
         #expect(y.gradFn?.savedTensors.map(\.info.role) == ["output"])
     }
 
+    /// The blocked product (several row blocks, S > T, strided q/k) against the composed ops.
+    @Test(arguments: [(150, 150), (100, 130), (64, 64), (1, 3)])
+    func attentionProbabilitiesMatchComposedOps(t: Int, s: Int) {
+        let d = 8
+        let qStore = randomTensor([2, t, 2, d], seed: 54, low: -2, high: 2, requiresGrad: false)   // [B, T, H, Dh]
+        let q = qStore.permuted([0, 2, 1, 3])                                                  // strided [B, H, T, Dh]
+        let k = randomTensor([2, 2, s, d], seed: 55, low: -2, high: 2, requiresGrad: false)
+        let fused = causalAttentionProbabilities(q: q, k: k, scale: 0.3).toArray()
+        let composed = causalSoftmax(matmul(q, k.transposed()), scale: 0.3).toArray()
+        #expect(fused.count == 2 * 2 * t * s)
+        let worst = zip(fused, composed).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 1e-6, "max |error| \(worst)")
+        #expect(zip(fused, composed).allSatisfy { ($0 == 0) == ($1 == 0) })
+    }
+
+    @Test func attentionProbabilitiesGradientAcrossRowBlocks() {
+        let q = randomTensor([1, 1, 70, 2], seed: 56)
+        let k = randomTensor([1, 1, 75, 2], seed: 57)
+        check.check("attention_probs", [q, k]) { causalAttentionProbabilities(q: $0[0], k: $0[1], scale: 0.7) }
+        let p = causalAttentionProbabilities(q: q, k: k, scale: 1)
+        #expect(p.gradFn?.savedTensors.map(\.info.role) == ["q", "k", "output"])
+    }
+
     /// Plain Double reference of softmax(mask(q kᵀ / √Dh)) v.
     private func reference(_ q: [Float], _ k: [Float], _ v: [Float], b: Int, h: Int, t: Int, s: Int, d: Int) -> [Double] {
         var out = [Double](repeating: 0, count: b * h * t * d)
@@ -82,7 +105,7 @@ import RematCore
         return out
     }
 
-    @Test(arguments: [(1, 2, 4, 4, 3), (2, 3, 7, 7, 8), (1, 2, 3, 5, 4), (2, 2, 40, 40, 16)])
+    @Test(arguments: [(1, 2, 4, 4, 3), (2, 3, 7, 7, 8), (1, 2, 3, 5, 4), (2, 2, 40, 40, 16), (1, 2, 130, 130, 8), (1, 1, 70, 90, 4)])
     func matchesDoubleReference(b: Int, h: Int, t: Int, s: Int, d: Int) {
         let q = randomTensor([b, h, t, d], seed: 44, low: -2, high: 2, requiresGrad: false)
         let k = randomTensor([b, h, s, d], seed: 45, low: -2, high: 2, requiresGrad: false)

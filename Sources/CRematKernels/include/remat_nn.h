@@ -31,7 +31,11 @@ void remat_softmax_backward_f32(const float *y, const float *dy, float *dx, long
 void remat_causal_softmax_f32(const float *x, float *y, long t, long s, float scale,
                               long row_begin, long row_end);
 
-/// Its backward from the saved output y: dx = scale · y ⊙ (dy − Σ dy⊙y) at visible keys, 0 elsewhere.
+/// The same in place on rows [row_begin, row_end) of y [rows, s] (the scores become probabilities;
+/// entries at masked positions may hold anything before and are 0 after).
+void remat_causal_softmax_inplace_f32(float *y, long t, long s, float scale, long row_begin, long row_end);
+
+/// The causal softmax backward from the saved output y: dx = scale · y ⊙ (dy − Σ dy⊙y) at visible keys, 0 elsewhere.
 void remat_causal_softmax_backward_f32(const float *y, const float *dy, float *dx, long t, long s, float scale,
                                        long row_begin, long row_end);
 

@@ -71,7 +71,7 @@ extension SelectivePolicy {
     static func isAttentionValues(_ node: Node) -> Bool {
         guard node.op == "matmul", case .node(var producer)? = node.inputEdges.first else { return false }
         if producer.op == "dropout", case .node(let p)? = producer.inputEdges.first { producer = p }
-        return producer.op == "softmax" || producer.op == "causal_softmax"
+        return ["softmax", "causal_softmax", "attention_probs"].contains(producer.op)
     }
 }
 

@@ -68,7 +68,7 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
     public var inputShape: [Int]
     /// Block paths the plan was made for.
     public var regions: [String]
-    /// Ops whose saved tensors are recomputed (`blocks.3.attn/causal_softmax#0`), in forward order.
+    /// Ops whose saved tensors are recomputed (`blocks.3.attn/attention_probs#0`), in forward order.
     public var recompute: [String]
     public var solver: String
     public var budgetBytes: Int

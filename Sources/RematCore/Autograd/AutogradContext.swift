@@ -76,8 +76,8 @@ public final class ReplayControl: @unchecked Sendable {
 
 /// The state behind stable tensor names: the module path and per-(path, op) ordinals.
 ///
-/// A name is `path/op#ordinal` for a node (`blocks.0.attn/causal_softmax#0`) and `path/op#ordinal:role`
-/// for a saved tensor (`blocks.0.attn/causal_softmax#0:output`). Ordinals restart each time an outermost
+/// A name is `path/op#ordinal` for a node (`blocks.0.attn/attention_probs#0`) and `path/op#ordinal:role`
+/// for a saved tensor (`blocks.0.attn/attention_probs#0:output`). Ordinals restart each time an outermost
 /// name scope is entered, so the same step gives the same names every time.
 ///
 /// Ownership: one per outermost scope; mutated only by the thread running that scope.

@@ -1,3 +1,4 @@
+import CRematBLAS
 import CRematKernels
 
 /// Causal masking of attention scores.
@@ -76,22 +77,156 @@ public func causalSoftmax(_ scores: Tensor, scale: Float = 1) -> Tensor {
     return out
 }
 
+/// Causal attention probabilities `P = causalSoftmax(q·kᵀ, scale: scale)` in one op that computes
+/// only the score blocks some query can see: per head, the rows in blocks of
+/// ``attentionRowBlock`` queries, each block's GEMM over the keys its last query sees (for `S = T`
+/// and 4 blocks, 10/16 of the full `T×S` product), written straight into the probability tensor
+/// and softmaxed there (no score tensor, no mask pass). The backward does the same for `dq = dS·k`
+/// and `dk = dSᵀ·q`.
+///
+/// Shapes: `q` `[B, H, T, Dh]`, `k` `[B, H, S, Dh]` with `S ≥ T` (query `i` sees keys
+/// `j ≤ i + (S − T)`); strided views are used in place when each row is contiguous. Output
+/// `[B, H, T, S]`, contiguous, exactly 0 at masked positions.
+/// Saves: `q`, `k` (often views of one QKV tensor: no extra bytes) and `P` (`4·B·H·T·S` bytes).
+public func causalAttentionProbabilities(q: Tensor, k: Tensor, scale: Float) -> Tensor {
+    precondition(q.rank == 4 && k.rank == 4 && q.dtype == .float32 && k.dtype == .float32,
+                 "causalAttentionProbabilities: q and k must be float32 [B, H, T, Dh] and [B, H, S, Dh], got \(q.shape) \(q.dtype), \(k.shape) \(k.dtype)")
+    precondition(q.shape[0] == k.shape[0] && q.shape[1] == k.shape[1] && q.shape[3] == k.shape[3] && k.shape[2] >= q.shape[2],
+                 "causalAttentionProbabilities: shapes q \(q.shape), k \(k.shape) do not match (need [B, H, T, Dh] and [B, H, S, Dh], S >= T)")
+    if let replayed = Autograd.replayed("attention_probs", inputs: [q, k]) { return replayed }
+    let geometry = CausalGeometry(q: q, k: k)
+    let out = causalProbabilitiesKernel(HeadRows(q), HeadRows(k), geometry, scale: scale)
+    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(q, k) ? [("q", q), ("k", k), ("output", out)] : []
+    Autograd.record("attention_probs", inputs: [q, k], output: out, saving: saving) { ctx, g in
+        let (dq, dk) = causalProbabilitiesBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]),
+                                                   p: ctx.saved[2].contiguousInput(), dp: g.contiguousInput(), geometry,
+                                                   scale: scale, needQ: ctx.needsInputGrad[0], needK: ctx.needsInputGrad[1])
+        return [dq, dk]
+    }
+    return out
+}
+
+/// Queries per row block of ``causalAttentionProbabilities(q:k:scale:)``.
+public let attentionRowBlock = 64
+
+/// Sizes of a causal attention product.
+struct CausalGeometry {
+    let batch: Int, heads: Int, t: Int, s: Int, d: Int
+    init(q: Tensor, k: Tensor) {
+        batch = q.shape[0]; heads = q.shape[1]; t = q.shape[2]; s = k.shape[2]; d = q.shape[3]
+    }
+    var slices: Int { batch * heads }
+    /// Keys seen by query rows `[r0, r1)`: `0..<visible(r1)`.
+    func visible(through r1: Int) -> Int { Swift.min(s, r1 + (s - t)) }
+}
+
+/// The `[rows, Dh]` matrices of a `[B, H, rows, Dh]` tensor, each with unit stride along `Dh`
+/// (a copy when the tensor's rows are not laid out so).
+struct HeadRows {
+    let tensor: Tensor
+    let rowStride: Int
+    init(_ t: Tensor) {
+        let rows = t.shape[2], d = t.shape[3]
+        let usable = (t.strides[3] == 1 || d <= 1) && (rows <= 1 || t.strides[2] >= d)
+        tensor = usable ? t : t.contiguousCopy(label: "attention_operand")
+        rowStride = rows <= 1 ? Swift.max(d, 1) : tensor.strides[2]
+    }
+    func matrix(_ slice: Int) -> UnsafeMutablePointer<Float> {
+        let heads = tensor.shape[1]
+        return tensor.floatPointer + (slice / heads) * tensor.strides[0] + (slice % heads) * tensor.strides[1]
+    }
+}
+
+/// Runs `body(slice, gemmThreads)` for every head: heads split over the engine's threads with
+/// single-threaded GEMMs, or, with fewer heads than threads, one after another with threaded GEMMs.
+private func forEachHead(_ slices: Int, _ body: (Int, Int32) -> Void) {
+    let threads = Runtime.threads
+    if slices >= threads && threads > 1 {
+        parallelChunks(slices, grain: 1) { lo, hi in for i in lo..<hi { body(i, 1) } }
+    } else {
+        for i in 0..<slices { body(i, Int32(threads)) }
+    }
+}
+
+private func causalProbabilitiesKernel(_ q: HeadRows, _ k: HeadRows, _ g: CausalGeometry, scale: Float) -> Tensor {
+    let out = Tensor(uninitializedShape: [g.batch, g.heads, g.t, g.s], label: "attention_probs")
+    guard out.count > 0 else { return out }
+    let po = out.floatPointer
+    if g.d == 0 { po.initialize(repeating: 0, count: out.count) }
+    withExtendedLifetime((q, k)) {
+        forEachHead(g.slices) { i, threads in
+            let pq = q.matrix(i), pk = k.matrix(i), pp = po + i * g.t * g.s
+            if g.d > 0 {
+                for r0 in stride(from: 0, to: g.t, by: attentionRowBlock) {
+                    let r1 = Swift.min(g.t, r0 + attentionRowBlock)
+                    // P[r0..<r1, 0..<c] = q[r0..<r1] · k[0..<c]ᵀ
+                    remat_sgemm_raw(threads, 0, 1, Int32(r1 - r0), Int32(g.visible(through: r1)), Int32(g.d), 1,
+                                    pq + r0 * q.rowStride, Int32(q.rowStride), pk, Int32(k.rowStride), 0,
+                                    pp + r0 * g.s, Int32(g.s))
+                }
+            }
+            remat_causal_softmax_inplace_f32(po, g.t, g.s, scale, i * g.t, (i + 1) * g.t)
+        }
+    }
+    return out
+}
+
+private func causalProbabilitiesBackward(q: HeadRows, k: HeadRows, p: Tensor, dp: Tensor, _ g: CausalGeometry, scale: Float,
+                                         needQ: Bool, needK: Bool) -> (Tensor?, Tensor?) {
+    let dq = needQ ? Tensor(uninitializedShape: [g.batch, g.heads, g.t, g.d], label: "attention_probs_backward") : nil
+    let dk = needK ? Tensor(uninitializedShape: [g.batch, g.heads, g.s, g.d], label: "attention_probs_backward") : nil
+    guard needQ || needK, p.count > 0, g.d > 0 else {
+        dq?.floatPointer.initialize(repeating: 0, count: dq!.count)
+        dk?.floatPointer.initialize(repeating: 0, count: dk!.count)
+        return (dq, dk)
+    }
+    // dS = scale · P ⊙ (dP − Σ dP⊙P), 0 at masked positions (gradient of the raw scores).
+    let ds = Tensor(uninitializedShape: p.shape, label: "attention_probs_backward")
+    let pds = ds.floatPointer, pp = p.floatPointer, pg = dp.floatPointer
+    withExtendedLifetime((q, k, p, dp)) {
+        forEachHead(g.slices) { i, threads in
+            remat_causal_softmax_backward_f32(pp, pg, pds, g.t, g.s, scale, i * g.t, (i + 1) * g.t)
+            let dsi = pds + i * g.t * g.s
+            if let dq {
+                let pdq = dq.floatPointer + i * g.t * g.d, pk = k.matrix(i)
+                for r0 in stride(from: 0, to: g.t, by: attentionRowBlock) {
+                    let r1 = Swift.min(g.t, r0 + attentionRowBlock)
+                    // dq[r0..<r1] = dS[r0..<r1, 0..<c] · k[0..<c]
+                    remat_sgemm_raw(threads, 0, 0, Int32(r1 - r0), Int32(g.d), Int32(g.visible(through: r1)), 1,
+                                    dsi + r0 * g.s, Int32(g.s), pk, Int32(k.rowStride), 0, pdq + r0 * g.d, Int32(g.d))
+                }
+            }
+            if let dk {
+                let pdk = dk.floatPointer + i * g.s * g.d, pq = q.matrix(i)
+                for c0 in stride(from: 0, to: g.s, by: attentionRowBlock) {
+                    let c1 = Swift.min(g.s, c0 + attentionRowBlock)
+                    // Keys c0..<c1 are seen by queries rs..<T (i + S − T ≥ c0; rs < T as c0 < S): dk = dSᵀ · q over those rows.
+                    let rs = Swift.max(0, c0 - (g.s - g.t))
+                    remat_sgemm_raw(threads, 1, 0, Int32(c1 - c0), Int32(g.d), Int32(g.t - rs), 1,
+                                    dsi + rs * g.s + c0, Int32(g.s), pq + rs * q.rowStride, Int32(q.rowStride), 0,
+                                    pdk + c0 * g.d, Int32(g.d))
+                }
+            }
+        }
+    }
+    return (dq, dk)
+}
+
 /// Causal multi-head self-attention with materialised probabilities, composed from engine ops:
-/// `P = causalSoftmax(matmul(q, kᵀ), scale: 1/√Dh)`, `out = matmul(P, v)`.
+/// `P = causalAttentionProbabilities(q, k, scale: 1/√Dh)` (`softmax(mask(q·kᵀ/√Dh))`, only the
+/// visible score blocks computed), `out = matmul(P, v)`.
 ///
 /// Shapes: `q` is `[B, H, T, Dh]`, `k` and `v` are `[B, H, S, Dh]` with `S ≥ T` (normally `S = T`;
 /// query `i` sees keys `j ≤ i + (S − T)`). The output is `[B, H, T, Dh]`, contiguous. Inputs may be
 /// strided views (e.g. heads split from a fused QKV projection by reshape/permute/narrow).
 ///
 /// What each step saves for backward (bytes with float32, n = B·H):
-/// 1. `matmul(q, kᵀ)`: saves `q` (`4·n·T·Dh`) and `kᵀ` (a view of `k`'s storage, `4·n·S·Dh`).
-/// 2. `causalSoftmax` (scale, mask and softmax in one pass): its output `P` (`4·n·T·S`).
-/// 3. `matmul(P, v)`: `P` (as operand `a`) and `v` (`4·n·S·Dh`).
+/// 1. `causalAttentionProbabilities`: `q` (`4·n·T·Dh`), `k` (`4·n·S·Dh`) and its output `P` (`4·n·T·S`).
+/// 2. `matmul(P, v)`: `P` (as operand `a`) and `v` (`4·n·S·Dh`).
 ///
-/// `P` is saved twice (by the softmax as its output and by the second matmul as operand `a`) but it is
+/// `P` is saved twice (by the probabilities op as its output and by the second matmul as operand `a`) but it is
 /// the same storage, so the ledger counts it once: `4·B·H·T·S` bytes (`4·B·H·T²` for `S = T`) —
-/// the dominant activation for `T ≫ Dh`. The raw score tensor is a temporary freed after the
-/// forward. `q`, `k`, `v` count only if they are not already held for
+/// the dominant activation for `T ≫ Dh`. There is no separate score tensor. `q`, `k`, `v` count only if they are not already held for
 /// another reason; when they are views of one QKV tensor, its storage counts once.
 /// Total saved: `4·n·(T·Dh + 2·S·Dh + T·S)` bytes for distinct q/k/v storages.
 ///
@@ -105,6 +240,6 @@ public func causalSelfAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
                  "causalSelfAttention: shapes q \(q.shape), k \(k.shape), v \(v.shape) do not match (need k == v = [B, H, S, Dh], S >= T)")
     let dh = q.shape[3]
     let scale = 1 / Float(Double(dh).squareRoot())
-    let p = causalSoftmax(matmul(q, k.transposed()), scale: scale)
+    let p = causalAttentionProbabilities(q: q, k: k, scale: scale)
     return matmul(p, v)
 }
