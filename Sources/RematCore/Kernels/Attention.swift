@@ -137,14 +137,28 @@ struct HeadRows {
     }
 }
 
-/// Runs `body(slice, gemmThreads)` for every head: heads split over the engine's threads with
-/// single-threaded GEMMs, or, with fewer heads than threads, one after another with threaded GEMMs.
-private func forEachHead(_ slices: Int, _ body: (Int, Int32) -> Void) {
-    let threads = Runtime.threads
-    if slices >= threads && threads > 1 {
-        parallelChunks(slices, grain: 1) { lo, hi in for i in lo..<hi { body(i, 1) } }
-    } else {
-        for i in 0..<slices { body(i, Int32(threads)) }
+/// Splits the heads `0..<slices` into `parts` ranges and runs `body(part, heads, gemmThreads)` on
+/// each: in parallel with single-threaded GEMMs when there are at least as many heads as
+/// threads, else one range with threaded GEMMs. `parts` ≤ the engine's threads, so per-part
+/// scratch buffers can be made before the call.
+private struct HeadPartition {
+    let slices: Int
+    let parts: Int
+    let gemmThreads: Int32
+
+    init(slices: Int) {
+        self.slices = slices
+        let threads = Runtime.threads
+        let parallel = slices >= threads && threads > 1
+        parts = parallel ? threads : 1
+        gemmThreads = parallel ? 1 : Int32(threads)
+    }
+
+    func run(_ body: (Int, Range<Int>, Int32) -> Void) {
+        guard slices > 0 else { return }
+        parallelChunks(parts, grain: 1) { lo, hi in
+            for part in lo..<hi { body(part, (slices * part / parts)..<(slices * (part + 1) / parts), gemmThreads) }
+        }
     }
 }
 
@@ -154,18 +168,20 @@ private func causalProbabilitiesKernel(_ q: HeadRows, _ k: HeadRows, _ g: Causal
     let po = out.floatPointer
     if g.d == 0 { po.initialize(repeating: 0, count: out.count) }
     withExtendedLifetime((q, k)) {
-        forEachHead(g.slices) { i, threads in
-            let pq = q.matrix(i), pk = k.matrix(i), pp = po + i * g.t * g.s
-            if g.d > 0 {
-                for r0 in stride(from: 0, to: g.t, by: attentionRowBlock) {
-                    let r1 = Swift.min(g.t, r0 + attentionRowBlock)
-                    // P[r0..<r1, 0..<c] = q[r0..<r1] · k[0..<c]ᵀ
-                    remat_sgemm_raw(threads, 0, 1, Int32(r1 - r0), Int32(g.visible(through: r1)), Int32(g.d), 1,
-                                    pq + r0 * q.rowStride, Int32(q.rowStride), pk, Int32(k.rowStride), 0,
-                                    pp + r0 * g.s, Int32(g.s))
+        HeadPartition(slices: g.slices).run { _, heads, threads in
+            for i in heads {
+                let pq = q.matrix(i), pk = k.matrix(i), pp = po + i * g.t * g.s
+                if g.d > 0 {
+                    for r0 in stride(from: 0, to: g.t, by: attentionRowBlock) {
+                        let r1 = Swift.min(g.t, r0 + attentionRowBlock)
+                        // P[r0..<r1, 0..<c] = q[r0..<r1] · k[0..<c]ᵀ
+                        remat_sgemm_raw(threads, 0, 1, Int32(r1 - r0), Int32(g.visible(through: r1)), Int32(g.d), 1,
+                                        pq + r0 * q.rowStride, Int32(q.rowStride), pk, Int32(k.rowStride), 0,
+                                        pp + r0 * g.s, Int32(g.s))
+                    }
                 }
+                remat_causal_softmax_inplace_f32(pp, g.t, g.s, scale, 0, g.t)
             }
-            remat_causal_softmax_inplace_f32(po, g.t, g.s, scale, i * g.t, (i + 1) * g.t)
         }
     }
     return out
@@ -180,31 +196,35 @@ private func causalProbabilitiesBackward(q: HeadRows, k: HeadRows, p: Tensor, dp
         dk?.floatPointer.initialize(repeating: 0, count: dk!.count)
         return (dq, dk)
     }
-    // dS = scale · P ⊙ (dP − Σ dP⊙P), 0 at masked positions (gradient of the raw scores).
-    let ds = Tensor(uninitializedShape: p.shape, label: "attention_probs_backward")
-    let pds = ds.floatPointer, pp = p.floatPointer, pg = dp.floatPointer
-    withExtendedLifetime((q, k, p, dp)) {
-        forEachHead(g.slices) { i, threads in
-            remat_causal_softmax_backward_f32(pp, pg, pds, g.t, g.s, scale, i * g.t, (i + 1) * g.t)
-            let dsi = pds + i * g.t * g.s
-            if let dq {
-                let pdq = dq.floatPointer + i * g.t * g.d, pk = k.matrix(i)
-                for r0 in stride(from: 0, to: g.t, by: attentionRowBlock) {
-                    let r1 = Swift.min(g.t, r0 + attentionRowBlock)
-                    // dq[r0..<r1] = dS[r0..<r1, 0..<c] · k[0..<c]
-                    remat_sgemm_raw(threads, 0, 0, Int32(r1 - r0), Int32(g.d), Int32(g.visible(through: r1)), 1,
-                                    dsi + r0 * g.s, Int32(g.s), pk, Int32(k.rowStride), 0, pdq + r0 * g.d, Int32(g.d))
+    // dS = scale · P ⊙ (dP − Σ dP⊙P), 0 at masked positions (gradient of the raw scores), one
+    // head at a time in a per-thread scratch buffer (no [B, H, T, S] tensor beside dP).
+    let partition = HeadPartition(slices: g.slices)
+    let scratch = Tensor(uninitializedShape: [partition.parts, g.t, g.s], label: "attention_probs_backward")
+    let pscratch = scratch.floatPointer, pp = p.floatPointer, pg = dp.floatPointer
+    withExtendedLifetime((q, k, p, dp, scratch)) {
+        partition.run { part, heads, threads in
+            let dsi = pscratch + part * g.t * g.s
+            for i in heads {
+                remat_causal_softmax_backward_f32(pp + i * g.t * g.s, pg + i * g.t * g.s, dsi, g.t, g.s, scale, 0, g.t)
+                if let dq {
+                    let pdq = dq.floatPointer + i * g.t * g.d, pk = k.matrix(i)
+                    for r0 in stride(from: 0, to: g.t, by: attentionRowBlock) {
+                        let r1 = Swift.min(g.t, r0 + attentionRowBlock)
+                        // dq[r0..<r1] = dS[r0..<r1, 0..<c] · k[0..<c]
+                        remat_sgemm_raw(threads, 0, 0, Int32(r1 - r0), Int32(g.d), Int32(g.visible(through: r1)), 1,
+                                        dsi + r0 * g.s, Int32(g.s), pk, Int32(k.rowStride), 0, pdq + r0 * g.d, Int32(g.d))
+                    }
                 }
-            }
-            if let dk {
-                let pdk = dk.floatPointer + i * g.s * g.d, pq = q.matrix(i)
-                for c0 in stride(from: 0, to: g.s, by: attentionRowBlock) {
-                    let c1 = Swift.min(g.s, c0 + attentionRowBlock)
-                    // Keys c0..<c1 are seen by queries rs..<T (i + S − T ≥ c0; rs < T as c0 < S): dk = dSᵀ · q over those rows.
-                    let rs = Swift.max(0, c0 - (g.s - g.t))
-                    remat_sgemm_raw(threads, 1, 0, Int32(c1 - c0), Int32(g.d), Int32(g.t - rs), 1,
-                                    dsi + rs * g.s + c0, Int32(g.s), pq + rs * q.rowStride, Int32(q.rowStride), 0,
-                                    pdk + c0 * g.d, Int32(g.d))
+                if let dk {
+                    let pdk = dk.floatPointer + i * g.s * g.d, pq = q.matrix(i)
+                    for c0 in stride(from: 0, to: g.s, by: attentionRowBlock) {
+                        let c1 = Swift.min(g.s, c0 + attentionRowBlock)
+                        // Keys c0..<c1 are seen by queries rs..<T (i + S − T ≥ c0; rs < T as c0 < S): dk = dSᵀ · q over those rows.
+                        let rs = Swift.max(0, c0 - (g.s - g.t))
+                        remat_sgemm_raw(threads, 1, 0, Int32(c1 - c0), Int32(g.d), Int32(g.t - rs), 1,
+                                        dsi + rs * g.s + c0, Int32(g.s), pq + rs * q.rowStride, Int32(q.rowStride), 0,
+                                        pdk + c0 * g.d, Int32(g.d))
+                    }
                 }
             }
         }
