@@ -10,7 +10,7 @@ struct DemoCommand: ParsableCommand {
     @OptionGroup var engine: EngineOptions
     @Option(help: "Training steps before the comparison.") var steps = 20
     @Option(help: "Steps measured per policy (after one warm-up step).") var measure = 3
-    @Option(help: "Policies compared with none (comma separated).") var policies = "all,revolve:2"
+    @Option(help: "Policies compared with none (comma separated).") var policies = "all,save-matmuls"
     @Option(help: "Memory budget of the planned run at the end (bytes with a unit, or a fraction of the unconstrained peak).")
     var budget = "0.6"
 

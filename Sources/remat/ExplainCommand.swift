@@ -4,7 +4,7 @@ import Remat
 
 /// `--policy` shared by the commands that run a training step.
 struct PolicyOption: ParsableArguments {
-    @Option(help: "Checkpointing: none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS].")
+    @Option(help: "Checkpointing: none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS], save-matmuls.")
     var policy = "none"
 
     func parsed() throws -> CheckpointPolicy {
