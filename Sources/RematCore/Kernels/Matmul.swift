@@ -70,8 +70,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
             grads[0] = matmulKernel(g2, w).reshapedForKernel(xShape)
         }
         if ctx.needsInputGrad[1] {
-            let x2 = xs.isContiguous ? xs.reshapedForKernel([-1, features]) : xs.contiguousCopy().reshapedForKernel([-1, features])
-            grads[1] = matmulKernel(g2.transposed(), x2)
+            grads[1] = matmulKernel(g2.transposed(), xs.reshapedForKernel([-1, features]))
         }
         if hasBias { grads.append(ctx.needsInputGrad[2] ? g.summed(toShape: [outFeatures]) : nil) }
         return grads
@@ -82,21 +81,22 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
 /// Forward kernel of ``linear(_:weight:bias:)`` (no autograd).
 func linearKernel(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let features = weight.shape[1], outFeatures = weight.shape[0]
-    let x2 = x.isContiguous ? x : x.contiguousCopy(label: "linear_input")
+    let x2 = x.contiguousInput()
     let rows = x.count / Swift.max(features, 1)
     let outShape = Array(x.shape.dropLast()) + [outFeatures]
     let out = Tensor(uninitializedShape: outShape, label: "linear")
     if out.count == 0 { return out }
-    let w = weight.isContiguous ? weight : weight.contiguousCopy(label: "linear_weight")
+    let w = weight.contiguousInput()
     let po = out.floatPointer
     var beta: Float = 0
     if let bias {
-        let b = bias.isContiguous ? bias : bias.contiguousCopy()
-        let pb = UnsafePointer(b.floatPointer)
-        parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(outFeatures, 1))) { lo, hi in
-            for r in lo..<hi { (po + r * outFeatures).update(from: pb, count: outFeatures) }
+        let b = bias.contiguousInput()
+        withExtendedLifetime(b) {
+            let pb = UnsafePointer(b.floatPointer)
+            parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(outFeatures, 1))) { lo, hi in
+                for r in lo..<hi { (po + r * outFeatures).update(from: pb, count: outFeatures) }
+            }
         }
-        withExtendedLifetime(b) {}
         beta = 1
     } else if features == 0 {
         po.initialize(repeating: 0, count: out.count)
