@@ -52,18 +52,37 @@ import Remat
         }
     }
 
-    /// Executing schedules on a counting chain: the layer evaluations are the sweep, the schedule's
-    /// advances and one re-run per layer in reverse actions; and the gradient is right.
+    /// Executing schedules on a counting chain of layers that save a tensor each (tanh keeps its
+    /// output): the layer evaluations are the sweep, the schedule's advances and one re-run per
+    /// layer in reverse actions; and the gradient is bitwise that of the plain chain.
     @Test(arguments: [SequentialSchedule.everyK(2), .sqrt, .recursive(levels: 3), .storeNothing, .revolve(slots: 3)])
     func executedScheduleEvaluatesAsCountedAndGivesTheGradient(schedule: SequentialSchedule) {
         let n = 9
         var evaluations = 0
-        let layers: [(Tensor) -> Tensor] = (0..<n).map { i in { x in evaluations += 1; return x * Float(i + 2) } }
-        let x = Tensor([1, -1], shape: [2], requiresGrad: true)
+        let layers: [(Tensor) -> Tensor] = (0..<n).map { i in { x in evaluations += 1; return tanh(x) * (0.5 + 0.1 * Float(i)) } }
+        let x = Tensor([0.3, -0.7], shape: [2], requiresGrad: true)
+        layers.reduce(x) { h, f in f(h) }.summed().backward()
+        let expected = x.grad!.toArray().map(\.bitPattern)
+        x.grad = nil
+        evaluations = 0
         let plan = schedule.schedule(length: n)
         let y = checkpointSequential(layers, x, schedule: plan, parameters: [])
         y.summed().backward()
         #expect(evaluations == plan.sweepSteps + plan.forwardSteps + n)
+        #expect(x.grad!.toArray().map(\.bitPattern) == expected)
+    }
+
+    /// Layers that save nothing for backward (a scalar product) have nothing to recompute: the
+    /// reversals and advances never run, whatever the schedule.
+    @Test(arguments: [SequentialSchedule.everyK(2), .storeNothing, .revolve(slots: 3)])
+    func layersThatSaveNothingAreNotRerun(schedule: SequentialSchedule) {
+        let n = 9
+        var evaluations = 0
+        let layers: [(Tensor) -> Tensor] = (0..<n).map { i in { x in evaluations += 1; return x * Float(i + 2) } }
+        let x = Tensor([1, -1], shape: [2], requiresGrad: true)
+        let y = checkpointSequential(layers, x, schedule: schedule.schedule(length: n), parameters: [])
+        y.summed().backward()
+        #expect(evaluations == n)
         let expected = Float((2...(n + 1)).reduce(1, *))
         #expect(x.grad!.toArray() == [expected, expected])
     }

@@ -197,3 +197,71 @@ public struct RevolvePlanner {
         reverse(a, a + m, s, &out)
     }
 }
+
+extension ChainSchedule {
+    /// A schedule as nested checkpoint regions (what ``checkpointSequential(_:_:schedule:parameters:options:)`` runs).
+    public indirect enum Part: Sendable, Hashable {
+        /// Parts run one after the other, not as a region: the forward sweep's stored states are
+        /// the inputs of these parts.
+        case sequence([Part])
+        /// A region over its parts: its recompute advances from its input to the inputs of its
+        /// later parts and rebuilds them (the schedule's `advance` and `store`).
+        case region([Part])
+        /// A region over these layers (a `reverse` action).
+        case layers(Range<Int>)
+    }
+
+    /// The schedule as nested regions: the forward sweep's stored states cut the chain into the
+    /// outermost parts; each backward reversal of a part `[a, b)` is either one `reverse(a, b)`
+    /// (a region over the layers), or an advance from `a` to states it stores — or keeps as the
+    /// working state — followed by the reversals of the pieces, last first (a region over them).
+    /// Every schedule built here has that shape.
+    public var regions: Part {
+        var actions = backward[...]
+        func next() -> ChainAction? { actions.first }
+        func take() { actions = actions.dropFirst() }
+        func expect(_ a: ChainAction) {
+            precondition(next() == a, "ChainSchedule.regions: expected \(a), found \(next().map(String.init(describing:)) ?? "the end") in \(backward)")
+            take()
+        }
+        func parse(_ a: Int, _ b: Int) -> Part {
+            switch next() {
+            case .reverse(a, b)?:
+                take()
+                return .layers(a..<b)
+            case .advance(a, let m)?:
+                take()
+                guard next() == .store(m) else {
+                    // The working state at m is the input of the last piece.
+                    expect(.reverse(from: m, to: b))
+                    return .region([parse(a, m), .layers(m..<b)])
+                }
+                take()
+                var bounds = [a, m]
+                while case .advance(bounds.last!, let e)? = next(), actions.dropFirst().first == .store(e) {
+                    take(); take()
+                    bounds.append(e)
+                }
+                bounds.append(b)
+                var parts = [Part](repeating: .layers(a..<a), count: bounds.count - 1)
+                for i in parts.indices.reversed() {
+                    parts[i] = parse(bounds[i], bounds[i + 1])
+                    if i > 0 { expect(.free(bounds[i])) }
+                }
+                return .region(parts)
+            default:
+                preconditionFailure("ChainSchedule.regions: cannot reverse layers \(a)..<\(b) at \(next().map(String.init(describing:)) ?? "the end") in \(backward)")
+            }
+        }
+        let stored = forward.compactMap { a -> Int? in if case .store(let i) = a { return i } else { return nil } }
+        precondition(stored.first == 0, "ChainSchedule.regions: the forward sweep must store the chain's input: \(forward)")
+        let bounds = stored + [length]
+        var parts = [Part](repeating: .layers(0..<0), count: stored.count)
+        for i in parts.indices.reversed() {
+            parts[i] = parse(bounds[i], bounds[i + 1])
+            expect(.free(bounds[i]))
+        }
+        precondition(actions.isEmpty, "ChainSchedule.regions: actions left after the reversal: \(Array(actions))")
+        return .sequence(parts)
+    }
+}

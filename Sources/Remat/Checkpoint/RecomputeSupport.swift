@@ -1,5 +1,22 @@
-// What checkpoint regions and planned regions share for their recomputes: replayed random
-// streams, the handle of a dropped saved tensor, tensor layouts, observer chaining.
+// What the recompute engine (CheckpointRegion) and the planner's simulator share: the recompute
+// path, replayed random streams, the handle of a dropped saved tensor, tensor layouts, observer chaining.
+
+/// The ops a recompute runs: the `targets` (owners of dropped tensors) and, through their inputs,
+/// every ancestor in the region whose output is not at hand (`isAlive`); `inputs(op)` is nil for
+/// what is not an op of the region. The executor (``CheckpointRegion``) and the planner's
+/// simulator both call this, so prediction and execution cannot drift.
+func recomputePath<Op: Hashable>(targets: Set<Op>, inputs: (Op) -> [Op]?, isAlive: (Op) -> Bool) -> Set<Op> {
+    var run = targets
+    var stack = Array(targets)
+    while let n = stack.popLast() {
+        for p in inputs(n) ?? [] where !run.contains(p) {
+            guard inputs(p) != nil, !isAlive(p) else { continue }   // outside the region, or alive
+            run.insert(p)
+            stack.append(p)
+        }
+    }
+    return run
+}
 
 /// The random generators a region's forward drew from, each with its state at the first draw: a
 /// recompute replays the same streams (dropout masks bitwise) and leaves the generators where it
@@ -17,6 +34,9 @@ final class GeneratorStates: @unchecked Sendable {
         }
     }
 
+    /// Each captured generator with its state now.
+    func currentStates() -> [(RandomGenerator, RNGState)] { captured.map { ($0.0, $0.0.state) } }
+
     /// Runs `body` with every captured generator at its forward state, then restores the states it found.
     func replaying<R>(_ body: () throws -> R) rethrows -> R {
         let current = captured.map { $0.0.state }
@@ -26,8 +46,7 @@ final class GeneratorStates: @unchecked Sendable {
     }
 }
 
-/// A dropped saved tensor of a region (checkpoint or planned): produced by the region when
-/// backward asks for it. Holds its region (through the closures), so the region lives as long as
+/// A dropped saved tensor of a region: produced by the region when backward asks for it. Holds its region (through the closures), so the region lives as long as
 /// the graph's slots.
 final class RecomputeHandle: DeferredTensor {
     private let produce: () -> Tensor

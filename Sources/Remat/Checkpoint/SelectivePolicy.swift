@@ -1,11 +1,11 @@
 /// Which op outputs a checkpoint region keeps instead of recomputing (PyTorch's selective
-/// activation checkpointing, JAX's `checkpoint_policies`). Kept outputs stay alive (as saved
-/// activations) until the region's backward is done, and while the region recomputes, ops that
-/// find their output kept return it instead of computing it again (matmul does: a kept product
-/// costs no GEMM in the recompute).
+/// activation checkpointing, JAX's `checkpoint_policies`). A kept op is never recomputed: what it
+/// saved stays in its slots, and its output is held (as a saved activation) until the region's
+/// recompute has served it to the recomputed ops that read it — every op kind, since the engine
+/// asks the region before any op computes.
 public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
-    /// The decision for one op. `must` and `prefer` act alike here; a budgeted planner may
-    /// override `prefer` decisions, never `must` ones.
+    /// The decision for one op. In a region `must` and `prefer` act alike; a memory planner may
+    /// override `prefer` decisions (and lists what it overrode), never `must` ones.
     public enum Decision: Sendable, Hashable {
         case mustSave, preferSave, mustRecompute, preferRecompute
         public var saves: Bool { self == .mustSave || self == .preferSave }
@@ -48,28 +48,28 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
         SelectivePolicy(rule: .saveAllButTags(names), description: "save-all-but(" + names.sorted().joined(separator: ",") + ")")
     }
 
-    /// The decision for the op recorded as `node`.
-    public func decide(_ node: Node) -> Decision {
+    /// The decision for one op call (its kind, stable name and inputs), made before it computes.
+    public func decide(_ call: OpCall) -> Decision {
         switch rule {
         case .weightMatmuls:
-            guard ["linear", "matmul", "conv2d"].contains(node.op) else { return .preferRecompute }
-            return node.savedTensors.contains(where: \.info.isParameter) || SelectivePolicy.isAttentionValues(node)
+            guard ["linear", "matmul", "conv2d"].contains(call.op) else { return .preferRecompute }
+            return call.inputs.contains(where: { $0.storage.baseCategory == .parameters }) || SelectivePolicy.isAttentionValues(call)
                 ? .mustSave : .preferRecompute
         case .perOp(let decisions, let otherwise):
-            return decisions[node.op] ?? otherwise
+            return decisions[call.op] ?? otherwise
         case .saveOnlyTags(let names):
-            return names.contains(where: { node.op == "tag:" + $0 }) ? .mustSave : .mustRecompute
+            return names.contains(where: { call.op == "tag:" + $0 }) ? .mustSave : .mustRecompute
         case .saveAllButTags(let names):
-            return names.contains(where: { node.op == "tag:" + $0 }) ? .mustRecompute : .mustSave
+            return names.contains(where: { call.op == "tag:" + $0 }) ? .mustRecompute : .mustSave
         }
     }
 }
 
 extension SelectivePolicy {
-    /// Whether `node` is attention's `P·V`: a matmul whose first operand is a softmax output (directly
+    /// Whether `call` is attention's `P·V`: a matmul whose first operand is a softmax output (directly
     /// or through dropout).
-    static func isAttentionValues(_ node: Node) -> Bool {
-        guard node.op == "matmul", case .node(var producer)? = node.inputEdges.first else { return false }
+    static func isAttentionValues(_ call: OpCall) -> Bool {
+        guard call.op == "matmul", var producer = call.inputs.first?.gradFn else { return false }
         if producer.op == "dropout", case .node(let p)? = producer.inputEdges.first { producer = p }
         return ["softmax", "causal_softmax", "attention_probs"].contains(producer.op)
     }
@@ -77,11 +77,4 @@ extension SelectivePolicy {
 
 /// Marks `x` with `name` for selective checkpointing policies (``SelectivePolicy/saveOnly(tags:)``).
 /// Numerically the identity; recorded as op `tag:name`, so the tag appears in saved-tensor names.
-public func tag(_ x: Tensor, _ name: String) -> Tensor {
-    let op = "tag:" + name
-    if let replayed = Autograd.replayed(op, inputs: [x]) { return replayed }
-    let out = Autograd.cachedOutput(op)?.detached()
-        ?? Tensor(storage: x.storage, shape: x.shape, strides: x.strides, offset: x.offset, dtype: x.dtype)
-    Autograd.record(op, inputs: [x], output: out) { _, g in [g] }
-    return out
-}
+public func tag(_ x: Tensor, _ name: String) -> Tensor { x.tagged(name) }

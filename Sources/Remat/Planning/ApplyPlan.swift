@@ -1,6 +1,7 @@
 extension Module {
     /// Runs the model's blocks under `plan`: each block with ops to recompute becomes a
-    /// ``PlannedRegion``; the others run as usual. Replaces any checkpointing set before.
+    /// ``CheckpointRegion`` that recomputes those ops (by stable name) and keeps the rest; the
+    /// others run as usual. Replaces any checkpointing set before.
     ///
     /// Throws when the plan is for another model or other blocks (a foreign plan).
     public func applyPlan(_ plan: MemoryPlan) throws {
@@ -14,10 +15,7 @@ extension Module {
         let byRegion = plan.recomputeByRegion
         for (path, m) in blocks {
             guard let set = byRegion[path], !set.isEmpty else { continue }
-            m.callWrapper = { _, x, body in
-                guard isGradEnabled else { return body(x) }
-                return PlannedRegion(name: path, recompute: set, input: x, body: body).runForward(x)
-            }
+            m.callWrapper = { _, x, body in plannedRegion(set, x, body) }
         }
     }
 }
@@ -52,4 +50,10 @@ extension Trainer {
         try model.applyPlan(plan)
         return (plan, graph)
     }
+}
+
+/// One call of a block under a plan: a region that recomputes the ops named in `recompute`.
+func plannedRegion(_ recompute: Set<String>, _ x: Tensor, _ body: @escaping (Tensor) -> Tensor) -> Tensor {
+    guard isGradEnabled else { return body(x) }
+    return CheckpointRegion(inputs: [x], options: CheckpointOptions(), decisions: .planned(recompute), body: { [body($0[0])] }).run([x])[0]
 }

@@ -1,11 +1,12 @@
 /// Predicts the peak memory and the time of a training step under a plan (a set of RECOMPUTE ops).
 ///
-/// It composes the two captured sequences with the executor's own rules (``PlannedRegion``):
+/// It composes the two captured sequences with the executor's own rules (``CheckpointRegion``
+/// under a plan):
 /// - forward: the dropped-forward sequence, where a tensor the plan keeps is not freed (a slot
 ///   holds it), and a tensor the plan recomputes dies where nothing else references it;
 /// - backward and optimizer: the unplanned sequence; just before the backward of the first op that
 ///   needs a dropped tensor of block `r`, block `r` recomputes: the ops on the recompute path
-///   (``PlannedRegion/recomputePath(targets:inputs:isAlive:)``, with liveness from the simulated
+///   (``recomputePath(targets:inputs:isAlive:)``, with liveness from the simulated
 ///   state) allocate and free as in the forward, the recomputed tensors stay until their last
 ///   backward use, everything else the recompute made is freed at its end.
 /// So the prediction follows the ledger event by event; tests hold it to 1% of the measured peak.
@@ -220,7 +221,7 @@ public final class PlanSimulator: @unchecked Sendable {
     /// tensor `t` is at hand (outputs the step did not allocate always are).
     private func recomputeOps(region r: Int, targets: Set<Int>, isAlive: (Int) -> Bool) -> Set<Int> {
         let ops = graph.ops
-        return PlannedRegion.recomputePath(
+        return Remat.recomputePath(
             targets: targets,
             inputs: { i in self.regionInputs[i] },
             isAlive: { i in

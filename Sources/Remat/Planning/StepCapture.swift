@@ -70,10 +70,7 @@ public enum StepCapture {
                     state.region = r
                     ledger.mark("R+\(r)")
                     defer { ledger.mark("R-\(r)"); state.region = nil }
-                    if let planned {
-                        let region = PlannedRegion(name: path, recompute: planned, input: x, body: body)
-                        return region.runForward(x)
-                    }
+                    if let planned { return plannedRegion(planned, x, body) }
                     return body(x)
                 }
             }

@@ -9,21 +9,18 @@ public struct AutogradContext: Sendable {
     /// Innermost last.
     public var savedTensorHooks: [SavedTensorHooks] = []
     public var naming: NamingState? = nil
-    /// True while a checkpoint region re-runs its forward to rebuild dropped tensors. Stateful ops
-    /// (BatchNorm's running statistics) must not update their state again when this is set.
+    /// True while ops re-run a forward they ran before (a recompute of dropped saved tensors).
+    /// Stateful ops (BatchNorm's running statistics) must not update their state again when this is set.
     public var isRecomputing: Bool = false
-    /// Called with every recorded node and its output (debug traces, selective checkpointing,
+    /// Called with every recorded node and its output (traces, region bookkeeping, step capture,
     /// `remat explain`); nil when nobody listens.
     public var opObserver: (@Sendable (Node, Tensor) -> Void)? = nil
-    /// Outputs kept by a selective checkpoint region, by node name: while recomputing, ops that
-    /// support it return the kept output instead of computing it again (``Autograd/cachedOutput(_:)``).
-    public var outputCache: OutputCache? = nil
-    /// Called by random ops (dropout) with the generator they are about to draw from, so checkpoint
-    /// regions can capture its state and replay the same stream when they recompute.
+    /// Asked about every op that records a node before it computes (``OpInterceptor``), innermost last.
+    public var opInterceptors: [any OpInterceptor] = []
+    /// Called by random ops (dropout) with the generator they are about to draw from (so a region
+    /// can capture its state and replay the same stream).
     public var generatorObserver: (@Sendable (RandomGenerator) -> Void)? = nil
-    /// While a planned recompute runs: what each op does instead of computing (``Autograd/replayed(_:inputs:)``).
-    public var replay: ReplayControl? = nil
-    /// Called with every node just before its backward runs (step capture); nil when nobody listens.
+    /// Called with every node just before its backward runs; nil when nobody listens.
     public var backwardObserver: (@Sendable (Node) -> Void)? = nil
 
     @TaskLocal public static var current = AutogradContext()
@@ -51,25 +48,6 @@ public var isRecomputing: Bool { AutogradContext.current.isRecomputing }
 /// Runs `body` with gradient recording on (inside a `noGrad` scope, for example).
 public func enableGrad<R>(_ body: () throws -> R) rethrows -> R {
     try AutogradContext.with({ $0.gradEnabled = true }, body)
-}
-
-/// Op outputs kept in a forward pass for reuse in a recompute, by stable node name.
-public final class OutputCache: @unchecked Sendable {
-    public var outputs: [String: Tensor]
-    public init(outputs: [String: Tensor] = [:]) { self.outputs = outputs }
-}
-
-/// What ops do in a planned recompute, by node name: compute (`run`), return a tensor that is still
-/// alive from the forward (`serve`), or return a placeholder of the forward's layout because
-/// nothing downstream that is needed reads it (`skip`). Decided by the plan executor.
-public final class ReplayControl: @unchecked Sendable {
-    public enum Action {
-        case run
-        case serve(Tensor)
-        case skip(Tensor)
-    }
-    public let decide: (String) -> Action
-    public init(decide: @escaping (String) -> Action) { self.decide = decide }
 }
 
 // MARK: - Names
@@ -115,6 +93,12 @@ public final class NamingState: @unchecked Sendable {
         fileprivate let ordinals: [String: Int]
     }
     public func snapshot() -> Snapshot { Snapshot(path: path, ordinals: ordinals) }
+    /// Continues from `snapshot`: its path and ordinals (a replay that skips a part of a forward
+    /// names what follows as the forward did).
+    package func restore(_ snapshot: Snapshot) {
+        path = snapshot.path
+        ordinals = snapshot.ordinals
+    }
     /// A naming state that continues from `snapshot` (its ordinals and path).
     public init(restoring snapshot: Snapshot) {
         path = snapshot.path
@@ -150,6 +134,9 @@ public func nextOpName(_ op: String) -> String {
     if let naming = AutogradContext.current.naming { return naming.nextName(op: op) }
     return unscopedNaming.withLock { $0.nextName(op: op) }
 }
+
+/// The name the next op of kind `op` outside every name scope will get, without taking it.
+func peekUnscopedOpName(_ op: String) -> String { unscopedNaming.withLock { $0.peekName(op: op) } }
 
 /// The current module path ("" outside every scope).
 public var currentNamePath: String { AutogradContext.current.naming?.pathString ?? "" }

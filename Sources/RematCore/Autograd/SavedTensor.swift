@@ -70,6 +70,8 @@ public final class SavedTensor {
     public private(set) var payload: SavedPayload?
     /// Hooks that packed the payload, innermost first.
     private var packedBy: [SavedTensorHooks]
+    /// The hold on a tensor payload's storage (its bytes count as saved activations meanwhile).
+    private var hold: StorageHold?
 
     /// Saves `tensor` under `info`, applying the current hook stack (innermost first).
     init(_ tensor: Tensor, info: SavedTensorInfo, hooks: [SavedTensorHooks]) {
@@ -83,7 +85,7 @@ public final class SavedTensor {
         }
         self.packedBy = applied
         self.payload = payload
-        if case .tensor(let t) = payload { t.storage.retainForBackward() }
+        if case .tensor(let t) = payload { hold = StorageHold(t.storage) }
     }
 
     /// Replaces what the slot holds (used by checkpointing and offloading to drop or move a saved
@@ -92,7 +94,7 @@ public final class SavedTensor {
         releasePayload()
         packedBy = []
         payload = newPayload
-        if case .tensor(let t) = newPayload { t.storage.retainForBackward() }
+        if case .tensor(let t) = newPayload { hold = StorageHold(t.storage) }
     }
 
     /// Whether the slot still holds something.
@@ -123,11 +125,9 @@ public final class SavedTensor {
     private func releasePayload() {
         guard let p = payload else { return }
         payload = nil
-        switch p {
-        case .tensor(let t): t.storage.releaseForBackward()
-        case .deferred(let d): d.discard()
-        }
+        hold = nil
+        if case .deferred(let d) = p { d.discard() }
     }
 
-    deinit { releasePayload() }
+    deinit { if case .deferred(let d)? = payload { d.discard() } }
 }

@@ -3,7 +3,7 @@
 /// the backward reads that back, and the gradient list in input order.
 ///
 /// Holds no tensor: the backward closure captures it, and a tensor captured there would outlive
-/// the saved-tensor slots (a checkpoint region could not drop it).
+/// the saved-tensor slots (a region could not drop it).
 struct AffineNorm {
     let hasWeight: Bool
     let hasBias: Bool
@@ -18,9 +18,8 @@ struct AffineNorm {
         [x] + [weight, bias].compactMap { $0 }
     }
 
-    /// The saved tensors (none when no graph is recorded).
-    func saving(inputs: [Tensor], x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?) -> [(role: String, tensor: Tensor)] {
-        guard Autograd.needsGraph(inputs) else { return [] }
+    /// The saved tensors.
+    func saving(x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?) -> [(role: String, tensor: Tensor)] {
         var saving: [(role: String, tensor: Tensor)] = [("input", x), ("mean", mean), ("rstd", rstd)]
         if let weight { saving.append(("weight", weight)) }
         return saving

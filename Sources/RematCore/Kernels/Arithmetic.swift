@@ -64,84 +64,74 @@ func scalarKernel(_ op: BinaryOp, _ a: Tensor, _ s: Float, scalarFirst: Bool = f
 
 extension Tensor {
     public static func + (a: Tensor, b: Tensor) -> Tensor {
-        if let replayed = Autograd.replayed("add", inputs: [a, b]) { return replayed }
-        let out = binaryKernel(.add, a, b)
-        let sa = a.shape, sb = b.shape
-        Autograd.record("add", inputs: [a, b], output: out) { ctx, g in
-            [ctx.needsInputGrad[0] ? g.summed(toShape: sa) : nil,
-             ctx.needsInputGrad[1] ? g.summed(toShape: sb) : nil]
+        Autograd.op(.add, inputs: [a, b]) {
+            let sa = a.shape, sb = b.shape
+            return OpResult(binaryKernel(.add, a, b)) { ctx, g in
+                [ctx.needsInputGrad[0] ? g.summed(toShape: sa) : nil,
+                 ctx.needsInputGrad[1] ? g.summed(toShape: sb) : nil]
+            }
         }
-        return out
     }
 
     public static func - (a: Tensor, b: Tensor) -> Tensor {
-        if let replayed = Autograd.replayed("sub", inputs: [a, b]) { return replayed }
-        let out = binaryKernel(.sub, a, b)
-        let sa = a.shape, sb = b.shape
-        Autograd.record("sub", inputs: [a, b], output: out) { ctx, g in
-            [ctx.needsInputGrad[0] ? g.summed(toShape: sa) : nil,
-             ctx.needsInputGrad[1] ? (-g).summed(toShape: sb) : nil]
+        Autograd.op(.sub, inputs: [a, b]) {
+            let sa = a.shape, sb = b.shape
+            return OpResult(binaryKernel(.sub, a, b)) { ctx, g in
+                [ctx.needsInputGrad[0] ? g.summed(toShape: sa) : nil,
+                 ctx.needsInputGrad[1] ? (-g).summed(toShape: sb) : nil]
+            }
         }
-        return out
     }
 
     public static func * (a: Tensor, b: Tensor) -> Tensor {
-        if let replayed = Autograd.replayed("mul", inputs: [a, b]) { return replayed }
-        let out = binaryKernel(.mul, a, b)
-        let sa = a.shape, sb = b.shape
-        let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("lhs", a), ("rhs", b)] : []
-        Autograd.record("mul", inputs: [a, b], output: out, saving: saving) { ctx, g in
-            let x = ctx.saved[0], y = ctx.saved[1]
-            return [ctx.needsInputGrad[0] ? binaryKernel(.mul, g, y).summed(toShape: sa) : nil,
-                    ctx.needsInputGrad[1] ? binaryKernel(.mul, g, x).summed(toShape: sb) : nil]
+        Autograd.op(.mul, inputs: [a, b]) {
+            let sa = a.shape, sb = b.shape
+            return OpResult(binaryKernel(.mul, a, b), saving: [("lhs", a), ("rhs", b)]) { ctx, g in
+                let x = ctx.saved[0], y = ctx.saved[1]
+                return [ctx.needsInputGrad[0] ? binaryKernel(.mul, g, y).summed(toShape: sa) : nil,
+                        ctx.needsInputGrad[1] ? binaryKernel(.mul, g, x).summed(toShape: sb) : nil]
+            }
         }
-        return out
     }
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
-        if let replayed = Autograd.replayed("div", inputs: [a, b]) { return replayed }
-        let out = binaryKernel(.div, a, b)
-        let sa = a.shape, sb = b.shape
-        let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("lhs", a), ("rhs", b)] : []
-        Autograd.record("div", inputs: [a, b], output: out, saving: saving) { ctx, g in
-            let x = ctx.saved[0], y = ctx.saved[1]
-            let gx = binaryKernel(.div, g, y)
-            var gy: Tensor? = nil
-            if ctx.needsInputGrad[1] {
-                // d(x/y)/dy = -x / y² = -(g/y) * x / y
-                gy = (-binaryKernel(.div, binaryKernel(.mul, gx, x), y)).summed(toShape: sb)
+        Autograd.op(.div, inputs: [a, b]) {
+            let sa = a.shape, sb = b.shape
+            return OpResult(binaryKernel(.div, a, b), saving: [("lhs", a), ("rhs", b)]) { ctx, g in
+                let x = ctx.saved[0], y = ctx.saved[1]
+                let gx = binaryKernel(.div, g, y)
+                var gy: Tensor? = nil
+                if ctx.needsInputGrad[1] {
+                    // d(x/y)/dy = -x / y² = -(g/y) * x / y
+                    gy = (-binaryKernel(.div, binaryKernel(.mul, gx, x), y)).summed(toShape: sb)
+                }
+                return [ctx.needsInputGrad[0] ? gx.summed(toShape: sa) : nil, gy]
             }
-            return [ctx.needsInputGrad[0] ? gx.summed(toShape: sa) : nil, gy]
         }
-        return out
     }
 
     public static prefix func - (a: Tensor) -> Tensor {
-        if let replayed = Autograd.replayed("neg", inputs: [a]) { return replayed }
-        let out = scalarKernel(.mul, a, -1)
-        Autograd.record("neg", inputs: [a], output: out) { _, g in [scalarKernel(.mul, g, -1)] }
-        return out
+        Autograd.op(.neg, inputs: [a]) {
+            OpResult(scalarKernel(.mul, a, -1)) { _, g in [scalarKernel(.mul, g, -1)] }
+        }
     }
 
     public static func + (a: Tensor, s: Float) -> Tensor {
-        if let replayed = Autograd.replayed("add_scalar", inputs: [a]) { return replayed }
-        let out = scalarKernel(.add, a, s)
-        Autograd.record("add_scalar", inputs: [a], output: out) { _, g in [g] }
-        return out
+        Autograd.op(.addScalar, inputs: [a]) {
+            OpResult(scalarKernel(.add, a, s)) { _, g in [g] }
+        }
     }
     public static func + (s: Float, a: Tensor) -> Tensor { a + s }
     public static func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
     public static func - (s: Float, a: Tensor) -> Tensor {
-        if let replayed = Autograd.replayed("rsub_scalar", inputs: [a]) { return replayed }
-        let out = scalarKernel(.sub, a, s, scalarFirst: true)
-        Autograd.record("rsub_scalar", inputs: [a], output: out) { _, g in [scalarKernel(.mul, g, -1)] }
-        return out
+        Autograd.op(.rsubScalar, inputs: [a]) {
+            OpResult(scalarKernel(.sub, a, s, scalarFirst: true)) { _, g in [scalarKernel(.mul, g, -1)] }
+        }
     }
     public static func * (a: Tensor, s: Float) -> Tensor {
-        if let replayed = Autograd.replayed("mul_scalar", inputs: [a]) { return replayed }
-        let out = scalarKernel(.mul, a, s)
-        Autograd.record("mul_scalar", inputs: [a], output: out) { _, g in [scalarKernel(.mul, g, s)] }
-        return out
+        Autograd.op(.mulScalar, inputs: [a]) {
+            OpResult(scalarKernel(.mul, a, s)) { _, g in [scalarKernel(.mul, g, s)] }
+        }
     }
     public static func * (s: Float, a: Tensor) -> Tensor { a * s }
     public static func / (a: Tensor, s: Float) -> Tensor { a * (1 / s) }
@@ -152,35 +142,33 @@ extension Tensor {
     public func minimum(_ other: Tensor) -> Tensor { extremum(.min, other) }
 
     private func extremum(_ op: BinaryOp, _ other: Tensor) -> Tensor {
-        if let replayed = Autograd.replayed(op.name, inputs: [self, other]) { return replayed }
-        let out = binaryKernel(op, self, other)
-        let sa = shape, sb = other.shape
-        let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(self, other) ? [("lhs", self), ("rhs", other)] : []
-        Autograd.record(op.name, inputs: [self, other], output: out, saving: saving) { ctx, g in
-            let x = ctx.saved[0], y = ctx.saved[1]
-            let outShape = g.shape
-            let xs = broadcastStrides(x, to: outShape), ys = broadcastStrides(y, to: outShape)
-            let gx = Tensor(uninitializedShape: outShape, label: "\(op.name)_backward")
-            let gy = Tensor(uninitializedShape: outShape, label: "\(op.name)_backward")
-            let gc = g.isContiguous ? g : g.contiguousCopy()
-            // Small op: a scalar loop over the broadcast index.
-            let strides = ShapeRules.contiguousStrides(outShape)
-            let px = x.floatPointer, py = y.floatPointer, pg = gc.floatPointer
-            for i in 0..<gx.count {
-                var r = i, ox = 0, oy = 0
-                for d in 0..<outShape.count {
-                    let idx = r / strides[d]
-                    r -= idx * strides[d]
-                    ox += idx * xs[d]; oy += idx * ys[d]
+        Autograd.op(op == .max ? .maximum : .minimum, inputs: [self, other]) {
+            let sa = shape, sb = other.shape
+            return OpResult(binaryKernel(op, self, other), saving: [("lhs", self), ("rhs", other)]) { ctx, g in
+                let x = ctx.saved[0], y = ctx.saved[1]
+                let outShape = g.shape
+                let xs = broadcastStrides(x, to: outShape), ys = broadcastStrides(y, to: outShape)
+                let gx = Tensor(uninitializedShape: outShape, label: "\(op.name)_backward")
+                let gy = Tensor(uninitializedShape: outShape, label: "\(op.name)_backward")
+                let gc = g.isContiguous ? g : g.contiguousCopy()
+                // Small op: a scalar loop over the broadcast index.
+                let strides = ShapeRules.contiguousStrides(outShape)
+                let px = x.floatPointer, py = y.floatPointer, pg = gc.floatPointer
+                for i in 0..<gx.count {
+                    var r = i, ox = 0, oy = 0
+                    for d in 0..<outShape.count {
+                        let idx = r / strides[d]
+                        r -= idx * strides[d]
+                        ox += idx * xs[d]; oy += idx * ys[d]
+                    }
+                    let takeX = op == .max ? px[ox] >= py[oy] : px[ox] <= py[oy]
+                    gx.floatPointer[i] = takeX ? pg[i] : 0
+                    gy.floatPointer[i] = takeX ? 0 : pg[i]
                 }
-                let takeX = op == .max ? px[ox] >= py[oy] : px[ox] <= py[oy]
-                gx.floatPointer[i] = takeX ? pg[i] : 0
-                gy.floatPointer[i] = takeX ? 0 : pg[i]
+                return [ctx.needsInputGrad[0] ? gx.summed(toShape: sa) : nil,
+                        ctx.needsInputGrad[1] ? gy.summed(toShape: sb) : nil]
             }
-            return [ctx.needsInputGrad[0] ? gx.summed(toShape: sa) : nil,
-                    ctx.needsInputGrad[1] ? gy.summed(toShape: sb) : nil]
         }
-        return out
     }
 
     /// `self += other` without autograd (used for gradient accumulation and optimizer updates).

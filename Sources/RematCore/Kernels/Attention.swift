@@ -18,12 +18,11 @@ public func causalMask(_ scores: Tensor, scale: Float = 1) -> Tensor {
     precondition(scores.rank >= 2, "causalMask: scores must be [..., T, S], got shape \(scores.shape)")
     let t = scores.shape[scores.rank - 2], s = scores.shape[scores.rank - 1]
     precondition(s >= t, "causalMask: needs S >= T for scores [..., T, S], got shape \(scores.shape)")
-    if let replayed = Autograd.replayed("causal_mask", inputs: [scores]) { return replayed }
-    let out = causalMaskKernel(scores.contiguousInput(), scale: scale, fill: -.infinity, label: "causal_mask")
-    Autograd.record("causal_mask", inputs: [scores], output: out, saving: []) { _, g in
-        [causalMaskKernel(g.contiguousInput(), scale: scale, fill: 0, label: "causal_mask_backward")]
+    return Autograd.op(.causalMask, inputs: [scores]) {
+        OpResult(causalMaskKernel(scores.contiguousInput(), scale: scale, fill: -.infinity, label: "causal_mask")) { _, g in
+            [causalMaskKernel(g.contiguousInput(), scale: scale, fill: 0, label: "causal_mask_backward")]
+        }
     }
-    return out
 }
 
 /// Copies `x` ([..., T, S], contiguous) with positions `j > i + (S − T)` set to `fill` (no autograd).
@@ -52,29 +51,28 @@ public func causalSoftmax(_ scores: Tensor, scale: Float = 1) -> Tensor {
     precondition(scores.rank >= 2, "causalSoftmax: scores must be [..., T, S], got shape \(scores.shape)")
     let t = scores.shape[scores.rank - 2], s = scores.shape[scores.rank - 1]
     precondition(s >= t, "causalSoftmax: needs S >= T for scores [..., T, S], got shape \(scores.shape)")
-    if let replayed = Autograd.replayed("causal_softmax", inputs: [scores]) { return replayed }
-    let x = scores.contiguousInput()
-    let out = Tensor(uninitializedShape: scores.shape, label: "causal_softmax")
-    let rows = s == 0 ? 0 : out.count / s
-    if rows > 0 {
-        let px = x.floatPointer, po = out.floatPointer
-        parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / s)) { lo, hi in
-            remat_causal_softmax_f32(px, po, t, s, scale, lo, hi)
-        }
-    }
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(scores) ? [("output", out)] : []
-    Autograd.record("causal_softmax", inputs: [scores], output: out, saving: saving) { ctx, g in
-        let y = ctx.saved[0].contiguousInput(), dy = g.contiguousInput()
-        let dx = Tensor(uninitializedShape: y.shape, label: "causal_softmax_backward")
+    return Autograd.op(.causalSoftmax, inputs: [scores]) {
+        let x = scores.contiguousInput()
+        let out = Tensor(uninitializedShape: scores.shape, label: "causal_softmax")
+        let rows = s == 0 ? 0 : out.count / s
         if rows > 0 {
-            let py = y.floatPointer, pg = dy.floatPointer, pd = dx.floatPointer
+            let px = x.floatPointer, po = out.floatPointer
             parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / s)) { lo, hi in
-                remat_causal_softmax_backward_f32(py, pg, pd, t, s, scale, lo, hi)
+                remat_causal_softmax_f32(px, po, t, s, scale, lo, hi)
             }
         }
-        return [dx]
+        return OpResult(out, saving: [("output", out)]) { ctx, g in
+            let y = ctx.saved[0].contiguousInput(), dy = g.contiguousInput()
+            let dx = Tensor(uninitializedShape: y.shape, label: "causal_softmax_backward")
+            if rows > 0 {
+                let py = y.floatPointer, pg = dy.floatPointer, pd = dx.floatPointer
+                parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / s)) { lo, hi in
+                    remat_causal_softmax_backward_f32(py, pg, pd, t, s, scale, lo, hi)
+                }
+            }
+            return [dx]
+        }
     }
-    return out
 }
 
 /// Causal attention probabilities `P = causalSoftmax(q·kᵀ, scale: scale)` in one op that computes
@@ -93,17 +91,16 @@ public func causalAttentionProbabilities(q: Tensor, k: Tensor, scale: Float) -> 
                  "causalAttentionProbabilities: q and k must be float32 [B, H, T, Dh] and [B, H, S, Dh], got \(q.shape) \(q.dtype), \(k.shape) \(k.dtype)")
     precondition(q.shape[0] == k.shape[0] && q.shape[1] == k.shape[1] && q.shape[3] == k.shape[3] && k.shape[2] >= q.shape[2],
                  "causalAttentionProbabilities: shapes q \(q.shape), k \(k.shape) do not match (need [B, H, T, Dh] and [B, H, S, Dh], S >= T)")
-    if let replayed = Autograd.replayed("attention_probs", inputs: [q, k]) { return replayed }
-    let geometry = CausalGeometry(q: q, k: k)
-    let out = causalProbabilitiesKernel(HeadRows(q), HeadRows(k), geometry, scale: scale)
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(q, k) ? [("q", q), ("k", k), ("output", out)] : []
-    Autograd.record("attention_probs", inputs: [q, k], output: out, saving: saving) { ctx, g in
-        let (dq, dk) = causalProbabilitiesBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]),
-                                                   p: ctx.saved[2].contiguousInput(), dp: g.contiguousInput(), geometry,
-                                                   scale: scale, needQ: ctx.needsInputGrad[0], needK: ctx.needsInputGrad[1])
-        return [dq, dk]
+    return Autograd.op(.attentionProbabilities, inputs: [q, k]) {
+        let geometry = CausalGeometry(q: q, k: k)
+        let out = causalProbabilitiesKernel(HeadRows(q), HeadRows(k), geometry, scale: scale)
+        return OpResult(out, saving: [("q", q), ("k", k), ("output", out)]) { ctx, g in
+            let (dq, dk) = causalProbabilitiesBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]),
+                                                       p: ctx.saved[2].contiguousInput(), dp: g.contiguousInput(), geometry,
+                                                       scale: scale, needQ: ctx.needsInputGrad[0], needK: ctx.needsInputGrad[1])
+            return [dq, dk]
+        }
     }
-    return out
 }
 
 /// Queries per row block of ``causalAttentionProbabilities(q:k:scale:)``.

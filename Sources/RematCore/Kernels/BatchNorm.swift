@@ -47,64 +47,62 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean
         precondition(m > 1, "batch_norm: expected more than 1 value per channel when training, got input shape \(shape)")
     }
     let norm = AffineNorm(weight: weight, bias: bias)
-    let inputs = AffineNorm.inputs(x, weight: weight, bias: bias)
-    if let replayed = Autograd.replayed("batch_norm", inputs: inputs) { return replayed }
-    let input = x.contiguousInput()
-    let w = weight?.contiguousInput(), b = bias?.contiguousInput()
-    let out = Tensor(uninitializedShape: shape, label: "batch_norm")
-    let mean = Tensor(uninitializedShape: [c], label: "batch_norm_mean")
-    let rstd = Tensor(uninitializedShape: [c], label: "batch_norm_rstd")
-    let channelGrain = Swift.max(1, elementwiseGrain / Swift.max(m, 1))
-    withExtendedLifetime((input, w, b)) {
-        let px = UnsafePointer(input.floatPointer), pm = mean.floatPointer, pr = rstd.floatPointer
-        if useBatchStats {
-            // rstd holds the biased variance until it is turned into 1/√(σ² + eps).
-            parallelChunks(c, grain: channelGrain) { lo, hi in remat_batch_norm_stats_f32(px, n, c, p, pm, pr, lo, hi) }
-            if training, let runningMean, let runningVar, !isRecomputing {
-                let rm = runningMean.contiguousInput(), rv = runningVar.contiguousInput()
-                precondition(rm.storage === runningMean.storage && rv.storage === runningVar.storage,
-                             "batch_norm: running statistics must be contiguous to be updated in place")
-                let prm = rm.floatPointer, prv = rv.floatPointer
-                let mom = Double(momentum), unbias = Double(m) / Double(m - 1)
+    return Autograd.op(.batchNorm, inputs: AffineNorm.inputs(x, weight: weight, bias: bias)) {
+        let input = x.contiguousInput()
+        let w = weight?.contiguousInput(), b = bias?.contiguousInput()
+        let out = Tensor(uninitializedShape: shape, label: "batch_norm")
+        let mean = Tensor(uninitializedShape: [c], label: "batch_norm_mean")
+        let rstd = Tensor(uninitializedShape: [c], label: "batch_norm_rstd")
+        let channelGrain = Swift.max(1, elementwiseGrain / Swift.max(m, 1))
+        withExtendedLifetime((input, w, b)) {
+            let px = UnsafePointer(input.floatPointer), pm = mean.floatPointer, pr = rstd.floatPointer
+            if useBatchStats {
+                // rstd holds the biased variance until it is turned into 1/√(σ² + eps).
+                parallelChunks(c, grain: channelGrain) { lo, hi in remat_batch_norm_stats_f32(px, n, c, p, pm, pr, lo, hi) }
+                if training, let runningMean, let runningVar, !isRecomputing {
+                    let rm = runningMean.contiguousInput(), rv = runningVar.contiguousInput()
+                    precondition(rm.storage === runningMean.storage && rv.storage === runningVar.storage,
+                                 "batch_norm: running statistics must be contiguous to be updated in place")
+                    let prm = rm.floatPointer, prv = rv.floatPointer
+                    let mom = Double(momentum), unbias = Double(m) / Double(m - 1)
+                    for i in 0..<c {
+                        prm[i] = Float((1 - mom) * Double(prm[i]) + mom * Double(pm[i]))
+                        prv[i] = Float((1 - mom) * Double(prv[i]) + mom * Double(pr[i]) * unbias)
+                    }
+                }
+                for i in 0..<c { pr[i] = Float(1 / (Double(pr[i]) + Double(eps)).squareRoot()) }
+            } else {
+                let rm = runningMean!.toArray(), rv = runningVar!.toArray()
                 for i in 0..<c {
-                    prm[i] = Float((1 - mom) * Double(prm[i]) + mom * Double(pm[i]))
-                    prv[i] = Float((1 - mom) * Double(prv[i]) + mom * Double(pr[i]) * unbias)
+                    pm[i] = rm[i]
+                    pr[i] = Float(1 / (Double(rv[i]) + Double(eps)).squareRoot())
                 }
             }
-            for i in 0..<c { pr[i] = Float(1 / (Double(pr[i]) + Double(eps)).squareRoot()) }
-        } else {
-            let rm = runningMean!.toArray(), rv = runningVar!.toArray()
-            for i in 0..<c {
-                pm[i] = rm[i]
-                pr[i] = Float(1 / (Double(rv[i]) + Double(eps)).squareRoot())
+            if out.count > 0 {
+                let pw = w.map { UnsafePointer($0.floatPointer) }, pb = b.map { UnsafePointer($0.floatPointer) }
+                let py = out.floatPointer, cm = UnsafePointer(pm), cr = UnsafePointer(pr)
+                parallelChunks(c, grain: channelGrain) { lo, hi in
+                    remat_batch_norm_apply_f32(px, n, c, p, cm, cr, pw, pb, py, lo, hi)
+                }
             }
         }
-        if out.count > 0 {
-            let pw = w.map { UnsafePointer($0.floatPointer) }, pb = b.map { UnsafePointer($0.floatPointer) }
-            let py = out.floatPointer, cm = UnsafePointer(pm), cr = UnsafePointer(pr)
-            parallelChunks(c, grain: channelGrain) { lo, hi in
-                remat_batch_norm_apply_f32(px, n, c, p, cm, cr, pw, pb, py, lo, hi)
-            }
-        }
-    }
 
-    Autograd.record("batch_norm", inputs: inputs, output: out,
-                    saving: norm.saving(inputs: inputs, x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
-        let b = norm.backward(ctx, g)
-        let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
-        let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)
-        let dx = needX ? Tensor(uninitializedShape: shape, label: "batch_norm_backward") : nil
-        let dw = needW ? Tensor(uninitializedShape: [c], label: "batch_norm_dweight") : nil
-        let db = needB ? Tensor(uninitializedShape: [c], label: "batch_norm_dbias") : nil
-        withExtendedLifetime((xs, ms, rs, ws, dy)) {
-            let px = UnsafePointer(xs.floatPointer), pm = UnsafePointer(ms.floatPointer), pr = UnsafePointer(rs.floatPointer)
-            let pw = ws.map { UnsafePointer($0.floatPointer) }, pg = UnsafePointer(dy.floatPointer)
-            let pdx = dx?.floatPointer, pdw = dw?.floatPointer, pdb = db?.floatPointer
-            parallelChunks(c, grain: channelGrain) { lo, hi in
-                remat_batch_norm_backward_f32(px, pg, n, c, p, pm, pr, pw, useBatchStats ? 1 : 0, pdx, pdw, pdb, lo, hi)
+        return OpResult(out, saving: norm.saving(x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
+            let b = norm.backward(ctx, g)
+            let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
+            let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)
+            let dx = needX ? Tensor(uninitializedShape: shape, label: "batch_norm_backward") : nil
+            let dw = needW ? Tensor(uninitializedShape: [c], label: "batch_norm_dweight") : nil
+            let db = needB ? Tensor(uninitializedShape: [c], label: "batch_norm_dbias") : nil
+            withExtendedLifetime((xs, ms, rs, ws, dy)) {
+                let px = UnsafePointer(xs.floatPointer), pm = UnsafePointer(ms.floatPointer), pr = UnsafePointer(rs.floatPointer)
+                let pw = ws.map { UnsafePointer($0.floatPointer) }, pg = UnsafePointer(dy.floatPointer)
+                let pdx = dx?.floatPointer, pdw = dw?.floatPointer, pdb = db?.floatPointer
+                parallelChunks(c, grain: channelGrain) { lo, hi in
+                    remat_batch_norm_backward_f32(px, pg, n, c, p, pm, pr, pw, useBatchStats ? 1 : 0, pdx, pdw, pdb, lo, hi)
+                }
             }
+            return norm.gradients(dx: dx, dweight: dw, dbias: db)
         }
-        return norm.gradients(dx: dx, dweight: dw, dbias: db)
     }
-    return out
 }

@@ -26,22 +26,22 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
     let lengths = tensors.map { $0.shape[ax] }
     var outShape = first.shape
     outShape[ax] = lengths.reduce(0, +)
-    if let replayed = Autograd.replayed("concat", inputs: tensors) { return replayed }
-    let out = Tensor(uninitializedShape: outShape, dtype: first.dtype, label: "concat")
-    var starts: [Int] = []
-    var start = 0
-    for (t, length) in zip(tensors, lengths) {
-        starts.append(start)
-        if length > 0 { t.copyElements(into: out.rawSlice(axis: ax, start: start, length: length)) }
-        start += length
-    }
-    Autograd.record("concat", inputs: tensors, output: out) { ctx, g in
-        (0..<lengths.count).map { k -> Tensor? in
-            guard ctx.needsInputGrad[k] else { return nil }
-            return g.rawSlice(axis: ax, start: starts[k], length: lengths[k]).contiguousCopy(label: "concat_backward")
+    return Autograd.op(.concat, inputs: tensors) {
+        let out = Tensor(uninitializedShape: outShape, dtype: first.dtype, label: "concat")
+        var starts: [Int] = []
+        var start = 0
+        for (t, length) in zip(tensors, lengths) {
+            starts.append(start)
+            if length > 0 { t.copyElements(into: out.rawSlice(axis: ax, start: start, length: length)) }
+            start += length
+        }
+        return OpResult(out) { ctx, g in
+            (0..<lengths.count).map { k -> Tensor? in
+                guard ctx.needsInputGrad[k] else { return nil }
+                return g.rawSlice(axis: ax, start: starts[k], length: lengths[k]).contiguousCopy(label: "concat_backward")
+            }
         }
     }
-    return out
 }
 
 /// Views of `x` along `axis` with the given extents (which must add up to `x.shape[axis]`).

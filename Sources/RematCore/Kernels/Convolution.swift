@@ -47,24 +47,19 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int
         precondition(bias.shape == [weight.shape[0]], "conv2d: bias shape \(bias.shape) must be [\(weight.shape[0])]")
     }
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation)
-    let inputs = [x, weight] + [bias].compactMap { $0 }
-    if let replayed = Autograd.replayed("conv2d", inputs: inputs) { return replayed }
-    // In a selective checkpoint region's recompute, a kept convolution output is not computed again.
-    let out = Autograd.cachedOutput("conv2d")?.detached()
-        ?? conv2dForwardKernel(x.contiguousInput(), weight: weight.contiguousInput(), bias: bias?.contiguousInput(), geo)
-
-    let hasBias = bias != nil
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(inputs) ? [("input", x), ("weight", weight)] : []
-    Autograd.record("conv2d", inputs: inputs, output: out, saving: saving) { ctx, g in
-        let xs = ctx.saved[0].contiguousInput(), ws = ctx.saved[1].contiguousInput()
-        let dy = g.contiguousInput()
-        let (dx, dw) = conv2dBackwardKernel(xs, weight: ws, gradOutput: dy, geo,
-                                            needInput: ctx.needsInputGrad[0], needWeight: ctx.needsInputGrad[1])
-        var grads: [Tensor?] = [dx, dw]
-        if hasBias { grads.append(ctx.needsInputGrad[2] ? channelSum(dy, channels: geo.k, pixels: geo.p) : nil) }
-        return grads
+    return Autograd.op(.conv2d, inputs: [x, weight] + [bias].compactMap { $0 }) {
+        let out = conv2dForwardKernel(x.contiguousInput(), weight: weight.contiguousInput(), bias: bias?.contiguousInput(), geo)
+        let hasBias = bias != nil
+        return OpResult(out, saving: [("input", x), ("weight", weight)]) { ctx, g in
+            let xs = ctx.saved[0].contiguousInput(), ws = ctx.saved[1].contiguousInput()
+            let dy = g.contiguousInput()
+            let (dx, dw) = conv2dBackwardKernel(xs, weight: ws, gradOutput: dy, geo,
+                                                needInput: ctx.needsInputGrad[0], needWeight: ctx.needsInputGrad[1])
+            var grads: [Tensor?] = [dx, dw]
+            if hasBias { grads.append(ctx.needsInputGrad[2] ? channelSum(dy, channels: geo.k, pixels: geo.p) : nil) }
+            return grads
+        }
     }
-    return out
 }
 
 /// Tuning constants of ``conv2d(_:weight:bias:stride:padding:dilation:)``.

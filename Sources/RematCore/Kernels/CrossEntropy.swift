@@ -49,38 +49,36 @@ public func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int = -10
         count += 1
     }
 
-    let rowLoss = Tensor(uninitializedShape: [rows], label: "cross_entropy_row_loss")
-    let stats = Tensor(uninitializedShape: [rows, 2], label: "cross_entropy_row_stats")
-    if rows > 0 && count > 0 {
-        let px = x.floatPointer, pl = rowLoss.floatPointer, ps = stats.floatPointer
-        parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(c, 1))) { lo, hi in
-            remat_cross_entropy_f32(px, t32, t64, ignoreIndex, pl, ps, c, lo, hi)
+    return Autograd.op(.crossEntropy, inputs: [logits]) {
+        let rowLoss = Tensor(uninitializedShape: [rows], label: "cross_entropy_row_loss")
+        let stats = Tensor(uninitializedShape: [rows, 2], label: "cross_entropy_row_stats")
+        if rows > 0 && count > 0 {
+            let px = x.floatPointer, pl = rowLoss.floatPointer, ps = stats.floatPointer
+            parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(c, 1))) { lo, hi in
+                remat_cross_entropy_f32(px, t32, t64, ignoreIndex, pl, ps, c, lo, hi)
+            }
+        }
+        var total = 0.0
+        if count > 0 {
+            let pl = rowLoss.floatPointer
+            for r in 0..<rows { total += Double(pl[r]) }
+        }
+        let out = Tensor(scalar: count > 0 ? Float(total / Double(count)) : .nan)
+        return OpResult(out, saving: [("logits", logits), ("targets", targets), ("row_stats", stats)]) { ctx, g in
+            let xs = ctx.saved[0].contiguousInput()
+            let ts0 = ctx.saved[1]
+            let ts = ts0.isContiguous ? ts0 : ts0.contiguousCopy(label: "cross_entropy_targets")
+            let st = ctx.saved[2].contiguousInput()
+            let dx = Tensor(uninitializedShape: logitsShape, label: "cross_entropy_backward")
+            guard dx.count > 0 else { return [dx] }
+            let scale = count > 0 ? g.item / Float(count) : 0
+            let bt32: UnsafePointer<Int32>? = ts.dtype == .int32 ? UnsafePointer(ts.rawPointer.assumingMemoryBound(to: Int32.self)) : nil
+            let bt64: UnsafePointer<Int64>? = ts.dtype == .int64 ? UnsafePointer(ts.rawPointer.assumingMemoryBound(to: Int64.self)) : nil
+            let px = xs.floatPointer, ps = st.floatPointer, pd = dx.floatPointer
+            parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(c, 1))) { lo, hi in
+                remat_cross_entropy_backward_f32(px, bt32, bt64, ignoreIndex, ps, scale, pd, c, lo, hi)
+            }
+            return [dx]
         }
     }
-    var total = 0.0
-    if count > 0 {
-        let pl = rowLoss.floatPointer
-        for r in 0..<rows { total += Double(pl[r]) }
-    }
-    let out = Tensor(scalar: count > 0 ? Float(total / Double(count)) : .nan)
-
-    let saving: [(role: String, tensor: Tensor)] =
-        Autograd.needsGraph(logits) ? [("logits", logits), ("targets", targets), ("row_stats", stats)] : []
-    Autograd.record("cross_entropy", inputs: [logits], output: out, saving: saving) { ctx, g in
-        let xs = ctx.saved[0].contiguousInput()
-        let ts0 = ctx.saved[1]
-        let ts = ts0.isContiguous ? ts0 : ts0.contiguousCopy(label: "cross_entropy_targets")
-        let st = ctx.saved[2].contiguousInput()
-        let dx = Tensor(uninitializedShape: logitsShape, label: "cross_entropy_backward")
-        guard dx.count > 0 else { return [dx] }
-        let scale = count > 0 ? g.item / Float(count) : 0
-        let bt32: UnsafePointer<Int32>? = ts.dtype == .int32 ? UnsafePointer(ts.rawPointer.assumingMemoryBound(to: Int32.self)) : nil
-        let bt64: UnsafePointer<Int64>? = ts.dtype == .int64 ? UnsafePointer(ts.rawPointer.assumingMemoryBound(to: Int64.self)) : nil
-        let px = xs.floatPointer, ps = st.floatPointer, pd = dx.floatPointer
-        parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(c, 1))) { lo, hi in
-            remat_cross_entropy_backward_f32(px, bt32, bt64, ignoreIndex, ps, scale, pd, c, lo, hi)
-        }
-        return [dx]
-    }
-    return out
 }

@@ -29,17 +29,16 @@ public func dropout(_ x: Tensor, probability p: Float, generator: RandomGenerato
     if p == 0 || !training { return x }
 
     let n = x.count
-    AutogradContext.current.generatorObserver?(generator)   // checkpoint regions capture the state to replay
+    AutogradContext.current.generatorObserver?(generator)   // a region captures the state to replay
     let state = generator.state
     generator.state.offset &+= UInt64((n + 3) / 4)   // the fillUniform rule: ⌈n/4⌉ blocks
     let scale: Float = p < 1 ? 1 / (1 - p) : 0
 
-    if let replayed = Autograd.replayed("dropout", inputs: [x]) { return replayed }
-    let out = dropoutKernel(x.contiguousInput(), state: state, p: p, scale: scale, label: "dropout")
-    Autograd.record("dropout", inputs: [x], output: out, saving: []) { _, g in
-        [dropoutKernel(g.contiguousInput(), state: state, p: p, scale: scale, label: "dropout_backward")]
+    return Autograd.op(.dropout, inputs: [x]) {
+        OpResult(dropoutKernel(x.contiguousInput(), state: state, p: p, scale: scale, label: "dropout")) { _, g in
+            [dropoutKernel(g.contiguousInput(), state: state, p: p, scale: scale, label: "dropout_backward")]
+        }
     }
-    return out
 }
 
 /// `out_i = u_i >= p ? x_i · scale : 0` with `u_i` the uniform stream at `state` (no autograd).

@@ -37,35 +37,33 @@ public func embedding(_ indices: Tensor, weight: Tensor) -> Tensor {
         preconditionFailure("embedding: index \(value) at position \(bad) of indices \(indices.shape) is out of range for V = \(vocab) (weight shape \(weight.shape))")
     }
 
-    if let replayed = Autograd.replayed("embedding", inputs: [indices, weight]) { return replayed }
-    let table = weight.contiguousInput()
-    let out = Tensor(uninitializedShape: indices.shape + [dim], label: "embedding")
-    if n > 0 && dim > 0 {
-        let pw = table.floatPointer, po = out.floatPointer, pi = idx.rawPointer
-        parallelChunks(n, grain: Swift.max(1, elementwiseGrain / dim)) { lo, hi in
-            if is64 { remat_embedding_gather_i64(pi.assumingMemoryBound(to: Int64.self), pw, dim, po, lo, hi) }
-            else { remat_embedding_gather_i32(pi.assumingMemoryBound(to: Int32.self), pw, dim, po, lo, hi) }
-        }
-    }
-
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(weight) ? [("indices", idx)] : []
-    Autograd.record("embedding", inputs: [indices, weight], output: out, saving: saving) { ctx, g in
-        guard ctx.needsInputGrad[1] else { return [nil, nil] }
-        let savedIdx = ctx.saved[0]
-        let gc = g.contiguousInput()
-        let dw = Tensor.zeros([vocab, dim], label: "embedding_backward")
+    return Autograd.op(.embedding, inputs: [indices, weight]) {
+        let table = weight.contiguousInput()
+        let out = Tensor(uninitializedShape: indices.shape + [dim], label: "embedding")
         if n > 0 && dim > 0 {
-            let pg = gc.floatPointer, pd = dw.floatPointer, pi = savedIdx.rawPointer
-            // Split over columns: every chunk reads all n indices and owns columns lo..<hi.
-            parallelChunks(dim, grain: Swift.max(1, elementwiseGrain / Swift.max(n, 1))) { lo, hi in
-                if is64 {
-                    remat_embedding_scatter_add_i64(pi.assumingMemoryBound(to: Int64.self), n, pg, dim, pd, lo, hi)
-                } else {
-                    remat_embedding_scatter_add_i32(pi.assumingMemoryBound(to: Int32.self), n, pg, dim, pd, lo, hi)
-                }
+            let pw = table.floatPointer, po = out.floatPointer, pi = idx.rawPointer
+            parallelChunks(n, grain: Swift.max(1, elementwiseGrain / dim)) { lo, hi in
+                if is64 { remat_embedding_gather_i64(pi.assumingMemoryBound(to: Int64.self), pw, dim, po, lo, hi) }
+                else { remat_embedding_gather_i32(pi.assumingMemoryBound(to: Int32.self), pw, dim, po, lo, hi) }
             }
         }
-        return [nil, dw]
+        return OpResult(out, saving: [("indices", idx)]) { ctx, g in
+            guard ctx.needsInputGrad[1] else { return [nil, nil] }
+            let savedIdx = ctx.saved[0]
+            let gc = g.contiguousInput()
+            let dw = Tensor.zeros([vocab, dim], label: "embedding_backward")
+            if n > 0 && dim > 0 {
+                let pg = gc.floatPointer, pd = dw.floatPointer, pi = savedIdx.rawPointer
+                // Split over columns: every chunk reads all n indices and owns columns lo..<hi.
+                parallelChunks(dim, grain: Swift.max(1, elementwiseGrain / Swift.max(n, 1))) { lo, hi in
+                    if is64 {
+                        remat_embedding_scatter_add_i64(pi.assumingMemoryBound(to: Int64.self), n, pg, dim, pd, lo, hi)
+                    } else {
+                        remat_embedding_scatter_add_i32(pi.assumingMemoryBound(to: Int32.self), n, pg, dim, pd, lo, hi)
+                    }
+                }
+            }
+            return [nil, dw]
+        }
     }
-    return out
 }

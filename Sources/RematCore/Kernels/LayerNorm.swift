@@ -32,53 +32,51 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         precondition(bias.shape == [c], "layer_norm: bias shape \(bias.shape) must be [\(c)] for input shape \(shape)")
     }
     let norm = AffineNorm(weight: weight, bias: bias)
-    let inputs = AffineNorm.inputs(x, weight: weight, bias: bias)
-    if let replayed = Autograd.replayed("layer_norm", inputs: inputs) { return replayed }
-    let input = x.contiguousInput()
-    let w = weight?.contiguousInput(), b = bias?.contiguousInput()
-    let out = Tensor(uninitializedShape: shape, label: "layer_norm")
-    let mean = Tensor(uninitializedShape: [rows], label: "layer_norm_mean")
-    let rstd = Tensor(uninitializedShape: [rows], label: "layer_norm_rstd")
-    if out.count > 0 {
-        let px = input.floatPointer, py = out.floatPointer, pm = mean.floatPointer, pr = rstd.floatPointer
-        let pw = w.map { UnsafePointer($0.floatPointer) }, pb = b.map { UnsafePointer($0.floatPointer) }
-        parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(c, 1))) { lo, hi in
-            remat_layer_norm_f32(px, pw, pb, py, pm, pr, c, eps, lo, hi)
+    return Autograd.op(.layerNorm, inputs: AffineNorm.inputs(x, weight: weight, bias: bias)) {
+        let input = x.contiguousInput()
+        let w = weight?.contiguousInput(), b = bias?.contiguousInput()
+        let out = Tensor(uninitializedShape: shape, label: "layer_norm")
+        let mean = Tensor(uninitializedShape: [rows], label: "layer_norm_mean")
+        let rstd = Tensor(uninitializedShape: [rows], label: "layer_norm_rstd")
+        if out.count > 0 {
+            let px = input.floatPointer, py = out.floatPointer, pm = mean.floatPointer, pr = rstd.floatPointer
+            let pw = w.map { UnsafePointer($0.floatPointer) }, pb = b.map { UnsafePointer($0.floatPointer) }
+            parallelChunks(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(c, 1))) { lo, hi in
+                remat_layer_norm_f32(px, pw, pb, py, pm, pr, c, eps, lo, hi)
+            }
+        } else if rows > 0 {
+            // C = 0: the mean of nothing is NaN (0/0), as in PyTorch.
+            mean.floatPointer.initialize(repeating: .nan, count: rows)
+            rstd.floatPointer.initialize(repeating: .nan, count: rows)
         }
-    } else if rows > 0 {
-        // C = 0: the mean of nothing is NaN (0/0), as in PyTorch.
-        mean.floatPointer.initialize(repeating: .nan, count: rows)
-        rstd.floatPointer.initialize(repeating: .nan, count: rows)
-    }
 
-    Autograd.record("layer_norm", inputs: inputs, output: out,
-                    saving: norm.saving(inputs: inputs, x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
-        let b = norm.backward(ctx, g)
-        let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
-        let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)
-        let dx = needX ? Tensor(uninitializedShape: shape, label: "layer_norm_backward") : nil
-        // Per-chunk partial dweight/dbias rows, summed after the parallel loop.
-        let grain = Swift.max(1, elementwiseGrain / Swift.max(c, 1))
-        let chunks = Swift.max(1, Swift.min(Runtime.threads, rows / grain))
-        let dwPartial = needW ? Tensor.zeros([chunks, c], label: "layer_norm_dweight_partial") : nil
-        let dbPartial = needB ? Tensor.zeros([chunks, c], label: "layer_norm_dbias_partial") : nil
-        if rows > 0 && c > 0 {
-            let px = UnsafePointer(xs.floatPointer), pm = UnsafePointer(ms.floatPointer)
-            let pr = UnsafePointer(rs.floatPointer), pg = UnsafePointer(dy.floatPointer)
-            let pw = ws.map { UnsafePointer($0.floatPointer) }
-            let pdx = dx?.floatPointer, pdw = dwPartial?.floatPointer, pdb = dbPartial?.floatPointer
-            parallelChunks(chunks, grain: 1) { first, last in
-                for k in first..<last {
-                    let lo = rows * k / chunks, hi = rows * (k + 1) / chunks
-                    remat_layer_norm_backward_f32(px, pw, pm, pr, pg, pdx, pdw.map { $0 + k * c },
-                                                  pdb.map { $0 + k * c }, c, lo, hi)
+        return OpResult(out, saving: norm.saving(x: x, mean: mean, rstd: rstd, weight: weight)) { ctx, g in
+            let b = norm.backward(ctx, g)
+            let (xs, ms, rs, ws, dy) = (b.x, b.mean, b.rstd, b.weight, b.gradOutput)
+            let (needX, needW, needB) = (b.needX, b.needWeight, b.needBias)
+            let dx = needX ? Tensor(uninitializedShape: shape, label: "layer_norm_backward") : nil
+            // Per-chunk partial dweight/dbias rows, summed after the parallel loop.
+            let grain = Swift.max(1, elementwiseGrain / Swift.max(c, 1))
+            let chunks = Swift.max(1, Swift.min(Runtime.threads, rows / grain))
+            let dwPartial = needW ? Tensor.zeros([chunks, c], label: "layer_norm_dweight_partial") : nil
+            let dbPartial = needB ? Tensor.zeros([chunks, c], label: "layer_norm_dbias_partial") : nil
+            if rows > 0 && c > 0 {
+                let px = UnsafePointer(xs.floatPointer), pm = UnsafePointer(ms.floatPointer)
+                let pr = UnsafePointer(rs.floatPointer), pg = UnsafePointer(dy.floatPointer)
+                let pw = ws.map { UnsafePointer($0.floatPointer) }
+                let pdx = dx?.floatPointer, pdw = dwPartial?.floatPointer, pdb = dbPartial?.floatPointer
+                parallelChunks(chunks, grain: 1) { first, last in
+                    for k in first..<last {
+                        let lo = rows * k / chunks, hi = rows * (k + 1) / chunks
+                        remat_layer_norm_backward_f32(px, pw, pm, pr, pg, pdx, pdw.map { $0 + k * c },
+                                                      pdb.map { $0 + k * c }, c, lo, hi)
+                    }
                 }
             }
+            return norm.gradients(dx: dx, dweight: dwPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) },
+                                  dbias: dbPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) })
         }
-        return norm.gradients(dx: dx, dweight: dwPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) },
-                              dbias: dbPartial.map { reduceLayerNormPartials($0, chunks: chunks, c: c) })
     }
-    return out
 }
 
 /// Sums the `[chunks, c]` partial rows into row 0 and returns that row as a `[c]` tensor

@@ -15,36 +15,33 @@ import Darwin
 /// the parameter itself, so it adds no bytes).
 /// Backward: `da = dc · bᵀ`, `db = aᵀ · dc`, summed over broadcast batch axes.
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
-    // In a selective checkpoint region's recompute, a kept product is not computed again.
-    if let replayed = Autograd.replayed("matmul", inputs: [a, b]) { return replayed }
-    let out = Autograd.cachedOutput("matmul")?.detached() ?? matmulKernel(a, b)
-    let sa = a.shape, sb = b.shape
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(a, b) ? [("a", a), ("b", b)] : []
-    Autograd.record("matmul", inputs: [a, b], output: out, saving: saving) { ctx, g in
-        let x = ctx.saved[0], y = ctx.saved[1]
-        var ga: Tensor? = nil, gb: Tensor? = nil
-        if ctx.needsInputGrad[0] {
-            ga = matmulKernel(g, y.transposed()).summed(toShape: sa)
-        }
-        if ctx.needsInputGrad[1] {
-            if x.rank > 2 && y.rank == 2 {
-                // Shared weight: fold the batch axes into the GEMM's K dimension.
-                let x2 = x.reshapedForKernel([-1, x.shape[x.rank - 1]])
-                let g2 = g.reshapedForKernel([-1, g.shape[g.rank - 1]])
-                gb = matmulKernel(x2.transposed(), g2)
-            } else {
-                gb = matmulKernel(x.transposed(), g).summed(toShape: sb)
+    Autograd.op(.matmul, inputs: [a, b]) {
+        let sa = a.shape, sb = b.shape
+        return OpResult(matmulKernel(a, b), saving: [("a", a), ("b", b)]) { ctx, g in
+            let x = ctx.saved[0], y = ctx.saved[1]
+            var ga: Tensor? = nil, gb: Tensor? = nil
+            if ctx.needsInputGrad[0] {
+                ga = matmulKernel(g, y.transposed()).summed(toShape: sa)
             }
+            if ctx.needsInputGrad[1] {
+                if x.rank > 2 && y.rank == 2 {
+                    // Shared weight: fold the batch axes into the GEMM's K dimension.
+                    let x2 = x.reshapedForKernel([-1, x.shape[x.rank - 1]])
+                    let g2 = g.reshapedForKernel([-1, g.shape[g.rank - 1]])
+                    gb = matmulKernel(x2.transposed(), g2)
+                } else {
+                    gb = matmulKernel(x.transposed(), g).summed(toShape: sb)
+                }
+            }
+            return [ga, gb]
         }
-        return [ga, gb]
     }
-    return out
 }
 
 /// A linear layer's product: `y = x·Wᵀ + b` over the last axis of `x` (`[..., in]`), `weight`
 /// `[out, in]` as in PyTorch, `bias` `[out]` or nil. One GEMM over all rows of `x`, the bias
 /// written first and accumulated by the GEMM (`beta = 1`, PyTorch's `addmm`): no separate bias-add
-/// tensor, so the output a selective checkpoint keeps is the one later ops save.
+/// tensor, so the output a selective policy keeps is the one later ops save.
 /// Saves: `x` (`4·numel(x)` bytes) and the weight (a parameter: no extra bytes).
 /// Backward: `dx = dy·W`, `dW = dyᵀ·x` over all rows, `db = Σ_rows dy`.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
@@ -56,26 +53,23 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         precondition(bias.shape == [weight.shape[0]] && bias.dtype == .float32,
                      "linear: bias shape \(bias.shape) \(bias.dtype) must be [\(weight.shape[0])] float32")
     }
-    let inputs = [x, weight] + [bias].compactMap { $0 }
-    if let replayed = Autograd.replayed("linear", inputs: inputs) { return replayed }
-    let out = Autograd.cachedOutput("linear")?.detached() ?? linearKernel(x, weight: weight, bias: bias)
-    let xShape = x.shape, hasBias = bias != nil
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(inputs) ? [("input", x), ("weight", weight)] : []
-    Autograd.record("linear", inputs: inputs, output: out, saving: saving) { ctx, g in
-        let xs = ctx.saved[0], w = ctx.saved[1]
-        let features = w.shape[1], outFeatures = w.shape[0]
-        let g2 = g.reshapedForKernel([-1, outFeatures])
-        var grads: [Tensor?] = [nil, nil]
-        if ctx.needsInputGrad[0] {
-            grads[0] = matmulKernel(g2, w).reshapedForKernel(xShape)
+    return Autograd.op(.linear, inputs: [x, weight] + [bias].compactMap { $0 }) {
+        let xShape = x.shape, hasBias = bias != nil
+        return OpResult(linearKernel(x, weight: weight, bias: bias), saving: [("input", x), ("weight", weight)]) { ctx, g in
+            let xs = ctx.saved[0], w = ctx.saved[1]
+            let features = w.shape[1], outFeatures = w.shape[0]
+            let g2 = g.reshapedForKernel([-1, outFeatures])
+            var grads: [Tensor?] = [nil, nil]
+            if ctx.needsInputGrad[0] {
+                grads[0] = matmulKernel(g2, w).reshapedForKernel(xShape)
+            }
+            if ctx.needsInputGrad[1] {
+                grads[1] = matmulKernel(g2.transposed(), xs.reshapedForKernel([-1, features]))
+            }
+            if hasBias { grads.append(ctx.needsInputGrad[2] ? g.summed(toShape: [outFeatures]) : nil) }
+            return grads
         }
-        if ctx.needsInputGrad[1] {
-            grads[1] = matmulKernel(g2.transposed(), xs.reshapedForKernel([-1, features]))
-        }
-        if hasBias { grads.append(ctx.needsInputGrad[2] ? g.summed(toShape: [outFeatures]) : nil) }
-        return grads
     }
-    return out
 }
 
 /// Forward kernel of ``linear(_:weight:bias:)`` (no autograd).

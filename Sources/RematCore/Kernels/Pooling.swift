@@ -22,38 +22,37 @@ public func maxPool2d(_ x: Tensor, kernel: Int = 3, stride: Int = 2, padding: In
                  "max_pool2d: kernel \(kernel) is larger than the padded input \(shape) (padding \(padding))")
     let oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1
     precondition(h * w <= Int(Int32.max), "max_pool2d: plane of \(h)x\(w) does not fit int32 indices")
-    if let replayed = Autograd.replayed("max_pool2d", inputs: [x]) { return replayed }
-    let input = x.contiguousInput()
-    let out = Tensor(uninitializedShape: [n, c, oh, ow], label: "max_pool2d")
-    let indices = Tensor(uninitializedShape: [n, c, oh, ow], dtype: .int32, label: "max_pool2d_indices")
-    var g = remat_conv_geometry(channels: c, height: h, width: w, kernel_h: kernel, kernel_w: kernel,
-                                stride_h: stride, stride_w: stride, pad_h: padding, pad_w: padding,
-                                dilation_h: 1, dilation_w: 1, out_h: oh, out_w: ow)
-    let planes = n * c
-    withExtendedLifetime(input) {
-        let px = UnsafePointer(input.floatPointer), py = out.floatPointer
-        let pi = indices.rawPointer.assumingMemoryBound(to: Int32.self)
-        withUnsafePointer(to: &g) { gp in
-            parallelChunks(planes, grain: Swift.max(1, elementwiseGrain / Swift.max(h * w, 1))) { lo, hi in
-                remat_max_pool2d_f32(px, gp, py, pi, lo, hi)
+    return Autograd.op(.maxPool2d, inputs: [x]) {
+        let input = x.contiguousInput()
+        let out = Tensor(uninitializedShape: [n, c, oh, ow], label: "max_pool2d")
+        let indices = Tensor(uninitializedShape: [n, c, oh, ow], dtype: .int32, label: "max_pool2d_indices")
+        var g = remat_conv_geometry(channels: c, height: h, width: w, kernel_h: kernel, kernel_w: kernel,
+                                    stride_h: stride, stride_w: stride, pad_h: padding, pad_w: padding,
+                                    dilation_h: 1, dilation_w: 1, out_h: oh, out_w: ow)
+        let planes = n * c
+        withExtendedLifetime(input) {
+            let px = UnsafePointer(input.floatPointer), py = out.floatPointer
+            let pi = indices.rawPointer.assumingMemoryBound(to: Int32.self)
+            withUnsafePointer(to: &g) { gp in
+                parallelChunks(planes, grain: Swift.max(1, elementwiseGrain / Swift.max(h * w, 1))) { lo, hi in
+                    remat_max_pool2d_f32(px, gp, py, pi, lo, hi)
+                }
             }
         }
-    }
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(x) ? [("argmax", indices)] : []
-    Autograd.record("max_pool2d", inputs: [x], output: out, saving: saving) { ctx, grad in
-        let idx = ctx.saved[0]
-        let dy = grad.contiguousInput()
-        let dx = Tensor(uninitializedShape: shape, label: "max_pool2d_backward")
-        withExtendedLifetime((idx, dy)) {
-            let pi = UnsafePointer(idx.rawPointer.assumingMemoryBound(to: Int32.self))
-            let pg = UnsafePointer(dy.floatPointer), pd = dx.floatPointer
-            parallelChunks(planes, grain: Swift.max(1, elementwiseGrain / Swift.max(h * w, 1))) { lo, hi in
-                remat_max_pool2d_backward_f32(pg, pi, h * w, oh * ow, pd, lo, hi)
+        return OpResult(out, saving: [("argmax", indices)]) { ctx, grad in
+            let idx = ctx.saved[0]
+            let dy = grad.contiguousInput()
+            let dx = Tensor(uninitializedShape: shape, label: "max_pool2d_backward")
+            withExtendedLifetime((idx, dy)) {
+                let pi = UnsafePointer(idx.rawPointer.assumingMemoryBound(to: Int32.self))
+                let pg = UnsafePointer(dy.floatPointer), pd = dx.floatPointer
+                parallelChunks(planes, grain: Swift.max(1, elementwiseGrain / Swift.max(h * w, 1))) { lo, hi in
+                    remat_max_pool2d_backward_f32(pg, pi, h * w, oh * ow, pd, lo, hi)
+                }
             }
+            return [dx]
         }
-        return [dx]
     }
-    return out
 }
 
 /// Adaptive average pooling of NCHW `x` to `outputSize × outputSize`; only the global case
@@ -68,22 +67,22 @@ public func adaptiveAvgPool2d(_ x: Tensor, outputSize: Int = 1) -> Tensor {
     let shape = x.shape
     let (n, c, p) = (shape[0], shape[1], shape[2] * shape[3])
     precondition(p > 0, "adaptive_avg_pool2d: empty plane in input shape \(shape)")
-    if let replayed = Autograd.replayed("adaptive_avg_pool2d", inputs: [x]) { return replayed }
-    let input = x.contiguousInput()
-    let out = Tensor(uninitializedShape: [n, c, 1, 1], label: "adaptive_avg_pool2d")
-    let planeGrain = Swift.max(1, elementwiseGrain / p)
-    withExtendedLifetime(input) {
-        let px = UnsafePointer(input.floatPointer), py = out.floatPointer
-        parallelChunks(n * c, grain: planeGrain) { lo, hi in remat_plane_mean_f32(px, p, py, lo, hi) }
-    }
-    Autograd.record("adaptive_avg_pool2d", inputs: [x], output: out) { _, grad in
-        let dy = grad.contiguousInput()
-        let dx = Tensor(uninitializedShape: shape, label: "adaptive_avg_pool2d_backward")
-        withExtendedLifetime(dy) {
-            let pg = UnsafePointer(dy.floatPointer), pd = dx.floatPointer
-            parallelChunks(n * c, grain: planeGrain) { lo, hi in remat_plane_mean_backward_f32(pg, p, pd, lo, hi) }
+    return Autograd.op(.adaptiveAvgPool2d, inputs: [x]) {
+        let input = x.contiguousInput()
+        let out = Tensor(uninitializedShape: [n, c, 1, 1], label: "adaptive_avg_pool2d")
+        let planeGrain = Swift.max(1, elementwiseGrain / p)
+        withExtendedLifetime(input) {
+            let px = UnsafePointer(input.floatPointer), py = out.floatPointer
+            parallelChunks(n * c, grain: planeGrain) { lo, hi in remat_plane_mean_f32(px, p, py, lo, hi) }
         }
-        return [dx]
+        return OpResult(out) { _, grad in
+            let dy = grad.contiguousInput()
+            let dx = Tensor(uninitializedShape: shape, label: "adaptive_avg_pool2d_backward")
+            withExtendedLifetime(dy) {
+                let pg = UnsafePointer(dy.floatPointer), pd = dx.floatPointer
+                parallelChunks(n * c, grain: planeGrain) { lo, hi in remat_plane_mean_backward_f32(pg, p, pd, lo, hi) }
+            }
+            return [dx]
+        }
     }
-    return out
 }

@@ -9,17 +9,17 @@ extension Tensor {
     /// Sum over `axes`. With `keepingDims` the reduced axes stay with extent 1.
     public func summed(alongAxes axes: [Int], keepingDims: Bool = false) -> Tensor {
         let ax = Set(axes.map { ShapeRules.axis($0, rank: rank, op: "sum") }).sorted()
-        if let replayed = Autograd.replayed("sum", inputs: [self]) { return replayed }
-        var out = sumKernel(contiguousInput(), axes: ax)
         var keptShape = shape
         for a in ax { keptShape[a] = 1 }
         let finalShape = keepingDims ? keptShape : shape.enumerated().filter { !ax.contains($0.offset) }.map(\.element)
-        out = Tensor(storage: out.storage, shape: finalShape, strides: ShapeRules.contiguousStrides(finalShape), dtype: .float32)
         let inputShape = shape
-        Autograd.record("sum", inputs: [self], output: out) { _, g in
-            [g.reshaped(keptShape).expanded(to: inputShape).contiguousCopy(label: "sum_backward")]
+        return Autograd.op(.sum, inputs: [self]) {
+            let sum = sumKernel(contiguousInput(), axes: ax)
+            let out = Tensor(storage: sum.storage, shape: finalShape, strides: ShapeRules.contiguousStrides(finalShape), dtype: .float32)
+            return OpResult(out) { _, g in
+                [g.reshaped(keptShape).expanded(to: inputShape).contiguousCopy(label: "sum_backward")]
+            }
         }
-        return out
     }
 
     /// Sum of all elements (a scalar tensor).
@@ -38,36 +38,35 @@ extension Tensor {
     /// Maximum along `axis` (NaN propagates). The gradient goes to the first maximal element.
     public func max(alongAxis axis: Int, keepingDims: Bool = false) -> Tensor {
         let a = ShapeRules.axis(axis, rank: rank, op: "max")
-        if let replayed = Autograd.replayed("max", inputs: [self]) { return replayed }
-        let x = contiguousInput()
         let outer = shape[..<a].reduce(1, *), n = shape[a], inner = shape[(a + 1)...].reduce(1, *)
         precondition(n > 0, "max: axis \(axis) of shape \(shape) is empty")
         var keptShape = shape
         keptShape[a] = 1
         let finalShape = keepingDims ? keptShape : shape.enumerated().filter { $0.offset != a }.map(\.element)
-        let out = Tensor(uninitializedShape: finalShape, label: "max")
-        let indices = Tensor(uninitializedShape: finalShape, dtype: .int32, label: "max_indices")
-        let px = x.floatPointer, po = out.floatPointer
-        let pi = indices.rawPointer.assumingMemoryBound(to: Int32.self)
-        parallelChunks(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(n * inner, 1))) { lo, hi in
-            remat_max_axis_f32(px, po, pi, lo, hi, n, inner)
-        }
         let inputShape = shape
-        let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(self) ? [("argmax", indices)] : []
-        Autograd.record("max", inputs: [self], output: out, saving: saving) { ctx, g in
-            let idx = ctx.saved[0].rawPointer.assumingMemoryBound(to: Int32.self)
-            let gc = g.contiguous()
-            let dx = Tensor.zeros(inputShape, label: "max_backward")
-            let pg = gc.floatPointer, pd = dx.floatPointer
-            for o in 0..<outer {
-                for i in 0..<inner {
-                    let k = Int(idx[o * inner + i])
-                    pd[(o * n + k) * inner + i] += pg[o * inner + i]
-                }
+        return Autograd.op(.max, inputs: [self]) {
+            let x = contiguousInput()
+            let out = Tensor(uninitializedShape: finalShape, label: "max")
+            let indices = Tensor(uninitializedShape: finalShape, dtype: .int32, label: "max_indices")
+            let px = x.floatPointer, po = out.floatPointer
+            let pi = indices.rawPointer.assumingMemoryBound(to: Int32.self)
+            parallelChunks(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(n * inner, 1))) { lo, hi in
+                remat_max_axis_f32(px, po, pi, lo, hi, n, inner)
             }
-            return [dx]
+            return OpResult(out, saving: [("argmax", indices)]) { ctx, g in
+                let idx = ctx.saved[0].rawPointer.assumingMemoryBound(to: Int32.self)
+                let gc = g.contiguous()
+                let dx = Tensor.zeros(inputShape, label: "max_backward")
+                let pg = gc.floatPointer, pd = dx.floatPointer
+                for o in 0..<outer {
+                    for i in 0..<inner {
+                        let k = Int(idx[o * inner + i])
+                        pd[(o * n + k) * inner + i] += pg[o * inner + i]
+                    }
+                }
+                return [dx]
+            }
         }
-        return out
     }
 
     /// This tensor as a contiguous float32 tensor for a kernel (a copy only when needed, no autograd).

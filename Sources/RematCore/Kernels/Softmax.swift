@@ -41,22 +41,21 @@ private func softmaxFamily(_ x: Tensor, axis: Int, log: Bool) -> Tensor {
     let outer = x.rank == 0 ? 1 : shape[..<a].reduce(1, *)
     let n = x.rank == 0 ? 1 : shape[a]
     let inner = x.rank == 0 ? 1 : shape[(a + 1)...].reduce(1, *)
-    if let replayed = Autograd.replayed(op, inputs: [x]) { return replayed }
-    let out = softmaxKernel(x.contiguousInput(), outer: outer, n: n, inner: inner, log: log, op: op)
-    let saving: [(role: String, tensor: Tensor)] = Autograd.needsGraph(x) ? [("output", out)] : []
-    Autograd.record(op, inputs: [x], output: out, saving: saving) { ctx, g in
-        let y = ctx.saved[0].contiguousInput()
-        let dy = g.contiguousInput()
-        let dx = Tensor(uninitializedShape: shape, label: "\(op)_backward")
-        guard dx.count > 0 else { return [dx] }
-        let py = y.floatPointer, pg = dy.floatPointer, pd = dx.floatPointer
-        let items = softmaxWorkItems(outer: outer, inner: inner)
-        parallelChunks(items.count, grain: items.grain(n: n)) { lo, hi in
-            remat_softmax_backward_f32(py, pg, pd, n, inner, log ? 1 : 0, lo, hi)
+    return Autograd.op(log ? .logSoftmax : .softmax, inputs: [x]) {
+        let out = softmaxKernel(x.contiguousInput(), outer: outer, n: n, inner: inner, log: log, op: op)
+        return OpResult(out, saving: [("output", out)]) { ctx, g in
+            let y = ctx.saved[0].contiguousInput()
+            let dy = g.contiguousInput()
+            let dx = Tensor(uninitializedShape: shape, label: "\(op)_backward")
+            guard dx.count > 0 else { return [dx] }
+            let py = y.floatPointer, pg = dy.floatPointer, pd = dx.floatPointer
+            let items = softmaxWorkItems(outer: outer, inner: inner)
+            parallelChunks(items.count, grain: items.grain(n: n)) { lo, hi in
+                remat_softmax_backward_f32(py, pg, pd, n, inner, log ? 1 : 0, lo, hi)
+            }
+            return [dx]
         }
-        return [dx]
     }
-    return out
 }
 
 /// Forward kernel on a contiguous `[outer, n, inner]` input (no autograd).

@@ -36,27 +36,23 @@ private func mapElements(_ input: Tensor, label: String, _ kernel: UnaryForwardK
 
 /// The shared op skeleton: forward kernel, one saved tensor (the input or the output), and a
 /// one-pass backward kernel that writes the input gradient.
-private func unaryOp(_ op: String, _ x: Tensor, saves: UnarySaved,
+private func unaryOp(_ op: OpKind, _ x: Tensor, saves: UnarySaved,
                      forward: UnaryForwardKernel, backward: @escaping UnaryBackwardKernel) -> Tensor {
-    if let replayed = Autograd.replayed(op, inputs: [x]) { return replayed }
-    let out = mapElements(x.contiguousInput(), label: op, forward)
-    var saving: [(role: String, tensor: Tensor)] = []
-    if Autograd.needsGraph(x) {
-        saving = [saves == .input ? (role: "input", tensor: x) : (role: "output", tensor: out)]
-    }
-    let shape = x.shape
-    Autograd.record(op, inputs: [x], output: out, saving: saving) { ctx, g in
-        let s = ctx.saved[0].contiguousInput(), gc = g.contiguousInput()
-        precondition(s.shape == shape && gc.shape == shape,
-                     "\(op) backward: saved \(s.shape) / gradient \(gc.shape) do not match input \(shape)")
-        let dx = Tensor(uninitializedShape: shape, label: "\(op)_backward")
-        withExtendedLifetime((s, gc)) {
-            let ps = UnsafePointer(s.floatPointer), pg = UnsafePointer(gc.floatPointer), pd = dx.floatPointer
-            parallelChunks(dx.count, grain: elementwiseGrain) { lo, hi in backward(ps, pg, pd, lo, hi) }
+    Autograd.op(op, inputs: [x]) {
+        let out = mapElements(x.contiguousInput(), label: op.rawValue, forward)
+        let shape = x.shape
+        return OpResult(out, saving: [saves == .input ? (role: "input", tensor: x) : (role: "output", tensor: out)]) { ctx, g in
+            let s = ctx.saved[0].contiguousInput(), gc = g.contiguousInput()
+            precondition(s.shape == shape && gc.shape == shape,
+                         "\(op.rawValue) backward: saved \(s.shape) / gradient \(gc.shape) do not match input \(shape)")
+            let dx = Tensor(uninitializedShape: shape, label: "\(op.rawValue)_backward")
+            withExtendedLifetime((s, gc)) {
+                let ps = UnsafePointer(s.floatPointer), pg = UnsafePointer(gc.floatPointer), pd = dx.floatPointer
+                parallelChunks(dx.count, grain: elementwiseGrain) { lo, hi in backward(ps, pg, pd, lo, hi) }
+            }
+            return [dx]
         }
-        return [dx]
     }
-    return out
 }
 
 // MARK: - exp, log
@@ -69,7 +65,7 @@ private func unaryOp(_ op: String, _ x: Tensor, saves: UnarySaved,
 /// `exp(−inf) = 0`), `x > 88.72` gives `+inf`, NaN propagates. Results that would be subnormal
 /// (x in [−103.9, −87.34]) flush to `+0`.
 public func exp(_ x: Tensor) -> Tensor {
-    unaryOp("exp", x, saves: .output,
+    unaryOp(.exp, x, saves: .output,
             forward: { remat_exp_f32($0, $1, $2, $3) },
             backward: { remat_exp_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -82,7 +78,7 @@ public func exp(_ x: Tensor) -> Tensor {
 /// `ln 1 = 0` exactly; `ln(±0) = −inf`, `ln(x < 0) = NaN`, `ln(+inf) = +inf`, NaN propagates.
 /// The gradient at `x = 0` is `±inf` (or NaN where `dy = 0`), as in PyTorch.
 public func log(_ x: Tensor) -> Tensor {
-    unaryOp("log", x, saves: .input,
+    unaryOp(.log, x, saves: .input,
             forward: { remat_log_f32($0, $1, $2, $3) },
             backward: { remat_log_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -94,7 +90,7 @@ public func log(_ x: Tensor) -> Tensor {
 /// Backward: `dx = dy / (2y)`. Saves: the output `y`, `4·numel` bytes.
 /// The gradient at `x = 0` is `inf` (NaN where `dy = 0`), as in PyTorch.
 public func sqrt(_ x: Tensor) -> Tensor {
-    unaryOp("sqrt", x, saves: .output,
+    unaryOp(.sqrt, x, saves: .output,
             forward: { remat_sqrt_f32($0, $1, $2, $3) },
             backward: { remat_sqrt_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -105,7 +101,7 @@ public func sqrt(_ x: Tensor) -> Tensor {
 /// Numerics: `1/√x` with two roundings (≤ 1 ulp); `rsqrt(±0) = ±inf`, `rsqrt(+inf) = 0`,
 /// `x < 0` gives NaN.
 public func rsqrt(_ x: Tensor) -> Tensor {
-    unaryOp("rsqrt", x, saves: .output,
+    unaryOp(.rsqrt, x, saves: .output,
             forward: { remat_rsqrt_f32($0, $1, $2, $3) },
             backward: { remat_rsqrt_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -122,7 +118,7 @@ public func rsqrt(_ x: Tensor) -> Tensor {
 /// `x = −inf`). `x⁰ = 1` for every `x`, NaN included, as C `pow`.
 public func pow(_ x: Tensor, _ exponent: Float) -> Tensor {
     precondition(exponent.isFinite, "pow: exponent must be finite, got \(exponent)")
-    return unaryOp("pow", x, saves: .input,
+    return unaryOp(.pow, x, saves: .input,
                    forward: { remat_pow_f32($0, exponent, $1, $2, $3) },
                    backward: { remat_pow_backward_f32($0, exponent, $1, $2, $3, $4) })
 }
@@ -136,7 +132,7 @@ public func pow(_ x: Tensor, _ exponent: Float) -> Tensor {
 /// NaN propagates. Since `1 − y²` is computed from the rounded output, the gradient is 0 where
 /// `y` rounds to `±1` (true value < 1.2e-7 there).
 public func tanh(_ x: Tensor) -> Tensor {
-    unaryOp("tanh", x, saves: .output,
+    unaryOp(.tanh, x, saves: .output,
             forward: { remat_tanh_f32($0, $1, $2, $3) },
             backward: { remat_tanh_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -147,7 +143,7 @@ public func tanh(_ x: Tensor) -> Tensor {
 /// Numerics: relative error ≤ 1.5 ulp for `x ≥ −87`; `σ(x) = 0` for `x < −88.7` (true value
 /// < 3e-39); `σ(+inf) = 1`, `σ(−inf) = 0`, NaN propagates.
 public func sigmoid(_ x: Tensor) -> Tensor {
-    unaryOp("sigmoid", x, saves: .output,
+    unaryOp(.sigmoid, x, saves: .output,
             forward: { remat_sigmoid_f32($0, $1, $2, $3) },
             backward: { remat_sigmoid_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -158,7 +154,7 @@ public func sigmoid(_ x: Tensor) -> Tensor {
 /// Numerics: relative error ≤ 2 ulp everywhere; `erf(±0) = ±0`; `|x| ≥ 3.92` gives exactly `±1`;
 /// NaN propagates.
 public func erf(_ x: Tensor) -> Tensor {
-    unaryOp("erf", x, saves: .input,
+    unaryOp(.erf, x, saves: .input,
             forward: { remat_erf_f32($0, $1, $2, $3) },
             backward: { remat_erf_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -171,7 +167,7 @@ public func erf(_ x: Tensor) -> Tensor {
 /// Saves: the OUTPUT `y` (not the input: `y > 0 ⇔ x > 0`, and the output is usually saved by the
 /// next op anyway), `4·numel` bytes.
 public func relu(_ x: Tensor) -> Tensor {
-    unaryOp("relu", x, saves: .output,
+    unaryOp(.relu, x, saves: .output,
             forward: { remat_relu_f32($0, $1, $2, $3) },
             backward: { remat_relu_backward_f32($0, $1, $2, $3, $4) })
 }
@@ -199,11 +195,11 @@ public enum GELUApproximation: Sendable, Hashable {
 public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
     switch approximation {
     case .none:
-        return unaryOp("gelu", x, saves: .input,
+        return unaryOp(.gelu, x, saves: .input,
                        forward: { remat_gelu_f32($0, $1, $2, $3) },
                        backward: { remat_gelu_backward_f32($0, $1, $2, $3, $4) })
     case .tanh:
-        return unaryOp("gelu", x, saves: .input,
+        return unaryOp(.gelu, x, saves: .input,
                        forward: { remat_gelu_tanh_f32($0, $1, $2, $3) },
                        backward: { remat_gelu_tanh_backward_f32($0, $1, $2, $3, $4) })
     }
@@ -216,7 +212,7 @@ public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tenso
 /// Numerics: relative error ≤ 2 ulp for `x ≥ −87`; `silu(x) = −0` for `x < −88.7` (true |value|
 /// < 1e-36); `silu(−inf) = −0`, `silu(+inf) = +inf`, NaN propagates.
 public func silu(_ x: Tensor) -> Tensor {
-    unaryOp("silu", x, saves: .input,
+    unaryOp(.silu, x, saves: .input,
             forward: { remat_silu_f32($0, $1, $2, $3) },
             backward: { remat_silu_backward_f32($0, $1, $2, $3, $4) })
 }

@@ -1,14 +1,13 @@
 /// Views and layout ops: reshape, permute/transpose, slicing (narrow), expand, squeeze/unsqueeze,
-/// contiguous. A view shares storage and costs no copy; its backward maps the gradient back to
+/// contiguous, tags. A view shares storage and costs no copy; its backward maps the gradient back to
 /// the input's shape. Nothing is saved for backward (0 bytes): only shapes are kept.
 extension Tensor {
     /// This tensor if it is contiguous, else a contiguous copy (differentiable, gradient passes through).
     public func contiguous() -> Tensor {
         if isContiguous { return self }
-        if let replayed = Autograd.replayed("contiguous", inputs: [self]) { return replayed }
-        let out = contiguousCopy(label: "contiguous")
-        Autograd.record("contiguous", inputs: [self], output: out) { _, g in [g] }
-        return out
+        return Autograd.op(.contiguous, inputs: [self]) {
+            OpResult(contiguousCopy(label: "contiguous")) { _, g in [g] }
+        }
     }
 
     /// The same elements with a new shape (one extent may be -1). A view when the data is
@@ -25,11 +24,11 @@ extension Tensor {
                      "reshape: cannot reshape \(shape) (\(count) elements) to \(newShape)")
         if target == shape { return self }
         let source = contiguous()
-        let out = Tensor(storage: source.storage, shape: target, strides: ShapeRules.contiguousStrides(target),
-                         offset: source.offset, dtype: dtype)
         let inputShape = shape
-        Autograd.record("reshape", inputs: [source], output: out) { _, g in [g.reshaped(inputShape)] }
-        return out
+        return Autograd.op(.reshape, inputs: [source]) {
+            OpResult(Tensor(storage: source.storage, shape: target, strides: ShapeRules.contiguousStrides(target),
+                            offset: source.offset, dtype: dtype)) { _, g in [g.reshaped(inputShape)] }
+        }
     }
 
     /// Collapses axes `start...end` into one.
@@ -46,12 +45,12 @@ extension Tensor {
         precondition(axes.count == rank && Set(axes.map { ShapeRules.axis($0, rank: rank, op: "permute") }).count == rank,
                      "permute: \(axes) is not a permutation of the \(rank) axes of shape \(shape)")
         let ax = axes.map { ShapeRules.axis($0, rank: rank, op: "permute") }
-        let out = Tensor(storage: storage, shape: ax.map { shape[$0] }, strides: ax.map { strides[$0] },
-                         offset: offset, dtype: dtype)
         var inverse = [Int](repeating: 0, count: rank)
         for (i, a) in ax.enumerated() { inverse[a] = i }
-        Autograd.record("permute", inputs: [self], output: out) { _, g in [g.permuted(inverse)] }
-        return out
+        return Autograd.op(.permute, inputs: [self]) {
+            OpResult(Tensor(storage: storage, shape: ax.map { shape[$0] }, strides: ax.map { strides[$0] },
+                            offset: offset, dtype: dtype)) { _, g in [g.permuted(inverse)] }
+        }
     }
 
     /// Two axes swapped (default: the last two).
@@ -68,15 +67,15 @@ extension Tensor {
                      "narrow: range \(start)..<\(start + length) is out of bounds for axis \(axis) of shape \(shape)")
         var newShape = shape
         newShape[ax] = length
-        let out = Tensor(storage: storage, shape: newShape, strides: strides,
-                         offset: offset + start * strides[ax], dtype: dtype)
         let inputShape = shape
-        Autograd.record("narrow", inputs: [self], output: out) { _, g in
-            let full = Tensor.zeros(inputShape, label: "narrow_backward")
-            g.copyElements(into: full.narrowed(axis: ax, start: start, length: length))
-            return [full]
+        return Autograd.op(.narrow, inputs: [self]) {
+            OpResult(Tensor(storage: storage, shape: newShape, strides: strides,
+                            offset: offset + start * strides[ax], dtype: dtype)) { _, g in
+                let full = Tensor.zeros(inputShape, label: "narrow_backward")
+                g.copyElements(into: full.narrowed(axis: ax, start: start, length: length))
+                return [full]
+            }
         }
-        return out
     }
 
     /// Size-1 axes (or new leading axes) repeated to `newShape` without copying (stride 0).
@@ -92,10 +91,12 @@ extension Tensor {
             newStrides[i] = d == 1 && newShape[i] != 1 ? 0 : strides[i - lead]
         }
         if newShape == shape { return self }
-        let out = Tensor(storage: storage, shape: newShape, strides: newStrides, offset: offset, dtype: dtype)
         let inputShape = shape
-        Autograd.record("expand", inputs: [self], output: out) { _, g in [g.summed(toShape: inputShape)] }
-        return out
+        return Autograd.op(.expand, inputs: [self]) {
+            OpResult(Tensor(storage: storage, shape: newShape, strides: newStrides, offset: offset, dtype: dtype)) { _, g in
+                [g.summed(toShape: inputShape)]
+            }
+        }
     }
 
     /// A size-1 axis inserted at `axis`.
@@ -106,10 +107,10 @@ extension Tensor {
         s.insert(1, at: ax)
         var st = strides
         st.insert(ax < rank ? strides[ax] * shape[ax] : 1, at: ax)
-        let out = Tensor(storage: storage, shape: s, strides: st, offset: offset, dtype: dtype)
         let inputShape = shape
-        Autograd.record("unsqueeze", inputs: [self], output: out) { _, g in [g.reshaped(inputShape)] }
-        return out
+        return Autograd.op(.unsqueeze, inputs: [self]) {
+            OpResult(Tensor(storage: storage, shape: s, strides: st, offset: offset, dtype: dtype)) { _, g in [g.reshaped(inputShape)] }
+        }
     }
 
     /// The size-1 axis `axis` removed.
@@ -119,10 +120,19 @@ extension Tensor {
         var s = shape, st = strides
         s.remove(at: ax)
         st.remove(at: ax)
-        let out = Tensor(storage: storage, shape: s, strides: st, offset: offset, dtype: dtype)
         let inputShape = shape
-        Autograd.record("squeeze", inputs: [self], output: out) { _, g in [g.reshaped(inputShape)] }
-        return out
+        return Autograd.op(.squeeze, inputs: [self]) {
+            OpResult(Tensor(storage: storage, shape: s, strides: st, offset: offset, dtype: dtype)) { _, g in [g.reshaped(inputShape)] }
+        }
+    }
+
+    /// This tensor marked with `name` (numerically the identity, a view): recorded as op `tag:name`,
+    /// so the name appears in node and saved-tensor names and selective policies can pick it
+    /// (JAX's `checkpoint_name`). Saves nothing.
+    public func tagged(_ name: String) -> Tensor {
+        Autograd.op(.tag, tag: name, inputs: [self]) {
+            OpResult(Tensor(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype)) { _, g in [g] }
+        }
     }
 
     /// Sums a broadcast gradient back to `target` (the shape an operand had before broadcasting).

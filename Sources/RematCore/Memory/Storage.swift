@@ -11,8 +11,9 @@ private let storageSequence = Atomic<Int>(0)
 ///
 /// Storage is shared by a tensor and all of its views; it is freed, and the ledger told, the
 /// moment its last reference goes. Its category can change during its life: an op output is a
-/// temporary; while one or more saved-tensor slots hold it, it counts as a saved activation
-/// (unless it is a parameter, gradient or optimizer state, which keep their category).
+/// temporary; while one or more ``StorageHold``s hold it (saved-tensor slots, regions), it counts
+/// as a saved activation (unless it is a parameter, gradient or optimizer state, which keep their
+/// category).
 ///
 /// Ownership: not thread-safe for category changes; the autograd engine changes categories only
 /// on the thread that runs the op or backward. Kernels may read and write `pointer` from worker threads.
@@ -55,22 +56,16 @@ public final class Storage: @unchecked Sendable {
         self.baseCategory = .temporaries
         self.id = storageSequence.add(1, ordering: .relaxed).newValue
         self.isPlaceholder = true
-        guard let p = mmap(nil, Swift.max(byteCount, 1), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-              p != MAP_FAILED else {
-            fatalError("Storage.placeholder: mmap of \(byteCount) bytes failed")
-        }
-        self.pointer = p
+        self.pointer = zeroPages(atLeast: byteCount)
     }
 
-    /// Storage that stands in for a tensor a planned recompute does not need: read-only zero pages
-    /// (reading gives zeros, writing traps), not counted by the ledger and costing no memory.
+    /// Storage with a layout's size but no data: read-only zero pages (reading gives zeros, writing
+    /// traps), not counted by the ledger and costing no memory — what an op interceptor gives for
+    /// an output nothing reads. All placeholders share one mapping (no system call per placeholder).
     public static func placeholder(byteCount: Int) -> Storage { Storage(placeholderBytes: byteCount) }
 
     deinit {
-        if isPlaceholder {
-            munmap(pointer, Swift.max(byteCount, 1))
-            return
-        }
+        if isPlaceholder { return }
         ledger.free(pointer, bytes: byteCount, category: category, name: label, storageID: id)
     }
 
@@ -82,24 +77,63 @@ public final class Storage: @unchecked Sendable {
         ledger.move(bytes: byteCount, from: before, to: category, name: label, storageID: id)
     }
 
-    /// Called by whatever holds this storage for backward (saved-tensor slots, checkpoint regions
-    /// holding recomputed tensors): while held, a temporary counts as a saved activation.
-    public func retainForBackward() {
+    /// One more hold for backward (``StorageHold``): while held, a temporary counts as a saved activation.
+    fileprivate func addHold() {
         if isPlaceholder { return }
         let before = category
         savedHolds += 1
         ledger.move(bytes: byteCount, from: before, to: category, name: label, storageID: id)
     }
 
-    /// Undoes one ``retainForBackward()``.
-    public func releaseForBackward() {
+    fileprivate func removeHold() {
         if isPlaceholder { return }
-        precondition(savedHolds > 0, "Storage.releaseForBackward: \(label) is not held by a saved slot")
         let before = category
         savedHolds -= 1
         ledger.move(bytes: byteCount, from: before, to: category, name: label, storageID: id)
     }
 
-    /// Number of saved-tensor slots holding this storage now.
-    public var savedHoldCount: Int { savedHolds }
+    /// Number of holds for backward on this storage now (saved-tensor slots, regions' recomputed tensors).
+    package var holdCount: Int { savedHolds }
+}
+
+/// A hold on a storage for backward, released when the hold goes: while any hold lives, a
+/// temporary's bytes count as saved activations (parameters, gradients and optimizer state keep
+/// their category). Saved-tensor slots and regions hold what they keep for backward this way, so
+/// the ledger's split stays exact without counts balanced by hand.
+///
+/// Ownership: made and released on the thread that runs the graph.
+package final class StorageHold {
+    package let storage: Storage
+    package init(_ storage: Storage) {
+        self.storage = storage
+        storage.addHold()
+    }
+    deinit { storage.removeHold() }
+}
+
+/// A tensor together with a hold on its storage (what a region keeps for backward).
+package struct HeldTensor {
+    package let tensor: Tensor
+    private let hold: StorageHold
+    package init(_ tensor: Tensor) {
+        self.tensor = tensor
+        hold = StorageHold(tensor.storage)
+    }
+}
+
+/// The shared read-only zero mapping behind placeholders: grown (a new, larger mapping; old ones
+/// stay mapped, since placeholders may point into them) when a larger one is asked for.
+private let zeroMapping = Mutex<(pointer: UInt, bytes: Int)>((0, 0))
+
+private func zeroPages(atLeast bytes: Int) -> UnsafeMutableRawPointer {
+    let address: UInt = zeroMapping.withLock { m in
+        if m.bytes >= Swift.max(bytes, 1) { return m.pointer }
+        let size = Swift.max(bytes, 2 * m.bytes, 1 << 20)
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else {
+            fatalError("Storage.placeholder: mmap of \(size) bytes of zero pages failed")
+        }
+        m = (UInt(bitPattern: p), size)
+        return m.pointer
+    }
+    return UnsafeMutableRawPointer(bitPattern: address)!
 }

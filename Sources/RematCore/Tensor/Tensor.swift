@@ -49,7 +49,8 @@ public final class Tensor: @unchecked Sendable {
     }
 
     /// A tensor with the given layout over placeholder storage of `storageBytes` bytes (read-only
-    /// zero pages outside the ledger): what a planned recompute returns for ops it does not need.
+    /// zero pages outside the ledger, ``Storage/placeholder(byteCount:)``): what an op interceptor
+    /// gives for an output nothing reads.
     public static func placeholder(shape: [Int], strides: [Int], offset: Int, dtype: DType, storageBytes: Int) -> Tensor {
         Tensor(storage: .placeholder(byteCount: storageBytes), shape: shape, strides: strides, offset: offset, dtype: dtype)
     }
