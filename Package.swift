@@ -27,8 +27,16 @@ let package = Package(
         // Hot elementwise / reduction loops in C, compiled once per ISA with
         // runtime dispatch (target_clones) so the library stays usable as a dependency.
         .target(name: "CRematKernels", linkerSettings: [.linkedLibrary("m")]),
+        // The layers, each seeing only those below it (the compiler enforces the direction):
+        // tensors, kernels, autograd and the ledger; files; modules and models; the recompute
+        // engine and policies; planning; training loops. `Remat` re-exports them all for users.
         .target(name: "RematCore", dependencies: ["CRematBLAS", "CRematKernels"]),
-        .target(name: "Remat", dependencies: ["RematCore"]),
+        .target(name: "RematIO", dependencies: ["RematCore"]),
+        .target(name: "RematNN", dependencies: ["RematCore", "RematIO"]),
+        .target(name: "RematCheckpoint", dependencies: ["RematNN"]),
+        .target(name: "RematPlanning", dependencies: ["RematCheckpoint", "RematIO"]),
+        .target(name: "RematTraining", dependencies: ["RematPlanning"]),
+        .target(name: "Remat", dependencies: ["RematCore", "RematIO", "RematNN", "RematCheckpoint", "RematPlanning", "RematTraining"]),
         .executableTarget(
             name: "remat",
             dependencies: ["Remat", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -1,3 +1,15 @@
-// The Remat library: the engine core (tensors, ledger, autograd, kernels) re-exported, with
-// modules, models, checkpointing, planning and reports built on top as they land.
+// The Remat library for users: every layer re-exported (`import Remat`), from the bottom up.
+// Each layer is its own target and sees only the ones below it:
+//   RematCore        tensors, dtypes, the memory ledger, RNG, kernels, autograd (saved-tensor slot,
+//                    hooks, the op-definition helper, op interceptors and observers)
+//   RematIO          safetensors, CSV, atomic files, the BERT tokenizer
+//   RematNN          Module (its one call entry point and execution), layers, models, optimizers
+//   RematCheckpoint  the recompute engine (CheckpointRegion), policies, selective decisions, chain schedules
+//   RematPlanning    step capture, profile files, the simulator, solvers, plans
+//   RematTraining    the trainer, datasets, workloads, budgets over a training loop, explain
 @_exported import RematCore
+@_exported import RematIO
+@_exported import RematNN
+@_exported import RematCheckpoint
+@_exported import RematPlanning
+@_exported import RematTraining

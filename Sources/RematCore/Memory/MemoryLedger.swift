@@ -243,6 +243,10 @@ public final class MemoryLedger: Sendable {
         }
     }
 
+    /// Events recorded so far in the current timeline (0 when none is recorded): where an event
+    /// that a tool notes now falls among the ledger's.
+    public var timelineCount: Int { counters.withLock { $0.timeline?.count ?? 0 } }
+
     /// Whether a timeline is being recorded.
     public var isRecordingTimeline: Bool { counters.withLock { $0.timeline != nil } }
 

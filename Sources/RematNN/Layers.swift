@@ -1,0 +1,102 @@
+import RematCore
+import RematIO
+/// Basic layers. Initialisation follows the workload spec (normal(0, 0.02) weights, zero biases,
+/// ones for norm weights) unless a layer says otherwise.
+
+/// `y = x·Wᵀ + b` over the last axis. `weight` is `[out, in]` as in PyTorch.
+/// One op, ``linear(_:weight:bias:)`` (bias fused into the GEMM, like PyTorch's `addmm`).
+/// Saves: the input `x` (the weight is a parameter: no extra bytes).
+public final class Linear: Module, UnaryLayer {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, std: Float = 0.02,
+                generator: RandomGenerator) {
+        weight = Tensor.randn([outFeatures, inFeatures], std: std, generator: generator, requiresGrad: true)
+        self.bias = bias ? { let b = Tensor.zeros([outFeatures]); b.requiresGrad = true; return b }() : nil
+    }
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        scoped(x) { [weight, bias] x in linear(x, weight: weight, bias: bias) }
+    }
+}
+
+/// Lookup of rows of `weight` `[count, dimension]` by integer indices.
+/// Saves: the indices.
+public final class Embedding: Module {
+    public let weight: Tensor
+
+    public init(_ count: Int, _ dimension: Int, std: Float = 0.02, generator: RandomGenerator) {
+        weight = Tensor.randn([count, dimension], std: std, generator: generator, requiresGrad: true)
+    }
+
+    public func callAsFunction(_ indices: Tensor) -> Tensor {
+        scoped(indices) { [weight] indices in embedding(indices, weight: weight) }
+    }
+}
+
+/// Layer normalisation over the last axis with learnable weight (ones) and bias (zeros).
+/// Saves: the input, per-row mean and rstd.
+public final class LayerNorm: Module, UnaryLayer {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let eps: Float
+
+    public init(_ dimension: Int, eps: Float = 1e-5) {
+        weight = Tensor.ones([dimension]); weight.requiresGrad = true
+        bias = Tensor.zeros([dimension]); bias.requiresGrad = true
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        scoped(x) { [weight, bias, eps] x in layerNorm(x, weight: weight, bias: bias, eps: eps) }
+    }
+}
+
+/// Inverted dropout, active in training mode only. Saves nothing (the mask is replayed from the
+/// generator's state in backward).
+public final class Dropout: Module, UnaryLayer {
+    public let probability: Float
+    public let generator: RandomGenerator
+
+    public init(_ probability: Float, generator: RandomGenerator) {
+        self.probability = probability
+        self.generator = generator
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        guard probability > 0, isTraining else { return x }
+        return scoped(x) { [probability, generator] x in dropout(x, probability: probability, generator: generator, training: true) }
+    }
+}
+
+/// A stack of layers applied in order, numbered from 0 (PyTorch `nn.Sequential` naming).
+/// A named part of a forward that is not one module — a stem made of several layers — so that the
+/// planner can drop and recompute what it saves: `stem(x) { x in … }` runs the closure as this
+/// module's call (ops named under its path, call wrappers apply). It owns no parameters; the
+/// layers the closure uses keep their own names. ``Module/planningRegions`` lists it beside the
+/// blocks.
+public final class ForwardRegion: Module {
+    public override init() { super.init() }
+
+    public func callAsFunction(_ x: Tensor, _ body: @escaping (Tensor) -> Tensor) -> Tensor { scoped(x, body) }
+}
+
+public final class Sequential: Module, UnaryLayer {
+    public let layers: [Module]
+    private let apply: [(Tensor) -> Tensor]
+
+    public init(_ layers: [(module: Module, call: (Tensor) -> Tensor)]) {
+        self.layers = layers.map(\.module)
+        self.apply = layers.map(\.call)
+    }
+
+    public override class var keyOverrides: [String: String] { ["layers": ""] }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        scoped(x) { [apply] x in apply.reduce(x) { h, f in f(h) } }
+    }
+}

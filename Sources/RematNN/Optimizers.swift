@@ -1,0 +1,179 @@
+import RematCore
+import RematIO
+import Foundation
+
+/// Optimizers update parameters from their `grad` in place. Their state tensors live in the
+/// ledger's optimizer category.
+public protocol Optimizer: AnyObject {
+    /// Learning rate used by the next ``step()`` (schedules set it before each step).
+    var learningRate: Float { get set }
+    /// Applies one update to every parameter that has a gradient.
+    func step()
+    /// The parameters this optimizer updates.
+    var parameters: [Tensor] { get }
+    /// A host-side copy of the optimizer's state (moments, momentum buffers, step count), for
+    /// tools that run steps and must leave no trace (step capture inside a training loop).
+    func snapshotState() -> OptimizerSnapshot
+    /// Puts back a state from ``snapshotState()`` (state tensors absent then are freed).
+    func restoreState(_ snapshot: OptimizerSnapshot)
+}
+
+/// An optimizer's state copied out of the tensors (plain arrays, outside the memory ledger: it is
+/// a backup, not compute memory).
+public struct OptimizerSnapshot: Sendable {
+    public var stepCount: Int
+    /// Per state slot (optimizer-specific order), its values, or nil when the slot was empty.
+    public var slots: [[Float]?]
+}
+
+extension Optimizer {
+    /// Copies out state slots.
+    static func snapshot(_ slots: [Tensor?]) -> [[Float]?] { slots.map { $0?.toArray() } }
+
+    /// Restores state slots of parameters `like` (allocating the ones that were empty).
+    static func restore(_ values: [[Float]?], into slots: inout [Tensor?], like params: [Tensor], _ what: String) {
+        precondition(values.count == slots.count, "optimizer snapshot: \(values.count) state slots for \(slots.count)")
+        for i in slots.indices {
+            guard let v = values[i] else { slots[i] = nil; continue }
+            let p = params[i % params.count]
+            if slots[i] == nil { slots[i] = optimizerState(like: p, what) }
+            slots[i]!.copyValues(from: Tensor(v, shape: p.shape))
+        }
+    }
+}
+
+extension Optimizer {
+    /// Clears every parameter's gradient.
+    public func zeroGrad() { for p in parameters { p.grad = nil } }
+}
+
+/// Allocates an optimizer state tensor of `like`'s shape, zero-filled, in the optimizer category.
+func optimizerState(like p: Tensor, _ what: String) -> Tensor {
+    Tensor.zeros(p.shape, category: .optimizerState, label: (p.name ?? "param") + "." + what)
+}
+
+/// AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, PyTorch's `torch.optim.AdamW`
+/// semantics. Weight decay applies to parameters with two or more dimensions (matrices and
+/// embeddings), not to biases and norm weights. State: two moments per parameter (8 bytes per
+/// parameter element).
+public final class AdamW: Optimizer {
+    public let parameters: [Tensor]
+    public var learningRate: Float
+    public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    public private(set) var stepCount = 0
+    private var firstMoments: [Tensor?]
+    private var secondMoments: [Tensor?]
+
+    public init(_ parameters: [Tensor], learningRate: Float = 3e-4, betas: (Float, Float) = (0.9, 0.95),
+                eps: Float = 1e-8, weightDecay: Float = 0.1) {
+        self.parameters = parameters
+        self.learningRate = learningRate
+        (beta1, beta2) = betas
+        self.eps = eps
+        self.weightDecay = weightDecay
+        firstMoments = Array(repeating: nil, count: parameters.count)
+        secondMoments = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func snapshotState() -> OptimizerSnapshot {
+        OptimizerSnapshot(stepCount: stepCount, slots: Self.snapshot(firstMoments) + Self.snapshot(secondMoments))
+    }
+
+    public func restoreState(_ snapshot: OptimizerSnapshot) {
+        let n = parameters.count
+        stepCount = snapshot.stepCount
+        Self.restore(Array(snapshot.slots[..<n]), into: &firstMoments, like: parameters, "exp_avg")
+        Self.restore(Array(snapshot.slots[n...]), into: &secondMoments, like: parameters, "exp_avg_sq")
+    }
+
+    /// Whether weight decay applies to `p` (matrices yes; biases and norm weights no).
+    public static func decays(_ p: Tensor) -> Bool { p.rank >= 2 }
+
+    public func step() {
+        stepCount += 1
+        for (i, p) in parameters.enumerated() {
+            guard let g = p.grad else { continue }
+            if firstMoments[i] == nil {
+                firstMoments[i] = optimizerState(like: p, "exp_avg")
+                secondMoments[i] = optimizerState(like: p, "exp_avg_sq")
+            }
+            OptimizerKernels.adamW(parameter: p, gradient: g.contiguousInputForOptimizer(), firstMoment: firstMoments[i]!,
+                                   secondMoment: secondMoments[i]!, learningRate: learningRate, beta1: beta1, beta2: beta2,
+                                   eps: eps, weightDecay: Self.decays(p) ? weightDecay : 0, step: stepCount)
+        }
+    }
+}
+
+/// SGD with momentum, dampening, Nesterov and (coupled) weight decay: PyTorch's `torch.optim.SGD`.
+/// State: one momentum buffer per parameter when momentum ≠ 0 (4 bytes per parameter element).
+public final class SGD: Optimizer {
+    public let parameters: [Tensor]
+    public var learningRate: Float
+    public var momentum: Float, dampening: Float, weightDecay: Float, nesterov: Bool
+    private var buffers: [Tensor?]
+
+    public init(_ parameters: [Tensor], learningRate: Float, momentum: Float = 0, dampening: Float = 0,
+                weightDecay: Float = 0, nesterov: Bool = false) {
+        self.parameters = parameters
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.dampening = dampening
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+        buffers = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func snapshotState() -> OptimizerSnapshot { OptimizerSnapshot(stepCount: 0, slots: Self.snapshot(buffers)) }
+
+    public func restoreState(_ snapshot: OptimizerSnapshot) {
+        Self.restore(snapshot.slots, into: &buffers, like: parameters, "momentum_buffer")
+    }
+
+    public func step() {
+        for (i, p) in parameters.enumerated() {
+            guard let g = p.grad else { continue }
+            let first = momentum != 0 && buffers[i] == nil
+            if first { buffers[i] = optimizerState(like: p, "momentum_buffer") }
+            OptimizerKernels.sgd(parameter: p, gradient: g.contiguousInputForOptimizer(), momentumBuffer: buffers[i],
+                                 learningRate: learningRate, momentum: momentum, dampening: dampening,
+                                 weightDecay: weightDecay, nesterov: nesterov, firstStep: first)
+        }
+    }
+}
+
+extension Tensor {
+    fileprivate func contiguousInputForOptimizer() -> Tensor { isContiguous ? self : contiguousCopy() }
+}
+
+/// Scales all gradients so that their global L2 norm is at most `maxNorm` (PyTorch's
+/// `clip_grad_norm_`, with its 1e-6 epsilon). Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
+    let total = parameters.compactMap(\.grad).reduce(0.0) { $0 + OptimizerKernels.sumOfSquares($1) }
+    let norm = Float(total.squareRoot())
+    let coefficient = maxNorm / (norm + 1e-6)
+    if coefficient < 1 {
+        for g in parameters.compactMap(\.grad) { OptimizerKernels.scale(g, by: coefficient) }
+    }
+    return norm
+}
+
+/// Linear warm-up from 0 to `peak` over `warmupSteps`, then cosine decay to `minimum` at `totalSteps`.
+public struct WarmupCosineSchedule: Sendable {
+    public var peak: Float, minimum: Float, warmupSteps: Int, totalSteps: Int
+
+    public init(peak: Float, minimum: Float = 0, warmupSteps: Int, totalSteps: Int) {
+        self.peak = peak
+        self.minimum = minimum
+        self.warmupSteps = warmupSteps
+        self.totalSteps = totalSteps
+    }
+
+    /// Learning rate for step `step` (0-based).
+    public func learningRate(at step: Int) -> Float {
+        if step < warmupSteps { return peak * Float(step + 1) / Float(warmupSteps) }
+        if step >= totalSteps { return minimum }
+        let progress = Float(step - warmupSteps) / Float(Swift.max(1, totalSteps - warmupSteps))
+        return minimum + 0.5 * (peak - minimum) * (1 + Foundation.cos(Float.pi * progress))
+    }
+}

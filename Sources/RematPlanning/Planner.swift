@@ -1,0 +1,348 @@
+import RematCore
+import RematIO
+import RematNN
+import RematCheckpoint
+import Foundation
+
+/// A memory budget: bytes, or a fraction of the step's unconstrained peak.
+public enum MemoryBudget: Sendable, Hashable, CustomStringConvertible {
+    case bytes(Int)
+    case fraction(Double)
+
+    public static func mebibytes(_ m: Double) -> MemoryBudget { .bytes(Int(m * 1_048_576)) }
+    public static func gibibytes(_ g: Double) -> MemoryBudget { .bytes(Int(g * 1_073_741_824)) }
+
+    /// Parses `300MiB`, `1.5GiB`, `500MB`, `123456` (bytes) or `0.5` (a fraction).
+    public static func parse(_ text: String) throws -> MemoryBudget {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1024), ("GB", 1e9), ("MB", 1e6),
+                                         ("KB", 1e3), ("B", 1)]
+        for (u, scale) in units where t.hasSuffix(u) {
+            guard let v = Double(t.dropLast(u.count).trimmingCharacters(in: .whitespaces)), v > 0 else { throw PlanningError.badBudget(text) }
+            return .bytes(Int(v * scale))
+        }
+        guard let v = Double(t), v > 0 else { throw PlanningError.badBudget(text) }
+        if v <= 1 { return .fraction(v) }
+        return .bytes(Int(v))
+    }
+
+    /// The budget in bytes for a step whose unconstrained peak is `unconstrainedPeak`.
+    public func bytes(unconstrainedPeak: Int) -> Int {
+        switch self {
+        case .bytes(let b): return b
+        case .fraction(let f): return Int(Double(unconstrainedPeak) * f)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .bytes(let b): return formatBytes(b)
+        case .fraction(let f): return String(format: "%.2f of the unconstrained peak", f)
+        }
+    }
+}
+
+/// Which solver decides KEEP or RECOMPUTE.
+public enum PlanSolver: String, Sendable, CaseIterable {
+    /// Try every solver that applies and take the fastest plan that fits.
+    case auto
+    /// μ-TWO's Algorithm B: greedy on recompute ratio (bytes / recompute time), re-simulating
+    /// after each choice and re-costing the candidates whose recompute path changed.
+    case greedy
+    /// A knapsack dynamic program over (bytes, time) (as PyTorch's activation memory budget),
+    /// repaired with the simulator until the plan fits.
+    case knapsack
+    /// Greedy's and knapsack's plans improved by local search (``Planner/improve(_:_:budget:maxSimulations:)``:
+    /// drops, and swaps of one or two ops, every move simulated).
+    case local
+    /// Every subset (small problems only: at most ``PlanSolver/exhaustiveLimit`` candidates).
+    case exhaustive
+
+    public static let exhaustiveLimit = 16
+
+    public static func parse(_ s: String) throws -> PlanSolver {
+        guard let v = PlanSolver(rawValue: s) else { throw PlanningError.unknownSolver(s) }
+        return v
+    }
+}
+
+/// What to recompute in one training step, by stable op names, with what the simulator predicts.
+public struct MemoryPlan: Sendable, Hashable, Codable {
+    public var model: String
+    public var inputShape: [Int]
+    /// Block paths the plan was made for.
+    public var regions: [String]
+    /// Ops whose saved tensors are recomputed (`blocks.3.attn/attention_probs#0`), in forward order.
+    public var recompute: [String]
+    public var solver: String
+    public var budgetBytes: Int
+    public var unconstrainedPeakBytes: Int
+    /// The least predicted peak any plan reaches (everything plannable recomputed).
+    public var minimumPeakBytes: Int
+    public var predictedPeakBytes: Int
+    /// Where the predicted peak happens (`backward of layer1.0.conv2/conv2d#0`, …).
+    public var predictedPeakLocation: String
+    public var baseStepSeconds: Double
+    public var predictedStepSeconds: Double
+    public var keptCount: Int
+    public var keptBytes: Int
+    public var recomputedCount: Int
+    public var recomputedBytes: Int
+    public var planningSeconds: Double
+
+    /// Predicted step-time overhead (1.0 = none).
+    public var predictedOverhead: Double { predictedStepSeconds / Swift.max(baseStepSeconds, 1e-12) }
+
+    /// The recompute set by block path.
+    public var recomputeByRegion: [String: Set<String>] {
+        var result: [String: Set<String>] = [:]
+        for n in recompute {
+            guard let path = regions.filter({ n.hasPrefix($0 + ".") || n.hasPrefix($0 + "/") }).max(by: { $0.count < $1.count }) else { continue }
+            result[path, default: []].insert(n)
+        }
+        return result
+    }
+
+    public func jsonString() -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// A human summary: counts, bytes, predicted peak and overhead.
+    public var summary: String {
+        String(format: "plan (%@): recompute %d ops (%@), keep %d (%@); predicted peak %@ (budget %@, unconstrained %@), predicted step time x%.2f",
+               solver, recomputedCount, formatBytes(recomputedBytes), keptCount, formatBytes(keptBytes),
+               formatBytes(predictedPeakBytes), formatBytes(budgetBytes), formatBytes(unconstrainedPeakBytes), predictedOverhead)
+    }
+}
+
+/// Decides, for every plannable op of a captured step, KEEP or RECOMPUTE so that the predicted
+/// peak fits the budget at the least recompute time.
+public enum Planner {
+    public static func plan(_ graph: StepGraph, budget: MemoryBudget, solver: PlanSolver = .auto) throws -> MemoryPlan {
+        try plan(PlanSimulator(graph), budget: budget, solver: solver)
+    }
+
+    public static func plan(_ sim: PlanSimulator, budget: MemoryBudget, solver: PlanSolver = .auto) throws -> MemoryPlan {
+        let start = monotonicSeconds()
+        let none = sim.simulate([])
+        let budgetBytes = budget.bytes(unconstrainedPeak: none.peakBytes)
+        let all = Set(sim.candidates.indices)
+        let floor = sim.simulate(all)
+        if floor.peakBytes > budgetBytes {
+            throw PlanningError.budgetBelowMinimum(budget: budgetBytes, minimum: floor.peakBytes, breakdown: breakdown(floor))
+        }
+        var chosen: (set: Set<Int>, prediction: PlanSimulator.Prediction, solver: String)
+        if none.peakBytes <= budgetBytes {
+            chosen = ([], none, solver.rawValue)
+        } else {
+            var results: [(Set<Int>, PlanSimulator.Prediction, String)] = []
+            func consider(_ set: Set<Int>?, _ name: PlanSolver) {
+                guard let set else { return }
+                let p = sim.simulate(set)
+                if p.peakBytes <= budgetBytes { results.append((set, p, name.rawValue)) }
+            }
+            func local(_ starts: [Set<Int>]) -> Set<Int>? {
+                // From the faster fitting start (greedy's on ties).
+                let fitting = starts.map { ($0, sim.simulate($0)) }.filter { $0.1.peakBytes <= budgetBytes }
+                guard let start = fitting.min(by: { $0.1.stepSeconds < $1.1.stepSeconds }) else { return nil }
+                return improve(sim, start.0, budget: budgetBytes)
+            }
+            switch solver {
+            case .auto:
+                let g = greedy(sim, budget: budgetBytes), k = knapsack(sim, budget: budgetBytes)
+                consider(g, .greedy)
+                consider(k, .knapsack)
+                consider(local([g, k]), .local)
+                if sim.candidates.count <= 12 { consider(exhaustive(sim, budget: budgetBytes), .exhaustive) }
+            case .greedy: consider(greedy(sim, budget: budgetBytes), .greedy)
+            case .knapsack: consider(knapsack(sim, budget: budgetBytes), .knapsack)
+            case .local: consider(local([greedy(sim, budget: budgetBytes), knapsack(sim, budget: budgetBytes)]), .local)
+            case .exhaustive: consider(exhaustive(sim, budget: budgetBytes), .exhaustive)
+            }
+            if let best = results.min(by: { a, b in
+                a.1.stepSeconds != b.1.stepSeconds ? a.1.stepSeconds < b.1.stepSeconds : a.0.count < b.0.count
+            }) {
+                chosen = (best.0, best.1, solver == .auto ? "auto:" + best.2 : best.2)
+            } else {
+                // No solver's plan fits: recompute everything (the floor, which fits).
+                chosen = (all, floor, "all")
+            }
+        }
+        return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none,
+                        floor: floor.peakBytes, start: start)
+    }
+
+    private static func makePlan(_ sim: PlanSimulator, _ set: Set<Int>, _ p: PlanSimulator.Prediction, solver: String,
+                                 budget: Int, none: PlanSimulator.Prediction, floor: Int, start: Double) -> MemoryPlan {
+        let cands = sim.candidates
+        let rec = set.sorted { cands[$0].op < cands[$1].op }
+        let recBytes = rec.reduce(0) { $0 + cands[$1].bytes }
+        let totalBytes = cands.reduce(0) { $0 + $1.bytes }
+        return MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
+                          recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
+                          unconstrainedPeakBytes: none.peakBytes, minimumPeakBytes: floor, predictedPeakBytes: p.peakBytes,
+                          predictedPeakLocation: p.peakLocation,
+                          baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
+                          keptCount: cands.count - rec.count, keptBytes: totalBytes - recBytes,
+                          recomputedCount: rec.count, recomputedBytes: recBytes,
+                          planningSeconds: monotonicSeconds() - start)
+    }
+
+    static func breakdown(_ p: PlanSimulator.Prediction) -> String {
+        let c = p.peakByCategory
+        let params = c[.parameters] ?? 0, grads = c[.gradients] ?? 0, opt = c[.optimizerState] ?? 0
+        let rest = p.peakBytes - params - grads - opt
+        return "at its peak (\(p.peakLocation)): parameters \(formatBytes(params)), gradients \(formatBytes(grads)), optimizer state \(formatBytes(opt)), activations and temporaries that no plan can drop \(formatBytes(rest))"
+    }
+
+    /// μ-TWO Algorithm B.
+    public static func greedy(_ sim: PlanSimulator, budget: Int) -> Set<Int> {
+        var plan = Set<Int>()
+        var p = sim.simulate(plan)
+        while p.peakBytes > budget {
+            var best: Int? = nil
+            var bestRatio = -1.0
+            for c in sim.candidates.indices where !plan.contains(c) {
+                let cost = Swift.max(sim.marginalCost(c, given: plan), 1e-9)
+                let ratio = Double(sim.candidates[c].bytes) / cost
+                if ratio > bestRatio { bestRatio = ratio; best = c }
+            }
+            guard let b = best else { break }
+            plan.insert(b)
+            p = sim.simulate(plan)
+        }
+        // Undo choices the final plan does not need (cheapest memory first).
+        for c in plan.sorted(by: { (sim.candidates[$0].bytes, $0) < (sim.candidates[$1].bytes, $1) }) {
+            var trial = plan
+            trial.remove(c)
+            if sim.simulate(trial).peakBytes <= budget { plan = trial }
+        }
+        return plan
+    }
+
+    /// Covering knapsack: the least standalone recompute time whose bytes reach the reduction the
+    /// simulator asks for; when recompute bursts push the peak over, ask for more and solve again.
+    public static func knapsack(_ sim: PlanSimulator, budget: Int, buckets: Int = 1024) -> Set<Int> {
+        let cands = sim.candidates
+        guard !cands.isEmpty else { return [] }
+        let costs = cands.indices.map { sim.standaloneCost($0) }
+        let total = cands.reduce(0) { $0 + $1.bytes }
+        let unit = Swift.max(1, (total + buckets - 1) / buckets)
+        let weights = cands.map { ($0.bytes + unit - 1) / unit }
+        let totalWeight = weights.reduce(0, +)
+        var need = Swift.max(1, (sim.simulate([]).peakBytes - budget + unit - 1) / unit)
+        var last: Set<Int> = Set(cands.indices)
+        for _ in 0..<40 {
+            let cap = Swift.min(need, totalWeight)
+            // tables[k][b]: least time using the first k candidates to reach ≥ b buckets (b = cap: ≥ cap).
+            var tables: [[Double]] = [[Double](repeating: .infinity, count: cap + 1)]
+            tables[0][0] = 0
+            for (k, w) in weights.enumerated() {
+                var next = tables[k]
+                for bb in 0...cap where tables[k][bb] < .infinity {
+                    let nb = Swift.min(cap, bb + w)
+                    next[nb] = Swift.min(next[nb], tables[k][bb] + costs[k])
+                }
+                tables.append(next)
+            }
+            guard tables[cands.count][cap] < .infinity else { break }
+            var set = Set<Int>()
+            var b = cap
+            for i in stride(from: cands.count - 1, through: 0, by: -1) where tables[i + 1][b] != tables[i][b] {
+                // Candidate i was taken: step back to the bucket it came from.
+                guard let pb = (0...b).first(where: { Swift.min(cap, $0 + weights[i]) == b && tables[i][$0] + costs[i] == tables[i + 1][b] })
+                else { break }
+                set.insert(i)
+                b = pb
+            }
+            let p = sim.simulate(set)
+            last = set
+            if p.peakBytes <= budget { return set }
+            need = Swift.min(totalWeight, need + Swift.max(1, (p.peakBytes - budget + unit - 1) / unit))
+            if cap == totalWeight { break }
+        }
+        return last
+    }
+
+    /// Local search from a fitting plan: drop what the budget does not need, and swap a recomputed
+    /// op for one not recomputed when the step gets faster and still fits; repeats until no move
+    /// helps or `maxSimulations` simulations are spent. Never returns a slower plan.
+    public static func improve(_ sim: PlanSimulator, _ start: Set<Int>, budget: Int, maxSimulations: Int = 4000) -> Set<Int> {
+        var plan = start
+        var current = sim.simulate(plan)
+        guard current.peakBytes <= budget else { return start }
+        var spent = 0
+        var improved = true
+        let standalone = sim.candidates.indices.map { sim.standaloneCost($0) }
+        while improved && spent < maxSimulations {
+            improved = false
+            // Removals, most expensive first.
+            for c in plan.sorted(by: { (standalone[$0], $1) > (standalone[$1], $0) }) where spent < maxSimulations {
+                var trial = plan
+                trial.remove(c)
+                let p = sim.simulate(trial)
+                spent += 1
+                if p.peakBytes <= budget && p.stepSeconds <= current.stepSeconds {
+                    plan = trial; current = p; improved = true
+                }
+            }
+            // Swaps: one op out and one in, then two out and one in, then one out and two in (costs depend on the whole
+            // set, because recompute paths share ops: simulate every move).
+            let outside = sim.candidates.indices.filter { !plan.contains($0) }.sorted { (standalone[$0], $0) < (standalone[$1], $1) }
+            let inside = plan.sorted { (standalone[$0], $1) > (standalone[$1], $0) }
+            func attempt(_ out: [Int], _ into: [Int]) -> Bool {
+                var trial = plan
+                for c in out { trial.remove(c) }
+                for d in into { trial.insert(d) }
+                let p = sim.simulate(trial)
+                spent += 1
+                guard p.peakBytes <= budget && p.stepSeconds < current.stepSeconds - 1e-15 else { return false }
+                plan = trial; current = p; improved = true
+                return true
+            }
+            swapping: for c in inside {
+                for d in outside {
+                    guard spent < maxSimulations else { break swapping }
+                    if attempt([c], [d]) { break swapping }
+                }
+            }
+            if improved { continue }
+            pairs: for (i, c1) in inside.enumerated() {
+                for c2 in inside[(i + 1)...] {
+                    for d in outside where standalone[d] < standalone[c1] + standalone[c2] {
+                        guard spent < maxSimulations else { break pairs }
+                        if attempt([c1, c2], [d]) { break pairs }
+                    }
+                }
+            }
+            if improved { continue }
+            splits: for c in inside {
+                for (i, d1) in outside.enumerated() where standalone[d1] < standalone[c] {
+                    for d2 in outside[(i + 1)...] {
+                        guard spent < maxSimulations else { break splits }
+                        if attempt([c], [d1, d2]) { break splits }
+                    }
+                }
+            }
+        }
+        return plan
+    }
+
+    /// The fastest fitting subset by enumeration (nil above ``PlanSolver/exhaustiveLimit`` candidates).
+    public static func exhaustive(_ sim: PlanSimulator, budget: Int) -> Set<Int>? {
+        let n = sim.candidates.count
+        guard n <= PlanSolver.exhaustiveLimit else { return nil }
+        var best: (Set<Int>, Double)? = nil
+        for mask in 0..<(1 << n) {
+            let set = Set((0..<n).filter { mask & (1 << $0) != 0 })
+            let p = sim.simulate(set)
+            guard p.peakBytes <= budget else { continue }
+            if best == nil || p.stepSeconds < best!.1 || (p.stepSeconds == best!.1 && set.count < best!.0.count) {
+                best = (set, p.stepSeconds)
+            }
+        }
+        return best?.0
+    }
+}

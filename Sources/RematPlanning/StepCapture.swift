@@ -1,0 +1,431 @@
+import RematCore
+import RematIO
+import RematNN
+import RematCheckpoint
+/// One training step as step capture drives it, phase by phase (a training loop provides it:
+/// ``Trainer/stepRunner(_:)``). Planning knows nothing else of the loop.
+public struct StepRunner {
+    public let model: Module
+    public let ledger: MemoryLedger
+    /// The shape of the batch's input (plans are per shape).
+    public let inputShape: [Int]
+    /// Sets the learning rate, frees the previous gradients and resets the ledger's peak.
+    public let begin: () -> Void
+    /// Forward and loss (the graph is recorded for backward).
+    public let forward: () -> Tensor
+    /// Gradient clipping and the optimizer step.
+    public let update: () -> Void
+    /// One whole step as the loop runs it (the warm-up).
+    public let step: () -> Void
+
+    public init(model: Module, ledger: MemoryLedger, inputShape: [Int], begin: @escaping () -> Void,
+                forward: @escaping () -> Tensor, update: @escaping () -> Void, step: @escaping () -> Void) {
+        self.model = model
+        self.ledger = ledger
+        self.inputShape = inputShape
+        self.begin = begin
+        self.forward = forward
+        self.update = update
+        self.step = step
+    }
+}
+
+/// Records one training step as a ``StepGraph`` (profile + capture).
+///
+/// Runs real steps: one warm-up (optimizer state exists afterwards, as in steady state),
+/// `timingRuns` timed steps (``TimingPass``: per-op forward and backward times, medians), one
+/// step with the ledger's timeline on (``TimelinePass``: the unplanned event sequence), and one
+/// forward with every candidate dropped (``DroppedForwardPass``: where each tensor dies when no
+/// slot holds it). Each pass records typed events (``CaptureLog``) through the op and backward
+/// observers and its own module execution (which marks the planning regions), between the
+/// ledger's. The model runs unplanned, whatever its own execution (the passes run it under theirs);
+/// its parameters are trained by these steps, as in any profiling warm-up.
+public enum StepCapture {
+    public static func capture(_ runner: StepRunner, timingRuns: Int = 3) throws -> StepGraph {
+        let model = runner.model
+        let regions = model.planningRegions
+        guard !regions.isEmpty else { throw PlanningError.noBlocks(model: model.typeName) }
+        let regionIndex = Dictionary(uniqueKeysWithValues: regions.enumerated().map { ($0.element.0, $0.offset) })
+
+        // Warm-up.
+        withModuleExecution(CaptureExecution(regions: regionIndex, log: nil, planned: nil)) { runner.step() }
+        let timing = TimingPass.run(runner, runs: Swift.max(1, timingRuns), regions: regionIndex)
+        var (graph, tensorOfStorage) = TimelinePass.run(runner, regions: regionIndex, timing: timing)
+        graph.regions = regions.map(\.0)
+        try DroppedForwardPass.run(runner, regions: regionIndex, tensorOfStorage: tensorOfStorage, into: &graph)
+        return graph
+    }
+}
+
+/// The typed events of one capture pass, placed among the ledger's timeline events (by the
+/// timeline's length when each is noted).
+final class CaptureLog: @unchecked Sendable {
+    /// A forward op as it recorded: name, kind, the ops it read, its output's storage and the
+    /// storages its slots hold (taken when it records: nothing of the graph is kept).
+    struct ForwardOp {
+        var name: String
+        var kind: String
+        var inputs: [String]
+        var outputStorage: Int
+        var slots: [(name: String, storage: Int, role: String)]
+
+        init(_ node: Node, _ output: Tensor) {
+            name = node.name
+            kind = node.op
+            inputs = node.inputEdges.compactMap { edge in
+                if case .node(let n)? = edge { return n.name }
+                return nil
+            }
+            outputStorage = output.storage.id
+            slots = node.savedTensors.compactMap { s in
+                guard !s.info.isParameter, case .tensor(let t)? = s.payload else { return nil }
+                return (s.info.name, t.storage.id, s.info.role)
+            }
+        }
+    }
+
+    enum Marker {
+        case forwardOp(ForwardOp)
+        case backwardOp(String)
+        case regionStart(Int)
+        case regionEnd(Int)
+        case forwardEnd
+        case backwardEnd
+    }
+
+    enum Entry {
+        case memory(MemoryEvent)
+        case marker(Marker)
+    }
+
+    let ledger: MemoryLedger
+    private var markers: [(position: Int, marker: Marker)] = []
+    init(_ ledger: MemoryLedger) { self.ledger = ledger }
+
+    func note(_ m: Marker) { markers.append((ledger.timelineCount, m)) }
+
+    /// The ledger's events (`events`, as `stopTimeline` gave them) and the markers, in the order they happened.
+    func merged(_ events: [MemoryEvent]) -> [Entry] {
+        var result: [Entry] = []
+        result.reserveCapacity(events.count + markers.count)
+        var m = 0
+        for (i, e) in events.enumerated() {
+            while m < markers.count && markers[m].position <= i { result.append(.marker(markers[m].marker)); m += 1 }
+            result.append(.memory(e))
+        }
+        while m < markers.count { result.append(.marker(markers[m].marker)); m += 1 }
+        markers = []
+        return result
+    }
+}
+
+/// The module execution of a capture pass: marks where each planning region starts and ends
+/// (forward only), and runs the regions under a plan that recomputes `planned` when given.
+struct CaptureExecution: ModuleExecution, @unchecked Sendable {
+    let regions: [String: Int]
+    let log: CaptureLog?
+    let planned: ExecutionStrategy?
+
+    init(regions: [String: Int], log: CaptureLog?, planned: Set<String>?) {
+        self.regions = regions
+        self.log = log
+        self.planned = planned.map { set in ExecutionStrategy(regions: regions.mapValues { _ in .planned(recompute: set) }) }
+    }
+
+    func run(_ module: Module, _ inputs: [Tensor], _ body: @escaping ([Tensor]) -> [Tensor]) -> [Tensor] {
+        guard isGradEnabled, let r = regions[module.path] else { return body(inputs) }
+        log?.note(.regionStart(r))
+        defer { log?.note(.regionEnd(r)) }
+        return planned?.run(module, inputs, body) ?? body(inputs)
+    }
+}
+
+/// Timed steps: each op's forward time (since the op before it recorded) and backward time
+/// (until the next node's backward starts), medians over the runs, and the step times.
+enum TimingPass {
+    struct Result {
+        var forward: [String: Double]
+        var backward: [String: Double]
+        var step: Double
+    }
+
+    static func run(_ runner: StepRunner, runs: Int, regions: [String: Int]) -> Result {
+        var forwardTimes: [String: [Double]] = [:]
+        var backwardTimes: [String: [Double]] = [:]
+        var stepTimes: [Double] = []
+        for _ in 0..<runs {
+            let clock = Clock()
+            let start = monotonicSeconds()
+            withModuleExecution(CaptureExecution(regions: regions, log: nil, planned: nil)) {
+                MemoryLedger.withLedger(runner.ledger) {
+                    runner.begin()
+                    AutogradContext.with({ ctx in
+                        ctx.opObserver = { node, _ in clock.forward(node.name) }
+                        ctx.backwardObserver = { node in clock.backward(node.name) }
+                    }) {
+                        clock.last = monotonicSeconds()
+                        let loss = runner.forward()
+                        clock.last = monotonicSeconds()
+                        loss.backward()
+                        clock.backward("")
+                    }
+                    runner.update()
+                }
+            }
+            stepTimes.append(monotonicSeconds() - start)
+            for (n, t) in clock.forwardTimes { forwardTimes[n, default: []].append(t) }
+            for (n, t) in clock.backwardTimes { backwardTimes[n, default: []].append(t) }
+        }
+        return Result(forward: forwardTimes.mapValues { median($0) }, backward: backwardTimes.mapValues { median($0) },
+                      step: median(stepTimes))
+    }
+
+    /// Per-op timing (single-threaded use by the step).
+    private final class Clock: @unchecked Sendable {
+        var last = 0.0
+        var forwardTimes: [(String, Double)] = []
+        var backwardTimes: [(String, Double)] = []
+        private var currentBackward: String? = nil
+        func forward(_ name: String) {
+            let now = monotonicSeconds()
+            forwardTimes.append((name, now - last))
+            last = now
+        }
+        func backward(_ name: String) {
+            let now = monotonicSeconds()
+            if let c = currentBackward { backwardTimes.append((c, now - last)) }
+            currentBackward = name
+            last = now
+        }
+    }
+}
+
+/// The unplanned step with the ledger's timeline on: the forward ops (names, kinds, regions,
+/// inputs, what they save), every storage the step allocates (owner, bytes, category, phase,
+/// consumers, liveness) and the event sequence the simulator replays.
+enum TimelinePass {
+    /// What the pass records of each forward op.
+    private struct OpRecord {
+        var name: String
+        var kind: String
+        var region: Int?
+        var inputs: [String]
+        var outputStorage: Int
+        var slots: [(name: String, storage: Int, role: String)]
+    }
+
+    /// The graph, and the tensor of each storage the step allocated or freed (by storage id).
+    static func run(_ runner: StepRunner, regions: [String: Int], timing: TimingPass.Result) -> (StepGraph, [Int: Int]) {
+        let ledger = runner.ledger
+        let log = CaptureLog(ledger)
+        var base = 0
+        var baselineByCategory: [MemoryCategory: Int] = [:]
+        var events: [MemoryEvent] = []
+        withModuleExecution(CaptureExecution(regions: regions, log: log, planned: nil)) {
+            MemoryLedger.withLedger(ledger) {
+                runner.begin()
+                base = ledger.currentBytes
+                baselineByCategory = ledger.breakdown
+                ledger.startTimeline()
+                AutogradContext.with({ ctx in
+                    ctx.opObserver = { node, output in log.note(.forwardOp(.init(node, output))) }
+                    ctx.backwardObserver = { node in log.note(.backwardOp(node.name)) }
+                }) {
+                    let loss = runner.forward()
+                    log.note(.forwardEnd)
+                    loss.backward()
+                }
+                log.note(.backwardEnd)
+                runner.update()
+                events = ledger.stopTimeline()
+            }
+        }
+        let entries = log.merged(events)
+
+        // The forward ops, in order, with the region they ran in.
+        var records: [OpRecord] = []
+        var region: Int? = nil
+        for case .marker(let m) in entries {
+            switch m {
+            case .regionStart(let r): region = r
+            case .regionEnd: region = nil
+            case .forwardOp(let op):
+                records.append(OpRecord(name: op.name, kind: op.kind, region: region, inputs: op.inputs,
+                                        outputStorage: op.outputStorage, slots: op.slots))
+            default: break
+            }
+        }
+        var ops: [StepGraph.Op] = []
+        var opIndex: [String: Int] = [:]
+        var slots: [(name: String, saver: String, storage: Int, role: String)] = []
+        var ownerOfStorage: [Int: Int] = [:]
+        var outputStorage: [Int: Int] = [:]
+        var consumersOfStorage: [Int: [Int]] = [:]
+        for r in records {
+            let i = ops.count
+            opIndex[r.name] = i
+            ops.append(StepGraph.Op(name: r.name, kind: r.kind, rank: i, region: r.region, inputs: r.inputs,
+                                    seconds: timing.forward[r.name] ?? 0, outputTensor: nil))
+            for s in r.slots {
+                if ownerOfStorage[s.storage] == nil { ownerOfStorage[s.storage] = i }
+                slots.append((s.name, r.name, s.storage, s.role))
+            }
+            if ownerOfStorage[r.outputStorage] == nil { ownerOfStorage[r.outputStorage] = i }
+            outputStorage[i] = r.outputStorage
+            for p in r.inputs {
+                if let pi = opIndex[p], let ps = outputStorage[pi] { consumersOfStorage[ps, default: []].append(i) }
+            }
+        }
+
+        // Tensors: every storage the step allocates or frees, indexed in order of first appearance.
+        var tensors: [StepGraph.TensorInfo] = []
+        var tensorOf: [Int: Int] = [:]
+        var sequence: [StepGraph.Event] = []
+        var phase = StepGraph.Phase.forward
+        var backwardStartIndex = 0
+        let roleOf = Dictionary(slots.map { ($0.storage, $0.role) }, uniquingKeysWith: { a, _ in a })
+        var forwardOp = 0
+        for entry in entries {
+            switch entry {
+            case .marker(.forwardEnd):
+                phase = .backward
+                backwardStartIndex = sequence.count
+            case .marker(.backwardEnd):
+                phase = .optimizer
+            case .marker(.regionStart(let r)):
+                sequence.append(.regionStart(r))
+            case .marker(.regionEnd(let r)):
+                sequence.append(.regionEnd(r))
+            case .marker(.forwardOp):
+                sequence.append(.forwardOp(forwardOp))
+                forwardOp += 1
+            case .marker(.backwardOp(let name)):
+                sequence.append(.backwardOp(name))
+            case .memory(let e):
+                switch e.kind {
+                case .allocate:
+                    let i = tensors.count
+                    tensorOf[e.storageID] = i
+                    var name = e.name + "#\(i)"
+                    var owner: Int? = nil
+                    if phase == .forward, let o = ownerOfStorage[e.storageID] {
+                        owner = o
+                        name = ops[o].name + ":" + (outputStorage[o] == e.storageID ? "output" : (roleOf[e.storageID] ?? "internal"))
+                    }
+                    tensors.append(StepGraph.TensorInfo(id: i, name: name, owner: owner, bytes: e.bytes, category: e.category,
+                                                        phase: phase, savedBy: [], consumers: consumersOfStorage[e.storageID] ?? []))
+                    sequence.append(.allocate(i))
+                case .free:
+                    if tensorOf[e.storageID] == nil {
+                        let i = tensors.count
+                        tensorOf[e.storageID] = i
+                        var t = StepGraph.TensorInfo(id: i, name: e.name + "#\(i)", owner: nil, bytes: e.bytes, category: e.category,
+                                                     phase: phase, savedBy: [], consumers: [])
+                        t.preexisting = true
+                        tensors.append(t)
+                    }
+                    sequence.append(.free(tensorOf[e.storageID]!))
+                case .move:
+                    if let i = tensorOf[e.storageID], e.category == .gradients || e.category == .optimizerState || e.category == .parameters {
+                        tensors[i].category = e.category
+                    }
+                case .mark:
+                    break
+                }
+            }
+        }
+        for (o, s) in outputStorage { if let t = tensorOf[s] { ops[o].outputTensor = t } }
+        var graphSlots: [StepGraph.Slot] = []
+        for s in slots {
+            guard let t = tensorOf[s.storage] else { continue }   // data or parameters from before the step
+            tensors[t].savedBy.append(s.name)
+            graphSlots.append(StepGraph.Slot(name: s.name, saver: s.saver, tensor: t))
+        }
+        // Liveness through slots, in backward order.
+        var backwardRank = 0
+        let slotsBySaver = Dictionary(grouping: graphSlots, by: \.saver)
+        for case .backwardOp(let name) in sequence {
+            for s in slotsBySaver[name] ?? [] {
+                if tensors[s.tensor].firstBackwardUse == nil { tensors[s.tensor].firstBackwardUse = backwardRank }
+                tensors[s.tensor].lastBackwardUse = backwardRank
+            }
+            backwardRank += 1
+        }
+        let graph = StepGraph(model: runner.model.typeName, inputShape: runner.inputShape, regions: [], ops: ops,
+                              tensors: tensors, baselineBytes: base, baselineByCategory: baselineByCategory,
+                              measuredPeakBytes: ledger.peakBytes, stepSeconds: timing.step,
+                              backwardSeconds: timing.backward, keptSequence: sequence,
+                              backwardStartIndex: backwardStartIndex, droppedForward: [], slots: graphSlots)
+        return (graph, tensorOf)
+    }
+}
+
+/// The forward with every candidate dropped (each block a region that recomputes all its
+/// candidates): where each tensor dies when no slot holds it. Its allocations must match the
+/// unplanned forward's one for one (else the step is not deterministic and planning stops).
+enum DroppedForwardPass {
+    /// `tensorOfStorage`: the unplanned step's tensor of each storage id (a storage of that step
+    /// freed during this forward is that tensor).
+    static func run(_ runner: StepRunner, regions: [String: Int], tensorOfStorage: [Int: Int], into graph: inout StepGraph) throws {
+        let ledger = runner.ledger
+        let log = CaptureLog(ledger)
+        var events: [MemoryEvent] = []
+        withModuleExecution(CaptureExecution(regions: regions, log: log, planned: Set(graph.candidates.map(\.name)))) {
+            MemoryLedger.withLedger(ledger) {
+                runner.begin()
+                ledger.startTimeline()
+                AutogradContext.with({ ctx in
+                    ctx.opObserver = { node, output in log.note(.forwardOp(.init(node, output))) }
+                }) {
+                    let loss = runner.forward()
+                    events = ledger.stopTimeline()
+                    withExtendedLifetime(loss) {}
+                }
+            }
+        }
+        let opIndex = Dictionary(uniqueKeysWithValues: graph.ops.enumerated().map { ($0.element.name, $0.offset) })
+        let forwardAllocations = graph.keptSequence[..<graph.backwardStartIndex].compactMap { ev -> Int? in
+            if case .allocate(let t) = ev { return t }
+            return nil
+        }
+        var sequence: [StepGraph.Event] = []
+        var ordinal = 0
+        var droppedTensor: [Int: Int] = [:]
+        for entry in log.merged(events) {
+            switch entry {
+            case .marker(.regionStart(let r)): sequence.append(.regionStart(r))
+            case .marker(.regionEnd(let r)): sequence.append(.regionEnd(r))
+            case .marker(.forwardOp(let op)):
+                if let i = opIndex[op.name] { sequence.append(.forwardOp(i)) }
+            case .marker: break
+            case .memory(let e):
+                switch e.kind {
+                case .allocate:
+                    guard ordinal < forwardAllocations.count, graph.tensors[forwardAllocations[ordinal]].bytes == e.bytes else {
+                        throw PlanningError.nondeterministicStep(detail: "allocation #\(ordinal) of the forward (\(e.name), \(e.bytes) bytes) does not match")
+                    }
+                    droppedTensor[e.storageID] = forwardAllocations[ordinal]
+                    sequence.append(.allocate(forwardAllocations[ordinal]))
+                    ordinal += 1
+                case .free:
+                    if let t = droppedTensor[e.storageID] ?? tensorOfStorage[e.storageID] { sequence.append(.free(t)) }
+                case .move, .mark:
+                    break
+                }
+            }
+        }
+        guard ordinal == forwardAllocations.count else {
+            throw PlanningError.nondeterministicStep(detail: "the forward allocated \(forwardAllocations.count) tensors, then \(ordinal)")
+        }
+        // Where each tensor dies in the forward when no slot holds it.
+        var rank = -1
+        for ev in sequence {
+            switch ev {
+            case .forwardOp(let i): rank = i
+            case .free(let t): graph.tensors[t].lastForwardUse = rank
+            default: break
+            }
+        }
+        graph.droppedForward = sequence
+    }
+}

@@ -1,0 +1,115 @@
+import RematCore
+import RematIO
+import RematNN
+import RematCheckpoint
+import RematPlanning
+/// The reference workloads by name (../shared/spec/workloads.md): a freshly initialised model,
+/// its spec optimizer, synthetic batches of the right shapes, and the spec batch size.
+public struct Workload {
+    public let name: String
+    public let model: any TrainableModel
+    public let specBatchSize: Int
+    /// The spec optimizer for `model` (AdamW for the GPTs, SGD momentum 0.9 lr 0.1 for ResNet).
+    public let makeOptimizer: () -> any Optimizer
+    /// A synthetic batch maker for (batch size, seed): built-in arithmetic text for language
+    /// models, `N(0, 1)` images with random classes for image models.
+    public let batches: (Int, UInt64) -> () -> TrainingBatch
+    /// What a batch file for `remat step` must hold.
+    public let batchKind: BatchKind
+
+    public enum BatchKind: Sendable {
+        /// `input` and `target` I32/I64 `[B, T]` (next-token targets).
+        case tokens(contextLength: Int)
+        /// `input` F32 `[B, C, S, S]`, `target` I32/I64 `[B]`.
+        case images(channels: Int, size: Int)
+        /// `input` I32/I64 `[B, T]` token ids (0 pads), `target` I32/I64 `[B]` labels.
+        case labelledSequences(maxLength: Int, labels: Int)
+    }
+}
+
+public enum ModelZoo {
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case unknownModel(String, known: [String])
+        public var description: String {
+            switch self {
+            case .unknownModel(let name, let known):
+                return "unknown model '\(name)'; known models: \(known.joined(separator: ", "))"
+            }
+        }
+    }
+
+    /// Names of the language models (`gpt-mini`, `gpt-mini-long`, `gpt-small`).
+    public static var languageModelNames: [String] { GPTConfig.presets.keys.sorted() }
+    /// Every workload name.
+    public static var names: [String] { languageModelNames + ["minilm"] + ResNetConfig.presets.keys.sorted() }
+
+    /// The GPT configuration named `name`.
+    public static func gptConfig(_ name: String) throws -> GPTConfig {
+        guard let c = GPTConfig.presets[name] else { throw Error.unknownModel(name, known: languageModelNames) }
+        return c
+    }
+
+    /// A freshly initialised language model named `name` (spec init, `seed`).
+    public static func languageModel(_ name: String, seed: UInt64 = 0) throws -> any LanguageModel {
+        GPT(try gptConfig(name), seed: seed)
+    }
+
+    /// The spec batch size of the workload `name`.
+    public static func specBatchSize(_ name: String) throws -> Int { try workload(name).specBatchSize }
+
+    /// The workload `name` with a fresh model from `seed`.
+    public static func workload(_ name: String, seed: UInt64 = 0) throws -> Workload {
+        if let c = GPTConfig.presets[name] {
+            let model = GPT(c, seed: seed)
+            return Workload(
+                name: name, model: model, specBatchSize: c.batchSize, makeOptimizer: { Trainer.specAdamW(model) },
+                batches: { b, s in
+                    var source = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 18, seed: s), seed: s)
+                    return { source.nextBatch(batchSize: b, length: c.contextLength) }
+                },
+                batchKind: .tokens(contextLength: c.contextLength))
+        }
+        if let c = ResNetConfig.presets[name] {
+            let model = ResNet(c, seed: seed)
+            return Workload(
+                name: name, model: model, specBatchSize: 64,
+                makeOptimizer: { SGD(model.parameters, learningRate: 0.1, momentum: 0.9) },
+                batches: { b, s in
+                    let g = RandomGenerator(seed: s)
+                    return {
+                        TrainingBatch(input: Tensor.randn([b, c.inChannels, c.imageSize, c.imageSize], generator: g),
+                                      target: Tensor(indices: (0..<b).map { _ in Int(g.nextUInt64() % UInt64(c.classes)) }, shape: [b], dtype: .int64))
+                    }
+                },
+                batchKind: .images(channels: c.inChannels, size: c.imageSize))
+        }
+        if name == "minilm" { return miniLM(seed: seed) }
+        throw Error.unknownModel(name, known: names)
+    }
+
+    /// `minilm`: all-MiniLM-L6-v2's encoder (random init, ``BertClassifier`` with 2 labels)
+    /// fine-tuned on sequence classification, batch 16, length 128: token ids `[CLS] w… [SEP]`
+    /// drawn from the vocabulary's word pieces, labels uniform. AdamW lr 2e-5, weight decay 0.01.
+    static func miniLM(seed: UInt64) -> Workload {
+        let config = BertConfig.miniLM, labels = 2, length = 128
+        let model = BertClassifier(config, labels: labels, seed: seed)
+        return Workload(
+            name: "minilm", model: model, specBatchSize: 16,
+            makeOptimizer: { AdamW(model.parameters, learningRate: 2e-5, betas: (0.9, 0.999), eps: 1e-8, weightDecay: 0.01) },
+            batches: { b, s in
+                let g = RandomGenerator(seed: s)
+                let pieces = UInt64(config.vocab_size - 1000)
+                return {
+                    var ids: [Int] = []
+                    for _ in 0..<b {
+                        ids.append(101)   // [CLS]
+                        for _ in 0..<(length - 2) { ids.append(1000 + Int(g.nextUInt64() % pieces)) }
+                        ids.append(102)   // [SEP]
+                    }
+                    return TrainingBatch(input: Tensor(indices: ids, shape: [b, length]),
+                                         target: Tensor(indices: (0..<b).map { _ in Int(g.nextUInt64() % UInt64(labels)) }, shape: [b], dtype: .int64))
+                }
+            },
+            batchKind: .labelledSequences(maxLength: length, labels: labels))
+    }
+}

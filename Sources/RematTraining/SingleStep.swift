@@ -1,0 +1,104 @@
+import RematCore
+import RematIO
+import RematNN
+import RematCheckpoint
+import RematPlanning
+/// One forward + backward on given weights and batch (`remat step`): how users check parity with
+/// another framework.
+public enum SingleStep {
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case missingBatchTensor(path: String, name: String)
+        case badBatchTensor(path: String, name: String, reason: String)
+        public var description: String {
+            switch self {
+            case .missingBatchTensor(let path, let name):
+                return "batch file \(path) has no tensor '\(name)' (expected 'input' and 'target', I32 or I64 [B, T])"
+            case .badBatchTensor(let path, let name, let reason):
+                return "batch file \(path): tensor '\(name)' \(reason)"
+            }
+        }
+    }
+
+    /// Reads a token batch file (`input`, `target`: I32/I64 `[B, T]`), checking it against `contextLength`.
+    public static func readTokenBatch(path: String, contextLength: Int) throws -> TokenBatch {
+        let file = try SafetensorsFile.read(path: path)
+        func get(_ name: String) throws -> Tensor {
+            guard let t = file[name] else { throw Error.missingBatchTensor(path: path, name: name) }
+            guard t.dtype == .int32 || t.dtype == .int64 else {
+                throw Error.badBatchTensor(path: path, name: name, reason: "has dtype \(t.dtype.safetensorsName); expected I32 or I64")
+            }
+            guard t.rank == 2 else { throw Error.badBatchTensor(path: path, name: name, reason: "has shape \(t.shape); expected [B, T]") }
+            guard t.shape[1] <= contextLength else {
+                throw Error.badBatchTensor(path: path, name: name, reason: "has T = \(t.shape[1]), longer than the model's context \(contextLength)")
+            }
+            return t
+        }
+        let input = try get("input"), target = try get("target")
+        guard input.shape == target.shape else {
+            throw Error.badBatchTensor(path: path, name: "target", reason: "has shape \(target.shape) but input has \(input.shape)")
+        }
+        return TokenBatch(input: input, target: target)
+    }
+
+    /// Reads an image batch file (`input`: F32 `[B, C, S, S]`, `target`: I32/I64 `[B]`).
+    public static func readImageBatch(path: String, channels: Int, size: Int) throws -> TrainingBatch {
+        let file = try SafetensorsFile.read(path: path)
+        guard let input = file["input"] else { throw Error.missingBatchTensor(path: path, name: "input") }
+        guard let target = file["target"] else { throw Error.missingBatchTensor(path: path, name: "target") }
+        guard input.dtype == .float32, input.rank == 4, input.shape[1] == channels, input.shape[2] == size, input.shape[3] == size else {
+            throw Error.badBatchTensor(path: path, name: "input",
+                                       reason: "is \(input.dtype.safetensorsName) \(input.shape); expected F32 [B, \(channels), \(size), \(size)]")
+        }
+        guard target.dtype == .int32 || target.dtype == .int64, target.shape == [input.shape[0]] else {
+            throw Error.badBatchTensor(path: path, name: "target",
+                                       reason: "is \(target.dtype.safetensorsName) \(target.shape); expected I32 or I64 [\(input.shape[0])]")
+        }
+        return TrainingBatch(input: input, target: target)
+    }
+
+    /// Reads a sequence-classification batch file (`input`: I32/I64 `[B, T]` token ids, T ≤
+    /// `maxLength`; `target`: I32/I64 `[B]` labels).
+    public static func readLabelledSequences(path: String, maxLength: Int) throws -> TrainingBatch {
+        let file = try SafetensorsFile.read(path: path)
+        guard let input = file["input"] else { throw Error.missingBatchTensor(path: path, name: "input") }
+        guard let target = file["target"] else { throw Error.missingBatchTensor(path: path, name: "target") }
+        guard input.dtype == .int32 || input.dtype == .int64, input.rank == 2, input.shape[1] <= maxLength else {
+            throw Error.badBatchTensor(path: path, name: "input",
+                                       reason: "is \(input.dtype.safetensorsName) \(input.shape); expected I32 or I64 [B, T] with T <= \(maxLength)")
+        }
+        guard target.dtype == .int32 || target.dtype == .int64, target.shape == [input.shape[0]] else {
+            throw Error.badBatchTensor(path: path, name: "target",
+                                       reason: "is \(target.dtype.safetensorsName) \(target.shape); expected I32 or I64 [\(input.shape[0])]")
+        }
+        return TrainingBatch(input: input, target: target)
+    }
+
+    /// Loads `weightsPath` strictly into the workload's model, runs one forward + backward on the
+    /// batch file, and returns the loss and every parameter's gradient by name.
+    ///
+    /// With a `budget`, the step is profiled and planned first (``StepCapture`` with a throwaway
+    /// optimizer, the weights put back bitwise afterwards) and runs under the plan; the gradients
+    /// are bitwise those of the unplanned step.
+    public static func run(_ workload: Workload, weightsPath: String?, batchPath: String,
+                           budget: MemoryBudget? = nil, solver: PlanSolver = .auto) throws
+        -> (loss: Float, gradients: [(String, Tensor)], plan: MemoryPlan?) {
+        let model = workload.model
+        if let weightsPath { try model.loadStateDict(SafetensorsFile.read(path: weightsPath).tensors) }
+        let batch: TrainingBatch
+        switch workload.batchKind {
+        case .tokens(let t): batch = try readTokenBatch(path: batchPath, contextLength: t)
+        case .images(let c, let size): batch = try readImageBatch(path: batchPath, channels: c, size: size)
+        case .labelledSequences(let t, _): batch = try readLabelledSequences(path: batchPath, maxLength: t)
+        }
+        var plan: MemoryPlan? = nil
+        if let budget {
+            let trainer = Trainer(model: model, optimizer: workload.makeOptimizer(), gradientClip: nil)
+            plan = try trainer.preservingState { try trainer.planMemory(budget: budget, batch: batch, solver: solver).plan }
+        }
+        model.zeroGrad()
+        let loss = model.loss(batch.input, targets: batch.target)
+        loss.backward()
+        let grads = model.namedParameters.map { ($0.0, $0.1.grad ?? Tensor.zeros($0.1.shape)) }
+        return (loss.item, grads, plan)
+    }
+}

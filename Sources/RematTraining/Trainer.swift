@@ -1,0 +1,201 @@
+import RematCore
+import RematIO
+import RematNN
+import RematCheckpoint
+import RematPlanning
+/// What one training step did, measured by the memory ledger and the clock.
+public struct StepReport: Codable, Sendable {
+    public var step: Int
+    public var loss: Float
+    public var learningRate: Float
+    public var stepMilliseconds: Double
+    public var tokensPerSecond: Double
+    /// High-water mark of live tensor bytes during the step.
+    public var peakBytes: Int
+    /// Each category's bytes at the moment of the peak (they add up to `peakBytes`).
+    public var peakByCategory: [String: Int]
+}
+
+/// The training loop: zero grads (set to none, so their memory is free during the forward),
+/// forward + loss, backward, optional gradient clipping, learning-rate schedule, optimizer step.
+/// Each step is measured by the ledger (peak reset at the start of the step).
+public final class Trainer {
+    public let model: any TrainableModel
+    public let optimizer: any Optimizer
+    public var schedule: WarmupCosineSchedule?
+    public var gradientClip: Float?
+    public let ledger: MemoryLedger
+    public private(set) var stepIndex = 0
+
+    public init(model: any TrainableModel, optimizer: any Optimizer, schedule: WarmupCosineSchedule? = nil,
+                gradientClip: Float? = 1.0, ledger: MemoryLedger = .shared) {
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.gradientClip = gradientClip
+        self.ledger = ledger
+    }
+
+    /// AdamW with the workload spec's settings (lr 3e-4, betas (0.9, 0.95), eps 1e-8, wd 0.1 on matrices).
+    public static func specAdamW(_ model: Module, learningRate: Float = 3e-4) -> AdamW {
+        AdamW(model.parameters, learningRate: learningRate, betas: (0.9, 0.95), eps: 1e-8, weightDecay: 0.1)
+    }
+
+    /// When set, every step runs under a plan for its input shape, made on first sight of the
+    /// shape (``MemoryBudgetPlanner``).
+    public var memoryBudget: MemoryBudgetPlanner?
+
+    /// Runs `body` (which may run steps) and puts back the parameters, buffers, optimizer state and
+    /// step counter as they were before, bitwise. Gradients are cleared. The copies are host-side
+    /// arrays outside the ledger.
+    public func preservingState<T>(_ body: () throws -> T) rethrows -> T {
+        let tensors = model.namedTensors.map { ($0.1, $0.1.toArray()) }
+        let optimizerState = optimizer.snapshotState()
+        let index = stepIndex
+        let learningRate = optimizer.learningRate
+        defer {
+            optimizer.zeroGrad()
+            noGrad { for (t, v) in tensors { t.copyValues(from: Tensor(v, shape: t.shape)) } }
+            optimizer.restoreState(optimizerState)
+            stepIndex = index
+            optimizer.learningRate = learningRate
+        }
+        return try body()
+    }
+
+    /// Runs one step on `batch` (under the memory budget's plan for its shape, if one is set).
+    @discardableResult
+    public func step(_ batch: TokenBatch) -> StepReport {
+        if let memoryBudget, !memoryBudget.isPreparing { memoryBudget.prepare(self, batch: batch) }
+        return MemoryLedger.withLedger(ledger) {
+            let start = monotonicSeconds()
+            beginStep()
+            let lossValue: Float = {
+                let loss = forward(batch)
+                loss.backward()
+                return loss.item
+            }()
+            update()
+            let seconds = monotonicSeconds() - start
+            let report = StepReport(
+                step: stepIndex, loss: lossValue, learningRate: optimizer.learningRate,
+                stepMilliseconds: seconds * 1000, tokensPerSecond: Double(batch.input.count) / seconds,
+                peakBytes: ledger.peakBytes,
+                peakByCategory: Dictionary(uniqueKeysWithValues: ledger.breakdownAtPeak.map { ($0.key.description, $0.value) }))
+            stepIndex += 1
+            return report
+        }
+    }
+
+    /// The phases of ``step(_:)``, for tools that observe them one by one (step capture):
+    /// set the learning rate, free the previous gradients, then reset the ledger's peak (the step's
+    /// peak is measured from here).
+    public func beginStep() {
+        if let schedule { optimizer.learningRate = schedule.learningRate(at: stepIndex) }
+        optimizer.zeroGrad()
+        ledger.resetPeak()
+    }
+
+    /// Forward + loss on `batch` (the graph is recorded for backward).
+    public func forward(_ batch: TokenBatch) -> Tensor { model.loss(batch.input, targets: batch.target) }
+
+    /// Gradient clipping (if set) and the optimizer step.
+    public func update() {
+        if let gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: gradientClip) }
+        optimizer.step()
+    }
+
+    /// This trainer's step on `batch`, phase by phase, for step capture (planning knows training
+    /// loops only through this).
+    public func stepRunner(_ batch: TrainingBatch) -> StepRunner {
+        StepRunner(model: model, ledger: ledger, inputShape: batch.input.shape, begin: { self.beginStep() },
+                   forward: { self.forward(batch) }, update: { self.update() }, step: { _ = self.step(batch) })
+    }
+
+    /// Runs up to `steps` steps from `source`, calling `log` after each; stops early when
+    /// `shouldStop()` turns true (checked after every step).
+    public func run(steps: Int, batchSize: Int, source: inout some TokenBatchSource,
+                    shouldStop: () -> Bool = { false }, log: (StepReport) -> Void) {
+        guard let lm = model as? any LanguageModel else { preconditionFailure("Trainer.run(source:): the model is not a language model") }
+        run(steps: steps, nextBatch: { source.nextBatch(batchSize: batchSize, length: lm.contextLength) },
+            shouldStop: shouldStop, log: log)
+    }
+
+    /// Runs up to `steps` steps on batches from `nextBatch`.
+    public func run(steps: Int, nextBatch: () -> TrainingBatch, shouldStop: () -> Bool = { false },
+                    log: (StepReport) -> Void) {
+        for _ in 0..<steps {
+            log(step(nextBatch()))
+            if shouldStop() { break }
+        }
+    }
+}
+
+/// `remat bench train`: median step time and peak memory by category of a training step.
+public struct TrainingBenchmarkResult: Codable, Sendable {
+    public var model: String
+    public var batch: Int
+    public var threads: Int
+    public var steps: Int
+    public var median_step_ms: Double
+    public var step_ms: [Double]
+    public var peak_bytes: Int
+    public var peak_by_category: [String: Int]
+    /// The checkpointing policy the step ran under.
+    public var policy: String = "none"
+    /// With a memory budget: the budget, the planner's predicted peak and the solver used.
+    public var budget_bytes: Int? = nil
+    public var predicted_peak_bytes: Int? = nil
+    public var solver: String? = nil
+    public var recomputed_ops: Int? = nil
+    /// With a memory budget: the profiled step's unconstrained peak, the least peak a plan
+    /// reaches, the predicted step-time ratio to the unplanned step and the planning time.
+    public var unconstrained_peak_bytes: Int? = nil
+    public var minimum_peak_bytes: Int? = nil
+    public var predicted_step_ratio: Double? = nil
+    public var planning_seconds: Double? = nil
+}
+
+public enum TrainingBenchmark {
+    /// Times `warmup + steps` training steps of a workload's model with its spec optimizer on its
+    /// synthetic batches and reports the median of the last `steps`, with the peak memory of the last step.
+    public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
+                           ledger: MemoryLedger = .shared) -> TrainingBenchmarkResult {
+        // No budget: cannot throw.
+        try! run(workload, batchSize: batchSize, steps: steps, warmup: warmup, budget: nil, ledger: ledger)
+    }
+
+    /// As above, under a memory budget: the step is profiled and planned on the first batch, then
+    /// the timed steps run under the plan (`budget_bytes`, `predicted_peak_bytes`, `solver` are set).
+    public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
+                           budget: MemoryBudget?, solver: PlanSolver = .auto,
+                           ledger: MemoryLedger = .shared) throws -> TrainingBenchmarkResult {
+        let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
+        let nextBatch = workload.batches(batchSize, 7)
+        var plan: MemoryPlan? = nil
+        if let budget { plan = try trainer.planMemory(budget: budget, batch: nextBatch(), solver: solver).plan }
+        let name = workload.name
+        var times: [Double] = []
+        var last: StepReport? = nil
+        for i in 0..<(warmup + steps) {
+            let report = trainer.step(nextBatch())
+            if i >= warmup { times.append(report.stepMilliseconds) }
+            last = report
+        }
+        var result = TrainingBenchmarkResult(model: name, batch: batchSize, threads: Runtime.threads, steps: steps,
+                                             median_step_ms: median(times), step_ms: times, peak_bytes: last!.peakBytes,
+                                             peak_by_category: last!.peakByCategory)
+        if let plan {
+            result.policy = "budget"
+            result.budget_bytes = plan.budgetBytes
+            result.predicted_peak_bytes = plan.predictedPeakBytes
+            result.solver = plan.solver
+            result.recomputed_ops = plan.recomputedCount
+            result.unconstrained_peak_bytes = plan.unconstrainedPeakBytes
+            result.minimum_peak_bytes = plan.minimumPeakBytes
+            result.predicted_step_ratio = plan.predictedOverhead
+            result.planning_seconds = plan.planningSeconds
+        }
+        return result
+    }
+}
