@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 import Foundation
 
 /// Schedules for checkpointing a chain of layers `x_{i+1} = f_i(x_i)`, `i = 0..<n`.

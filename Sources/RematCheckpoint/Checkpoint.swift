@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 /// How a checkpoint region checks that its recompute reproduces the forward pass.
 public enum DeterminismCheck: Sendable, Hashable {
     /// No check.

@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 /// The one recompute engine: a part of a forward whose saved tensors can be dropped at the end of
 /// the forward and rebuilt when backward needs them. Plain checkpoints, selective policies,
 /// memory plans and chain schedules (nested regions) all run as regions; they differ only in the
@@ -58,7 +56,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         let layout: TensorLayout
         let checksum: UInt64?
         /// Whether it is (a view of) its owner's output; otherwise rebuilt as the owner saves it.
-        var isOwnerOutput = false
+        let isOwnerOutput: Bool
     }
 
     /// A region run inside this one's forward: rebuilt or skipped whole by this one's recompute.
@@ -78,8 +76,9 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     private var ops: [OpRecord] = []
     private var opIndex: [String: Int] = [:]
     private var treatments: [String: OpTreatment] = [:]
-    /// Owner op of each storage seen here, by storage id ("" for the region's inputs).
-    private var owners: [Int: String] = [:]
+    /// Owner op of each storage seen here, by storage id ("" for the region's inputs), and
+    /// whether the storage is the owner's output (else an internal tensor it saved).
+    private var owners: [Int: (op: String, isOutput: Bool)] = [:]
     /// Storages a `keepOutput` op put out: slots holding them are kept whoever made them.
     private var keptStorages: Set<Int> = []
     private var dropped: [DroppedSlot] = []
@@ -93,9 +92,6 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     private var materialized: [Int: HeldTensor] = [:]
     /// What the current recompute decided, and what it collects.
     private var replay: Replay? = nil
-    /// During the forward: the storage each op put out, and each dropped tensor's storage, by id.
-    private var outputStorageOf: [String: Int] = [:]
-    private var droppedStorage: [Int: Int] = [:]
     /// During the forward: the name of each node recorded here (weakly: a node that died leaves
     /// no name behind for a new node at its address).
     private var nodeNames: [ObjectIdentifier: NodeName] = [:]
@@ -155,7 +151,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         }
         let enclosing = Self.running
         for r in enclosing where r.phase == .forward { r.nestedBegins(name) }
-        for t in inputs where owners[t.storage.id] == nil { owners[t.storage.id] = "" }
+        for t in inputs where owners[t.storage.id] == nil { owners[t.storage.id] = ("", true) }
         let hooks = SavedTensorHooks(pack: { [unowned self] t, info in pack(t, info) }, unpack: unpackKeptOrDeferred)
         // Naming continues from where the region started (the snapshot), so the forward and every
         // recompute name their ops alike.
@@ -171,11 +167,6 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             }
         }
         for r in enclosing where r.phase == .forward { r.nestedEnds(name, outputs: outputs) }
-        // A dropped tensor is its owner's output (or a view of it) when it lives in the storage
-        // the owner put out; otherwise it is an internal tensor the owner saved for itself.
-        for k in dropped.indices { dropped[k].isOwnerOutput = outputStorageOf[dropped[k].owner] == droppedStorage[k] }
-        outputStorageOf = [:]
-        droppedStorage = [:]
         nodeNames = [:]
         phase = .done
         CheckpointRegion.debugSink?.receive(self)
@@ -203,12 +194,12 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         if info.isParameter { return .tensor(t) }
         savedInfos.append(info)
         let sid = t.storage.id
-        let owner = owners[sid] ?? { owners[sid] = info.nodeName; return info.nodeName }()
-        guard treatment(of: owner) == .recompute, !keptStorages.contains(sid) else { return .tensor(t) }
+        let owner = owners[sid] ?? { owners[sid] = (info.nodeName, info.isOutput); return owners[sid]! }()
+        guard treatment(of: owner.op) == .recompute, !keptStorages.contains(sid) else { return .tensor(t) }
         let k = dropped.count
-        dropped.append(DroppedSlot(info: info, owner: owner, layout: TensorLayout(t),
-                                   checksum: options.determinismCheck == .values ? t.contentChecksum() : nil))
-        droppedStorage[k] = sid
+        dropped.append(DroppedSlot(info: info, owner: owner.op, layout: TensorLayout(t),
+                                   checksum: options.determinismCheck == .values ? t.contentChecksum() : nil,
+                                   isOwnerOutput: owner.isOutput))
         let region = self   // the handle holds the region strongly
         return .deferred(RecomputeHandle(materialize: { region.tensor(at: k) }, discard: { region.discard(k) }))
     }
@@ -216,8 +207,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     /// Records an op of the forward (this region's own or a nested region's).
     private func recorded(_ node: Node, _ output: Tensor) {
         let sid = output.storage.id
-        if owners[sid] == nil { owners[sid] = node.name }
-        outputStorageOf[node.name] = sid
+        if owners[sid] == nil { owners[sid] = (node.name, true) }
         // Inputs made outside the region are not ops of it (their names may repeat names here).
         let inputs = node.inputEdges.compactMap { edge -> String? in
             guard case .node(let n)? = edge, let known = nodeNames[ObjectIdentifier(n)], known.node === n else { return nil }

@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 /// Runs a chain of layers `x_{i+1} = layers[i](x_i)` under a ``ChainSchedule``, as nested
 /// checkpoint regions (``ChainSchedule/regions``): the states the schedule stores in its forward
 /// sweep are the inputs of the outermost regions; a region's recompute advances from its input to

@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 /// What one layer of a chain costs: the numbers the dynamic program of
 /// ``ChainSchedule/optimal(layers:memoryBudget:quantum:)`` trades off.
 public struct ChainLayerCost: Sendable, Hashable, Codable {

@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 /// Checkpointing policies applied to a whole model in one call (like HF's
 /// `gradient_checkpointing_enable` and the seed's SelectiveCheckpoint policies).
 ///

@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 // What the recompute engine (CheckpointRegion) and the planner's simulator share: the recompute
 // path, replayed random streams, the handle of a dropped saved tensor, tensor layouts, observer chaining.
 

@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 /// What a region does with the tensors one op owns: its output and what it saved of its own
 /// (layer norm's mean, …). An op owns a storage when it produced it first in the region.
 enum OpTreatment: Sendable, Hashable {

@@ -1,5 +1,3 @@
-import RematCore
-import RematNN
 /// Which op outputs a checkpoint region keeps instead of recomputing (PyTorch's selective
 /// activation checkpointing, JAX's `checkpoint_policies`). A kept op is never recomputed: what it
 /// saved stays in its slots, and its output is held (as a saved activation) until the region's

@@ -1,4 +1,3 @@
-import RematCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,4 +1,3 @@
-import RematCore
 import Foundation
 
 /// Why a WordPiece vocabulary file could not be loaded. Every case names the file.

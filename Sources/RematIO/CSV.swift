@@ -1,4 +1,3 @@
-import RematCore
 import Foundation
 
 /// A CSV table (RFC 4180): a header and rows of text fields. Fields holding a comma, a quote or a

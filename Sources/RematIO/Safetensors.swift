@@ -1,4 +1,3 @@
-import RematCore
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 /// Convolutional layers with PyTorch's parameter and buffer names.
 
 /// `nn.Conv2d` (groups = 1): `weight` `[out, in, kh, kw]`, optional `bias` `[out]`.

@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 /// Basic layers. Initialisation follows the workload spec (normal(0, 0.02) weights, zero biases,
 /// ones for norm weights) unless a layer says otherwise.
 

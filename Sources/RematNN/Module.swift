@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 /// A layer or model: a tree of named child modules and tensors.
 ///
 /// Paths are derived, not typed: a module's children and tensors are found by reflection over its

@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 import Foundation
 
 /// Optimizers update parameters from their `grad` in place. Their state tensors live in the

@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 /// Loading and saving a module's tensors by name (PyTorch `state_dict` semantics).
 public struct StateDictError: Error, CustomStringConvertible, Equatable {
     public var missing: [String]

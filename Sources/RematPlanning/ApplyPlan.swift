@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 extension Module {
     /// Runs the model's blocks under `plan`: each block with ops to recompute becomes a
     /// ``CheckpointRegion`` that recomputes those ops (by stable name) and keeps the rest; the

@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 import Foundation
 
 /// A memory budget: bytes, or a fraction of the step's unconstrained peak.
@@ -101,6 +97,16 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
             result[path, default: []].insert(n)
         }
         return result
+    }
+
+    /// Reads a plan written by ``jsonString()`` (`remat plan --json`).
+    public static func read(path: String) throws -> MemoryPlan {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw PlanningError.badPlanFile(path: path, reason: "no such file or not readable")
+        }
+        do { return try JSONDecoder().decode(MemoryPlan.self, from: data) } catch {
+            throw PlanningError.badPlanFile(path: path, reason: "not a plan: \(error)")
+        }
     }
 
     public func jsonString() -> String {

@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 import Synchronization
 
 /// Errors of capture, planning and plan application; each names what is wrong.
@@ -15,6 +11,7 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
     case badStats(file: String, reason: String)
     case unknownSolver(String)
     case planExceedsBudget(predicted: Int, budget: Int)
+    case badPlanFile(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -34,6 +31,8 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
             return "stats file \(f): \(r)"
         case .planExceedsBudget(let p, let b):
             return "the plan does not fit this step: predicted peak \(formatBytes(p)) over its budget \(formatBytes(b)); re-plan"
+        case .badPlanFile(let path, let reason):
+            return "plan file \(path): \(reason) (write one with remat plan --json)"
         case .unknownSolver(let s):
             return "unknown solver '\(s)'; use auto, greedy, knapsack, local, exhaustive"
         }

@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 /// Predicts the peak memory and the time of a training step under a plan (a set of RECOMPUTE ops).
 ///
 /// It composes the two captured sequences with the executor's own rules (``CheckpointRegion``

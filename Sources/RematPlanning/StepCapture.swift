@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 /// One training step as step capture drives it, phase by phase (a training loop provides it:
 /// ``Trainer/stepRunner(_:)``). Planning knows nothing else of the loop.
 public struct StepRunner {
@@ -204,16 +200,6 @@ enum TimingPass {
 /// inputs, what they save), every storage the step allocates (owner, bytes, category, phase,
 /// consumers, liveness) and the event sequence the simulator replays.
 enum TimelinePass {
-    /// What the pass records of each forward op.
-    private struct OpRecord {
-        var name: String
-        var kind: String
-        var region: Int?
-        var inputs: [String]
-        var outputStorage: Int
-        var slots: [(name: String, storage: Int, role: String)]
-    }
-
     /// The graph, and the tensor of each storage the step allocated or freed (by storage id).
     static func run(_ runner: StepRunner, regions: [String: Int], timing: TimingPass.Result) -> (StepGraph, [Int: Int]) {
         let ledger = runner.ledger
@@ -243,15 +229,13 @@ enum TimelinePass {
         let entries = log.merged(events)
 
         // The forward ops, in order, with the region they ran in.
-        var records: [OpRecord] = []
+        var records: [(op: CaptureLog.ForwardOp, region: Int?)] = []
         var region: Int? = nil
         for case .marker(let m) in entries {
             switch m {
             case .regionStart(let r): region = r
             case .regionEnd: region = nil
-            case .forwardOp(let op):
-                records.append(OpRecord(name: op.name, kind: op.kind, region: region, inputs: op.inputs,
-                                        outputStorage: op.outputStorage, slots: op.slots))
+            case .forwardOp(let op): records.append((op, region))
             default: break
             }
         }
@@ -261,10 +245,10 @@ enum TimelinePass {
         var ownerOfStorage: [Int: Int] = [:]
         var outputStorage: [Int: Int] = [:]
         var consumersOfStorage: [Int: [Int]] = [:]
-        for r in records {
+        for (r, region) in records {
             let i = ops.count
             opIndex[r.name] = i
-            ops.append(StepGraph.Op(name: r.name, kind: r.kind, rank: i, region: r.region, inputs: r.inputs,
+            ops.append(StepGraph.Op(name: r.name, kind: r.kind, rank: i, region: region, inputs: r.inputs,
                                     seconds: timing.forward[r.name] ?? 0, outputTensor: nil))
             for s in r.slots {
                 if ownerOfStorage[s.storage] == nil { ownerOfStorage[s.storage] = i }

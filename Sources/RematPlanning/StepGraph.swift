@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 /// One training step captured as a graph (``StepCapture``): the forward ops with their stable
 /// names, the tensors (storages) the step allocates with their owner and liveness, and the two
 /// memory event sequences the simulator composes. Profiler, planner, executor and reports all name

@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 import Foundation
 
 /// Profile files of a captured step, after the seed's profiler (`node_stats.csv`,

@@ -1,7 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
 /// Random training steps for testing and benchmarking solvers: a chain of blocks, each a small
 /// random DAG of ops, with the event sequences a capture would record under the executor's rules
 /// (an op allocates its internal tensors and its output, then records itself; a tensor no slot

@@ -1,8 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
-import RematPlanning
 /// Keeps a training loop under a memory budget: on the first step of every input shape it
 /// profiles the step (``StepCapture``, with the trainer's state put back afterwards, so profiling
 /// does not train the model), plans for the budget and caches the plan by shape; later steps of a

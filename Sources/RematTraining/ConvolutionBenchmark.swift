@@ -1,8 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
-import RematPlanning
 /// `remat bench conv`: forward and backward (input and weight gradients) time of conv2d on every
 /// distinct convolution shape of resnet50-64, as `bench/torch_resnet.py --layers` does for PyTorch.
 public enum ConvolutionBenchmark {

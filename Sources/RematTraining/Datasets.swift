@@ -1,8 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
-import RematPlanning
 import Foundation
 
 /// A training batch: `input` (token ids `[B, T]`, or images `[B, C, H, W]`) and `target`

@@ -1,8 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
-import RematPlanning
 /// What a checkpointing policy does to a model's saved tensors: per module, whether it is
 /// checkpointed, and every tensor saved for backward (stable name, shape, dtype, bytes) with
 /// whether the policy keeps it or recomputes it — JAX's `print_saved_residuals`, for any policy.

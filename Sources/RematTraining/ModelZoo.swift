@@ -1,8 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
-import RematPlanning
 /// The reference workloads by name (../shared/spec/workloads.md): a freshly initialised model,
 /// its spec optimizer, synthetic batches of the right shapes, and the spec batch size.
 public struct Workload {

@@ -1,8 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
-import RematPlanning
 /// One forward + backward on given weights and batch (`remat step`): how users check parity with
 /// another framework.
 public enum SingleStep {

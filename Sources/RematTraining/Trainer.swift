@@ -1,8 +1,3 @@
-import RematCore
-import RematIO
-import RematNN
-import RematCheckpoint
-import RematPlanning
 /// What one training step did, measured by the memory ledger and the clock.
 public struct StepReport: Codable, Sendable {
     public var step: Int

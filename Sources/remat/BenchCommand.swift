@@ -55,17 +55,25 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Memory budget (300MiB, 1.5GiB, or a fraction of the unconstrained peak such as 0.5): profile, plan and run under it.")
     var budget: String?
     @Option(help: "Planner solver with --budget: auto, greedy, knapsack, local, exhaustive.") var solver = "auto"
+    @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         engine.apply()
         let workload = try ModelZoo.workload(model)
         let policy = try policyOption.parsed()
-        try workload.model.applyCheckpointing(policy)
-        let b = batch ?? workload.specBatchSize
+        let saved = try plan.map { try MemoryPlan.read(path: $0) }
+        if let saved {
+            guard budget == nil, policy == .none else { throw ValidationError("--plan runs under the plan: give no --policy or --budget") }
+            if let batch, batch != saved.inputShape.first { throw ValidationError("--plan was made for batch \(saved.inputShape.first ?? 0), not --batch \(batch)") }
+            try workload.model.applyPlan(saved)
+        } else {
+            try workload.model.applyCheckpointing(policy)
+        }
+        let b = batch ?? saved?.inputShape.first ?? workload.specBatchSize
         var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget.map { try MemoryBudget.parse($0) },
                                           solver: PlanSolver.parse(solver))
-        if budget == nil { r.policy = policy.description }
+        if budget == nil { r.policy = saved == nil ? policy.description : "plan" }
         if json {
             print(try jsonString(r))
             return

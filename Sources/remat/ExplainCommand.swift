@@ -4,7 +4,7 @@ import Remat
 
 /// `--policy` shared by the commands that run a training step.
 struct PolicyOption: ParsableArguments {
-    @Option(help: "Checkpointing: none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS], save-matmuls.")
+    @Option(help: "Checkpointing: none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS], save-matmuls, modules:PATH[,PATH...].")
     var policy = "none"
 
     func parsed() throws -> CheckpointPolicy {

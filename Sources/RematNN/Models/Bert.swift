@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 import Foundation
 
 /// A BERT encoder (HF `BertModel` layout and names), enough to run `all-MiniLM-L6-v2`:

@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 /// The decoder-only transformer of the workload spec (`gpt-mini`, `gpt-mini-long`, `gpt-small`).
 public struct GPTConfig: Sendable, Hashable, Codable {
     public var vocabularySize: Int

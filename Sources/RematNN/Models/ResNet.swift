@@ -1,5 +1,3 @@
-import RematCore
-import RematIO
 /// The bottleneck ResNet of the workload spec (`resnet50-64`): torchvision's ResNet-50 layout and
 /// parameter/buffer names, so a torchvision `state_dict` saved as safetensors loads as is.
 public struct ResNetConfig: Sendable, Hashable, Codable {
