@@ -69,6 +69,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         var endOp: Int
         var outputs: [TensorLayout] = []
         var outputStorages: [WeakStorage] = []
+        var outputsRequireGrad: [Bool] = []
         var namingAtEnd: NamingState.Snapshot? = nil
         var generatorsAtEnd: [(RandomGenerator, RNGState)] = []
     }
@@ -236,6 +237,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         nested[i].endOp = ops.count
         nested[i].outputs = outputs.map(TensorLayout.init)
         nested[i].outputStorages = outputs.map { WeakStorage($0.storage) }
+        nested[i].outputsRequireGrad = outputs.map(\.requiresGrad)
         nested[i].namingAtEnd = AutogradContext.current.naming?.snapshot()
         nested[i].generatorsAtEnd = generators.currentStates()
     }
@@ -365,7 +367,13 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         if let naming = n.namingAtEnd { AutogradContext.current.naming?.restore(naming) }
         for (g, s) in n.generatorsAtEnd { g.state = s }
         if options.debug { trace.append("skip \(region)") }
-        return zip(n.outputs, n.outputStorages).map { layout, weak in weak.storage.map { layout.view(of: $0) } ?? layout.placeholder() }
+        // As the forward's outputs require grad, so that the ops after the region record (and are
+        // decided by name) as in the forward.
+        return n.outputs.indices.map { k in
+            let t = n.outputStorages[k].storage.map { n.outputs[k].view(of: $0) } ?? n.outputs[k].placeholder()
+            t.requiresGrad = n.outputsRequireGrad[k]
+            return t
+        }
     }
 
     /// Whether nested region `j` ran inside nested region `i`.

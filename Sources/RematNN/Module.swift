@@ -291,9 +291,10 @@ extension Module {
     private static func blocks<M: BlockModel>(of model: M) -> [Module] { model.blocks }
 
     /// The regions a memory plan may recompute in: every ``ForwardRegion`` (a stem) and every
-    /// block, in the order the model declares them.
+    /// block, in the order the model declares them — those that can run again
+    /// (``supportsRecompute``).
     public var planningRegions: [(String, Module)] {
         let blocks = Set(blockModules.map(\.0))
-        return namedModules.filter { path, m in blocks.contains(path) || m is ForwardRegion }
+        return namedModules.filter { path, m in (blocks.contains(path) || m is ForwardRegion) && m.supportsRecompute }
     }
 }

@@ -212,6 +212,40 @@ import Remat
         #expect(x.grad != nil)
     }
 
+    /// A nested region none of whose ops the outer recompute needs is skipped whole; the ops after
+    /// it still record under their forward names (its outputs require grad as in the forward), so
+    /// a later op of the same kind is decided as the one it was.
+    @Test func nestedRegionsTheRecomputeDoesNotNeedAreSkippedWhole() throws {
+        let x = Tensor([0.5, -1, 2, 0.25], shape: [4], requiresGrad: true)
+        var innerCalls = 0
+        func body(_ h: Tensor, region: Bool) -> Tensor {
+            let inner: (Tensor) -> Tensor = { innerCalls += 1; return tanh($0) }
+            let b = region ? checkpoint(h, inner) : inner(h)
+            let c = b * 2                  // mul_scalar#0, not needed by the recompute
+            let d = exp(h) * 3             // mul_scalar#1, on the way to sigmoid's saved output
+            return sigmoid(d) + c
+        }
+        func grads(_ region: Bool) -> (grad: [UInt32], seen: RegionLog) {
+            x.grad = nil
+            let seen = RegionLog()
+            CheckpointRegion.$debugSink.withValue(CheckpointRegion.RegionSink { seen.add($0) }) {
+                let y = withNameScope("") {
+                    region ? checkpoint(x, options: CheckpointOptions(debug: true)) { body($0, region: true) } : body(x, region: false)
+                }
+                y.summed().backward()
+            }
+            return (x.grad!.toArray().map(\.bitPattern), seen)
+        }
+        let plain = grads(false)
+        innerCalls = 0
+        let nested = grads(true)
+        #expect(nested.grad == plain.grad)
+        let outer = try #require(nested.seen.regions.last)
+        #expect(outer.trace.contains("skip checkpoint#1"), "\(outer.trace)")
+        // The inner region ran in the forward and its own recompute (tanh's output), not in the outer one.
+        #expect(innerCalls == 2)
+    }
+
     @Test func determinismCheckFailureNamesTheOpAndBothShapes() async {
         await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             var calls = 0
