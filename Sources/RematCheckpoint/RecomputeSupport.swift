@@ -46,8 +46,8 @@ final class GeneratorStates: @unchecked Sendable {
     }
 }
 
-/// A dropped saved tensor of a region: produced by the region when backward asks for it. Holds its region (through the closures), so the region lives as long as
-/// the graph's slots.
+/// A dropped saved tensor of a region: produced by the region when backward asks for it. Holds
+/// its region (through the closures), so the region lives as long as the graph's slots.
 final class RecomputeHandle: DeferredTensor {
     private let produce: () -> Tensor
     private let release: () -> Void

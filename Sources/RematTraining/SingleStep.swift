@@ -37,29 +37,27 @@ public enum SingleStep {
 
     /// Reads an image batch file (`input`: F32 `[B, C, S, S]`, `target`: I32/I64 `[B]`).
     public static func readImageBatch(path: String, channels: Int, size: Int) throws -> TrainingBatch {
-        let file = try SafetensorsFile.read(path: path)
-        guard let input = file["input"] else { throw Error.missingBatchTensor(path: path, name: "input") }
-        guard let target = file["target"] else { throw Error.missingBatchTensor(path: path, name: "target") }
-        guard input.dtype == .float32, input.rank == 4, input.shape[1] == channels, input.shape[2] == size, input.shape[3] == size else {
-            throw Error.badBatchTensor(path: path, name: "input",
-                                       reason: "is \(input.dtype.safetensorsName) \(input.shape); expected F32 [B, \(channels), \(size), \(size)]")
+        try readLabelledBatch(path: path, expecting: "F32 [B, \(channels), \(size), \(size)]") { input in
+            input.dtype == .float32 && input.rank == 4 && input.shape[1] == channels && input.shape[2] == size && input.shape[3] == size
         }
-        guard target.dtype == .int32 || target.dtype == .int64, target.shape == [input.shape[0]] else {
-            throw Error.badBatchTensor(path: path, name: "target",
-                                       reason: "is \(target.dtype.safetensorsName) \(target.shape); expected I32 or I64 [\(input.shape[0])]")
-        }
-        return TrainingBatch(input: input, target: target)
     }
 
     /// Reads a sequence-classification batch file (`input`: I32/I64 `[B, T]` token ids, T ≤
     /// `maxLength`; `target`: I32/I64 `[B]` labels).
     public static func readLabelledSequences(path: String, maxLength: Int) throws -> TrainingBatch {
+        try readLabelledBatch(path: path, expecting: "I32 or I64 [B, T] with T <= \(maxLength)") { input in
+            (input.dtype == .int32 || input.dtype == .int64) && input.rank == 2 && input.shape[1] <= maxLength
+        }
+    }
+
+    /// `input` (which must satisfy `isValid`, described by `expected`) and `target`, one I32/I64
+    /// label per row of `input`, from a batch file.
+    private static func readLabelledBatch(path: String, expecting expected: String, _ isValid: (Tensor) -> Bool) throws -> TrainingBatch {
         let file = try SafetensorsFile.read(path: path)
         guard let input = file["input"] else { throw Error.missingBatchTensor(path: path, name: "input") }
         guard let target = file["target"] else { throw Error.missingBatchTensor(path: path, name: "target") }
-        guard input.dtype == .int32 || input.dtype == .int64, input.rank == 2, input.shape[1] <= maxLength else {
-            throw Error.badBatchTensor(path: path, name: "input",
-                                       reason: "is \(input.dtype.safetensorsName) \(input.shape); expected I32 or I64 [B, T] with T <= \(maxLength)")
+        guard isValid(input) else {
+            throw Error.badBatchTensor(path: path, name: "input", reason: "is \(input.dtype.safetensorsName) \(input.shape); expected \(expected)")
         }
         guard target.dtype == .int32 || target.dtype == .int64, target.shape == [input.shape[0]] else {
             throw Error.badBatchTensor(path: path, name: "target",
