@@ -17,5 +17,5 @@ plan=results/tmp/plan-gpt-mini-0.6.json
 "$new" plan --model gpt-mini --budget 0.6 --json > "$plan"
 python3 bench/ab_train.py --model gpt-mini --rounds "$rounds" --out results/refactor-ab-gpt-mini.json \
     "$old@none" "$new@none" "$old@all" "$new@all" "$old@save-matmuls" "$new@save-matmuls" "$old@plan=$plan" "$new@plan=$plan"
-python3 bench/ab_train.py --model resnet50-64 --rounds "$rounds" --out results/refactor-ab-resnet50-64.json \
+python3 bench/ab_train.py --model resnet50-64 --rounds "${RESNET_ROUNDS:-$rounds}" --out results/refactor-ab-resnet50-64.json \
     "$old@none" "$new@none" "$old@all" "$new@all"
