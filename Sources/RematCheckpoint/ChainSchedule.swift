@@ -139,9 +139,7 @@ public struct ChainSchedule: Sendable, Hashable {
     /// slots (including the one holding the input): minimal forward steps, one layer reversed at a time.
     public static func revolve(length n: Int, slots: Int) -> ChainSchedule {
         precondition(n >= 1 && slots >= 1, "revolve: length \(n) and slots \(slots) must be positive")
-        var plan = RevolvePlanner(maxSlots: slots)
-        var bwd: [ChainAction] = []
-        plan.reverse(0, n, slots, &bwd)
+        let bwd = Revolve.reverse(0, n, slots)
         // The forward sweep runs the chain once to produce its output, storing only the input;
         // backward follows the optimal reversal from the input.
         let fwd: [ChainAction] = [.store(0), .advance(from: 0, to: n)]
@@ -149,53 +147,99 @@ public struct ChainSchedule: Sendable, Hashable {
     }
 }
 
-/// Minimal forward steps to reverse a chain of `n` layers from a stored start with `s` slots
-/// (including the start's), by the recursion over the first split point:
-/// `F(1, s) = 0`, `F(n, 1) = n(n−1)/2`, `F(n, s) = min_{1≤m<n} m + F(n−m, s−1) + F(m, s)`.
-public struct RevolvePlanner {
-    private var memo: [Int: Int] = [:]
-    private var choice: [Int: Int] = [:]
-    let maxSlots: Int
-
-    public init(maxSlots: Int) { self.maxSlots = maxSlots }
-
-    /// F(n, s) with the optimal first split point.
-    public mutating func cost(_ n: Int, _ s: Int) -> Int {
-        if n <= 1 { return 0 }
-        if s <= 1 { return n * (n - 1) / 2 }
-        let key = n &* 4096 &+ s
-        if let c = memo[key] { return c }
-        var best = Int.max, bestM = 1
-        for m in 1..<n {
-            let c = m + cost(n - m, s - 1) + cost(m, s)
-            if c < best { best = c; bestM = m }
+/// Griewank–Walther's binomial checkpointing, in closed form.
+///
+/// With `s` slots (the start's included) and `n` layers, the least number of forward steps to
+/// reverse the chain from its stored start is `F(n, s) = r·n − β(s + 1, r − 1)`, where
+/// `β(s, r) = C(s + r, s)` and the repetition number `r` is the least with `β(s, r) ≥ n` (Griewank,
+/// "Achieving logarithmic growth of temporal and spatial complexity in reverse automatic
+/// differentiation", 1992; it satisfies `F(1, s) = 0`, `F(n, 1) = n(n−1)/2` and the recursion
+/// `F(n, s) = min_m m + F(n−m, s−1) + F(m, s)`). An optimal first split is
+/// `m = clamp(β(s, r−2), max(1, n − β(s−1, r)), min(n−1, β(s, r−1)))` — the least optimal one,
+/// as the recursion's minimum over m would pick (checked against it for every n < 200, s < 40).
+/// Everything here is O(log n · min(s, r)) per call: no table, no recursion.
+public enum Revolve {
+    /// `β(s, r) = C(s + r, s)`, or nil past `limit` (it only grows with s and r).
+    static func beta(_ s: Int, _ r: Int, limit: Int = 1 << 62) -> Int? {
+        if r < 0 { return 0 }
+        let k = Swift.min(s, r), top = s + r
+        var c = 1
+        for i in 0..<k {
+            // c·(top − i)/(i + 1) is exact: c = C(top, i), and C(top, i + 1) = C(top, i)·(top − i)/(i + 1).
+            let (p, overflow) = c.multipliedReportingOverflow(by: top - i)
+            if overflow { return nil }
+            c = p / (i + 1)
+            if c > limit { return nil }
         }
-        memo[key] = best
-        choice[key] = bestM
-        return best
+        return c
     }
 
-    /// Appends the optimal actions to reverse layers `a..<b` from stored state `a` with `s` slots.
-    mutating func reverse(_ a: Int, _ b: Int, _ s: Int, _ out: inout [ChainAction]) {
-        let n = b - a
-        if n <= 0 { return }
-        if n == 1 { out.append(.reverse(from: a, to: b)); return }
-        if s <= 1 {
-            // Only the start is stored: advance a working state to each layer, last first.
-            for i in stride(from: b - 1, through: a, by: -1) {
-                if i > a { out.append(.advance(from: a, to: i)) }
-                out.append(.reverse(from: i, to: i + 1))
+    /// The repetition number: the least r with β(s, r) ≥ n.
+    static func repetitions(_ n: Int, _ s: Int) -> Int {
+        var lo = 0, hi = Swift.max(n, 1)   // β(s, n) ≥ n + 1 > n for s ≥ 1
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2
+            if let b = beta(s, mid), b < n { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// F(n, s), or nil when it does not fit an Int.
+    public static func forwardSteps(length n: Int, slots s: Int) -> Int? {
+        precondition(n >= 1 && s >= 1, "Revolve.forwardSteps: length \(n) and slots \(s) must be positive")
+        let r = repetitions(n, s)
+        guard let b = beta(s + 1, r - 1, limit: Int.max) else { return nil }
+        let (rn, overflow) = r.multipliedReportingOverflow(by: n)
+        return overflow ? nil : rn - b
+    }
+
+    /// The optimal first split of `n ≥ 2` layers with `s ≥ 2` slots.
+    static func split(_ n: Int, _ s: Int) -> Int {
+        let r = repetitions(n, s)
+        let lo = Swift.max(1, n - (beta(s - 1, r) ?? n))
+        let hi = Swift.min(n - 1, beta(s, r - 1) ?? n)
+        return Swift.max(lo, Swift.min(hi, beta(s, r - 2) ?? hi))
+    }
+
+    /// The optimal actions to reverse layers `a..<b` from stored state `a` with `s` slots.
+    static func reverse(_ a: Int, _ b: Int, _ s: Int) -> [ChainAction] {
+        var out: [ChainAction] = []
+        // Pending work, last first: reverse a range, or free a stored state.
+        enum Work { case reverse(Int, Int, Int), free(Int) }
+        var stack: [Work] = [.reverse(a, b, s)]
+        while let w = stack.popLast() {
+            switch w {
+            case .free(let i):
+                out.append(.free(i))
+            case .reverse(let a, let b, let s):
+                let n = b - a
+                if n <= 0 { continue }
+                if n == 1 { out.append(.reverse(from: a, to: b)); continue }
+                if s <= 1 {
+                    // Only the start is stored: advance a working state to each layer, last first.
+                    for i in stride(from: b - 1, through: a, by: -1) {
+                        if i > a { out.append(.advance(from: a, to: i)) }
+                        out.append(.reverse(from: i, to: i + 1))
+                    }
+                    continue
+                }
+                let m = split(n, s)
+                out.append(.advance(from: a, to: a + m))
+                out.append(.store(a + m))
+                stack.append(.reverse(a, a + m, s))
+                stack.append(.free(a + m))
+                stack.append(.reverse(a + m, b, s - 1))
             }
-            return
         }
-        _ = cost(n, s)
-        let m = choice[n &* 4096 &+ s] ?? 1
-        out.append(.advance(from: a, to: a + m))
-        out.append(.store(a + m))
-        reverse(a + m, b, s - 1, &out)
-        out.append(.free(a + m))
-        reverse(a, a + m, s, &out)
+        return out
     }
+}
+
+/// Revolve's forward counts under the name earlier code used (``Revolve/forwardSteps(length:slots:)``).
+public struct RevolvePlanner {
+    public init(maxSlots: Int) {}
+    /// F(n, s) (`Int.max` when it does not fit).
+    public mutating func cost(_ n: Int, _ s: Int) -> Int { n <= 1 ? 0 : Revolve.forwardSteps(length: n, slots: Swift.max(s, 1)) ?? .max }
 }
 
 extension ChainSchedule {

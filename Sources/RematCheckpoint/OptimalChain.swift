@@ -57,7 +57,8 @@ extension ChainSchedule {
 struct OptimalChainSolver {
     let layers: [ChainLayerCost]
     let quantum: Int
-    private var memo: [Int: (Double, Int)] = [:]   // (cost, choice: −1 none, −2 working state, k ≥ 0 store at k)
+    private struct Key: Hashable { let i, j, m: Int }
+    private var memo: [Key: (Double, Int)] = [:]   // (cost, choice: −1 none, −2 working state, k ≥ 0 store at k)
     private let prefix: [Double]
 
     init(layers: [ChainLayerCost], quantum: Int) {
@@ -75,7 +76,7 @@ struct OptimalChainSolver {
 
     private mutating func solve(_ i: Int, _ j: Int, _ m: Int) -> (Double, Int) {
         if m < 0 { return (.infinity, -1) }
-        let key = (i * 1024 + j) * 65536 + m
+        let key = Key(i: i, j: j, m: m)
         if let v = memo[key] { return v }
         var best: (Double, Int) = (.infinity, -1)
         if j == i + 1 {

@@ -19,26 +19,46 @@ struct PlanChain: ParsableCommand {
             store i / free i (a slot), reverse i (re-run layer i recording, then backpropagate).
             """)
 
-    @Option(help: "Layers in the chain.") var length: Int
-    @Option(help: "Checkpoint slots, including the one holding the input.") var slots: Int
+    @Option(help: "Layers in the chain (1 to \(PlanChain.maxLength)).") var length: Int
+    @Option(help: "Checkpoint slots, including the one holding the input (1 to \(PlanChain.maxLength)).") var slots: Int
     @Flag(help: "Print JSON {length, slots, forward_steps, schedule}.") var json = false
 
+    /// Longest chain answered (the count is closed-form; this bounds only the arithmetic).
+    static let maxLength = 1 << 40
+    /// Longest chain whose actions are listed (a schedule has at most about forward_steps + 3·length actions).
+    static let maxListedLength = 10_000
+
     func validate() throws {
-        guard length >= 1 else { throw ValidationError("--length must be at least 1, got \(length)") }
-        guard slots >= 1 else { throw ValidationError("--slots must be at least 1 (the input's slot), got \(slots)") }
+        guard (1...Self.maxLength).contains(length) else {
+            throw ValidationError("--length must be from 1 to \(Self.maxLength), got \(length)")
+        }
+        guard (1...Self.maxLength).contains(slots) else {
+            throw ValidationError("--slots must be from 1 (the input's slot) to \(Self.maxLength), got \(slots)")
+        }
     }
 
     func run() throws {
-        let schedule = ChainSchedule.revolve(length: length, slots: slots)
+        guard let steps = Revolve.forwardSteps(length: length, slots: slots) else {
+            throw ValidationError("the forward count of \(length) layers with \(slots) slots does not fit 64 bits; use more slots")
+        }
         // The reversal only: Griewank's schedule starts from the stored input.
-        let actions = schedule.backward.filter { if case .free(0) = $0 { return false }; return true }
+        var actions: [ChainAction]? = nil
+        var peak = Swift.min(slots, length)   // Revolve stores as many states as it has slots for
+        if length <= Self.maxListedLength {
+            let schedule = ChainSchedule.revolve(length: length, slots: slots)
+            actions = schedule.backward.filter { if case .free(0) = $0 { return false }; return true }
+            peak = schedule.peakSlots
+        }
         if json {
-            struct Output: Encodable { let length, slots, forward_steps: Int; let schedule: [String] }
-            print(try jsonString(Output(length: length, slots: slots, forward_steps: schedule.forwardSteps,
-                                        schedule: actions.map(\.description))))
+            struct Output: Encodable { let length, slots, forward_steps: Int; let schedule: [String]? }
+            print(try jsonString(Output(length: length, slots: slots, forward_steps: steps, schedule: actions?.map(\.description))))
         } else {
-            print("chain of \(length) layers, \(slots) slots: \(schedule.forwardSteps) forward steps (peak \(schedule.peakSlots) slots)")
-            for a in actions { print("  \(a)") }
+            print("chain of \(length) layers, \(slots) slots: \(steps) forward steps (peak \(peak) slots)")
+            if let actions {
+                for a in actions { print("  \(a)") }
+            } else {
+                print("  (the actions are listed for chains of at most \(Self.maxListedLength) layers)")
+            }
         }
     }
 }

@@ -52,6 +52,21 @@ import Remat
         }
     }
 
+    /// The closed form answers what the schedule counts, and chains of any length at once.
+    @Test func closedFormCountsTheScheduleAndScales() {
+        for n in 1...60 {
+            for s in 1...8 {
+                #expect(Revolve.forwardSteps(length: n, slots: s) == ChainSchedule.revolve(length: n, slots: s).forwardSteps, "n \(n) slots \(s)")
+            }
+        }
+        // 10⁹ layers, 2 slots: r = 44720 (β(2, r) = (r+1)(r+2)/2 ≥ 10⁹ first there), F = r·n − C(r+2, 3).
+        let r = 44720, n = 1_000_000_000
+        #expect(Revolve.forwardSteps(length: n, slots: 2) == r * n - (r + 2) * (r + 1) * r / 6)
+        #expect(Revolve.forwardSteps(length: n, slots: 1) == n * (n - 1) / 2)
+        #expect(Revolve.forwardSteps(length: n, slots: n) == n - 1)
+        #expect(Revolve.forwardSteps(length: 1 << 40, slots: 1) == nil, "does not fit 64 bits")
+    }
+
     /// Executing schedules on a counting chain of layers that save a tensor each (tanh keeps its
     /// output): the layer evaluations are the sweep, the schedule's advances and one re-run per
     /// layer in reverse actions; and the gradient is bitwise that of the plain chain.
