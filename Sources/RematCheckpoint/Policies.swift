@@ -56,24 +56,44 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
 
     public enum ParseError: Error, CustomStringConvertible, Equatable {
         case unknown(String)
+        case badParameter(policy: String, reason: String)
         public var description: String {
             switch self {
             case .unknown(let s):
                 return "unknown checkpoint policy '\(s)'; use none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS], save-matmuls, modules:PATH[,PATH...]"
+            case .badParameter(let p, let reason):
+                return "checkpoint policy '\(p)': \(reason)"
             }
         }
     }
+
+    /// Most blocks or levels a chain policy's parameter may name (beyond any model).
+    public static let maximumParameter = 1 << 20
 
     /// Parses the CLI spelling (`every-k:2`, `revolve:3`, `heavy-ops`, …).
     public static func parse(_ text: String) throws -> CheckpointPolicy {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
         if parts.count == 2, parts[0] == "modules" {
             let paths = parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            guard !paths.contains(where: \.isEmpty) else { throw ParseError.unknown(text) }
+            guard !paths.contains(where: \.isEmpty) else {
+                throw ParseError.badParameter(policy: text, reason: "module paths are separated by single commas, none empty (modules:blocks.0,blocks.2)")
+            }
             return .modules(paths)
         }
         let arg = parts.count > 1 ? Int(parts[1]) : nil
-        if parts.count > 1 && (arg == nil || arg! < 1) { throw ParseError.unknown(text) }
+        if parts.count > 1 {
+            let what = ["every-k": "K (blocks per segment)", "recursive": "L (levels)", "revolve": "S (slots)",
+                        "heavy-ops": "PARAMS (parameters)", "auto": "PARAMS (parameters)"][parts[0]]
+            guard let what else {
+                let plain = ["none", "all", "alternate", "sqrt", "store-nothing", "save-matmuls"]
+                if plain.contains(parts[0]) { throw ParseError.badParameter(policy: text, reason: "\(parts[0]) takes no parameter") }
+                throw ParseError.unknown(text)
+            }
+            let limit = ["heavy-ops", "auto"].contains(parts[0]) ? Int.max : maximumParameter
+            guard let arg, arg >= 1, arg <= limit else {
+                throw ParseError.badParameter(policy: text, reason: "\(what) must be a whole number from 1 to \(limit), got '\(parts[1])'")
+            }
+        }
         switch parts[0] {
         case "none" where arg == nil: return .none
         case "all" where arg == nil: return .all
@@ -86,6 +106,8 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
         case "heavy-ops": return .heavyOps(largeParameters: arg ?? 1 << 18)
         case "auto": return .auto(minimumParameters: arg ?? 1_000_000)
         case "save-matmuls" where arg == nil: return .saveMatmuls
+        case "every-k", "revolve":
+            throw ParseError.badParameter(policy: text, reason: "\(parts[0]) needs its parameter: \(parts[0] == "revolve" ? "revolve:S (slots)" : "every-k:K (blocks per segment)")")
         default: throw ParseError.unknown(text)
         }
     }

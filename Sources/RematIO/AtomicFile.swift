@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// Why an ``AtomicFile`` write failed: the target path and one sentence saying what went wrong.
 public struct AtomicFileError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -80,6 +81,8 @@ public enum AtomicFile {
             throw AtomicFileError(path: path, reason: "the path names a directory, not a file")
         }
         let tempPath = directory + "." + name + ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max) & 0xFFFF_FFFF_FFFF)"
+        InProgress.set(tempPath)
+        defer { InProgress.clear() }
         let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
         guard fd >= 0 else {
             let code = errno
@@ -113,6 +116,29 @@ public enum AtomicFile {
             _ = fsync(dirFD)
             _ = close(dirFD)
         }
+    }
+
+    /// Removes the temporary file of the write in progress, if there is one. Async-signal-safe
+    /// (one `unlink` of a path kept in a static buffer), for a signal handler that exits at once.
+    public static func removeTemporaryFileInProgress() {
+        if InProgress.isSet.load(ordering: .acquiring) { _ = unlink(InProgress.path) }
+    }
+
+    /// The temporary path of the write in progress, where a signal handler can read it.
+    private enum InProgress {
+        static let capacity = 4096
+        nonisolated(unsafe) static let path = UnsafeMutablePointer<CChar>.allocate(capacity: capacity)
+        static let isSet = Atomic<Bool>(false)
+
+        static func set(_ p: String) {
+            isSet.store(false, ordering: .releasing)
+            let bytes = Array(p.utf8CString)
+            guard bytes.count <= capacity else { return }   // too long to remember: not removed on a signal
+            bytes.withUnsafeBufferPointer { path.update(from: $0.baseAddress!, count: bytes.count) }
+            isSet.store(true, ordering: .releasing)
+        }
+
+        static func clear() { isSet.store(false, ordering: .releasing) }
     }
 
     /// Directory part (with its trailing `/`, or empty for the current directory) and file name.

@@ -80,10 +80,8 @@ public struct BertTokenizer: Sendable {
             throw TokenizerError.fileNotFound(path: path)
         }
         let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw TokenizerError.unreadable(path: path, reason: "\(error)")
+        do { data = try RegularFile.contents(atPath: path) } catch let e as RegularFile.Error {
+            throw TokenizerError.unreadable(path: path, reason: e.reason)
         }
         if data.isEmpty { throw TokenizerError.emptyVocabulary(path: path) }
         let lines = Self.splitLines(data)

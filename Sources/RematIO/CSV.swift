@@ -35,8 +35,9 @@ public struct CSVTable: Sendable, Equatable {
     /// Reads a table; every row must have as many fields as the header.
     /// - Throws: ``CSVError`` naming the file and the line.
     public static func read(path: String) throws -> CSVTable {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CSVError(file: path, line: 0, reason: "cannot read the file")
+        let data: Data
+        do { data = try RegularFile.contents(atPath: path) } catch let e as RegularFile.Error {
+            throw CSVError(file: path, line: 0, reason: e.reason)
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw CSVError(file: path, line: 0, reason: "not UTF-8 text")

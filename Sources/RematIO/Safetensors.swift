@@ -101,7 +101,7 @@ public struct SafetensorsFile: Sendable {
     /// Reads every tensor and the metadata of the safetensors file at `path`.
     /// Tensors are allocated in ``MemoryLedger/current`` under `category`.
     public static func read(path: String, category: MemoryCategory = .temporaries) throws -> SafetensorsFile {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)   // a FIFO is refused below, not waited on
         guard fd >= 0 else {
             let code = errno
             throw SafetensorsError.cannotOpen(path: path, reason: errnoText(code))

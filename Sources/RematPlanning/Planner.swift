@@ -5,21 +5,42 @@ public enum MemoryBudget: Sendable, Hashable, CustomStringConvertible {
     case bytes(Int)
     case fraction(Double)
 
-    public static func mebibytes(_ m: Double) -> MemoryBudget { .bytes(Int(m * 1_048_576)) }
-    public static func gibibytes(_ g: Double) -> MemoryBudget { .bytes(Int(g * 1_073_741_824)) }
+    public static func mebibytes(_ m: Double) -> MemoryBudget { .bytes(bytes(m, scale: 1_048_576)) }
+    public static func gibibytes(_ g: Double) -> MemoryBudget { .bytes(bytes(g, scale: 1_073_741_824)) }
 
-    /// Parses `300MiB`, `1.5GiB`, `500MB`, `123456` (bytes) or `0.5` (a fraction).
+    /// The largest budget in bytes (1 EiB): beyond any machine, and far from overflowing the
+    /// simulator's sums.
+    public static let maximumBytes = 1 << 60
+
+    private static func bytes(_ v: Double, scale: Double) -> Int {
+        precondition(v.isFinite && v > 0 && v * scale <= Double(maximumBytes), "MemoryBudget: \(v) × \(scale) bytes is not in (0, 1 EiB]")
+        return Int(v * scale)
+    }
+
+    /// Parses bytes with a unit (`300MiB`, `1.5GiB`, `500MB`, `64KiB`, `123456B`) or a fraction of
+    /// the unconstrained peak (`0.5`: greater than 0, at most 1). A number without a unit above 1
+    /// is an error (it would be bytes or a typo for a fraction); so are zero, negative, infinite
+    /// and NaN values, and more than 1 EiB.
     public static func parse(_ text: String) throws -> MemoryBudget {
         let t = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1024), ("GB", 1e9), ("MB", 1e6),
                                          ("KB", 1e3), ("B", 1)]
         for (u, scale) in units where t.hasSuffix(u) {
-            guard let v = Double(t.dropLast(u.count).trimmingCharacters(in: .whitespaces)), v > 0 else { throw PlanningError.badBudget(text) }
+            guard let v = Double(t.dropLast(u.count).trimmingCharacters(in: .whitespaces)), v.isFinite, v > 0 else {
+                throw PlanningError.badBudget(text, reason: "the amount before \(u) must be a positive number")
+            }
+            guard v * scale >= 1, v * scale <= Double(maximumBytes) else {
+                throw PlanningError.badBudget(text, reason: "it is \(v * scale < 1 ? "less than a byte" : "more than 1 EiB")")
+            }
             return .bytes(Int(v * scale))
         }
-        guard let v = Double(t), v > 0 else { throw PlanningError.badBudget(text) }
-        if v <= 1 { return .fraction(v) }
-        return .bytes(Int(v))
+        guard let v = Double(t), v.isFinite, v > 0 else {
+            throw PlanningError.badBudget(text, reason: "it is neither bytes with a unit nor a fraction")
+        }
+        guard v <= 1 else {
+            throw PlanningError.badBudget(text, reason: "a number without a unit is a fraction of the unconstrained peak, at most 1 (for bytes give a unit: \(t)B)")
+        }
+        return .fraction(v)
     }
 
     /// The budget in bytes for a step whose unconstrained peak is `unconstrainedPeak`.
@@ -101,18 +122,21 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
 
     /// Reads a plan written by ``jsonString()`` (`remat plan --json`).
     public static func read(path: String) throws -> MemoryPlan {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw PlanningError.badPlanFile(path: path, reason: "no such file or not readable")
+        let data: Data
+        do { data = try RegularFile.contents(atPath: path) } catch let e as RegularFile.Error {
+            throw PlanningError.badPlanFile(path: path, reason: e.reason)
         }
         do { return try JSONDecoder().decode(MemoryPlan.self, from: data) } catch {
             throw PlanningError.badPlanFile(path: path, reason: "not a plan: \(error)")
         }
     }
 
-    public func jsonString() -> String {
+    /// The plan as JSON (what ``read(path:)`` reads back). Throws when a figure is not finite
+    /// (JSON has no NaN), rather than printing invalid JSON.
+    public func jsonString() throws -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self)
+        return String(decoding: try enc.encode(self), as: UTF8.self)
     }
 
     /// A human summary: counts, bytes, predicted peak and overhead.

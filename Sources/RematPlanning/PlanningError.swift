@@ -7,7 +7,7 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
     case budgetBelowMinimum(budget: Int, minimum: Int, breakdown: String)
     case unknownNames(plan: String, names: [String])
     case stalePlan(expected: String, found: String)
-    case badBudget(String)
+    case badBudget(String, reason: String)
     case badStats(file: String, reason: String)
     case unknownSolver(String)
     case planExceedsBudget(predicted: Int, budget: Int)
@@ -25,8 +25,8 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
             return "plan \(p) names ops this step does not have: \(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? ", …" : "")"
         case .stalePlan(let e, let f):
             return "stale plan: it was made for \(e) but the step is \(f); re-plan for this shape"
-        case .badBudget(let s):
-            return "bad memory budget '\(s)': use bytes with a unit (300MiB, 1.5GiB, 500MB) or a fraction of the unconstrained peak (0.5)"
+        case .badBudget(let s, let reason):
+            return "bad memory budget '\(s)': \(reason); use bytes with a unit (300MiB, 1.5GiB, 500MB) or a fraction of the unconstrained peak (0.5)"
         case .badStats(let f, let r):
             return "stats file \(f): \(r)"
         case .planExceedsBudget(let p, let b):

@@ -14,7 +14,7 @@ extension StepGraph {
 
     private struct StepMeta: Codable {
         var format = "remat-step-stats"
-        var version = 1
+        var version = 2
         var model: String
         var input_shape: [Int]
         var blocks: [String]
@@ -23,29 +23,70 @@ extension StepGraph {
         var measured_peak_bytes: Int
         var step_seconds: Double
         var forward_ops: Int
+        /// Version 2: the bytes and FNV-1a 64 checksum of each of the other files, so a folder
+        /// that mixes files of two profiles is refused.
+        var files: [String: FileStamp]? = nil
     }
+
+    private struct FileStamp: Codable, Equatable {
+        var bytes: Int
+        var fnv1a64: String
+        init(_ data: [UInt8]) {
+            bytes = data.count
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+            fnv1a64 = String(h, radix: 16)
+        }
+    }
+
+    /// Largest byte count or time a profile file may hold (1 PiB, 10⁶ s): beyond any real step,
+    /// and far from overflowing the simulator's sums.
+    static let maximumBytes = 1 << 50
+    static let maximumSeconds = 1e6
 
     /// The backward nodes in execution order (names).
     public var backwardOrder: [String] {
         keptSequence.compactMap { if case .backwardOp(let n) = $0 { return n }; return nil }
     }
 
-    /// Writes the profile files into `directory` (created if missing; each file atomically).
+    /// Writes the profile files into `directory`. A new directory appears whole (the files are
+    /// written into a temporary one next to it, which is then renamed); into an existing one the
+    /// CSV files are written one by one (each atomically) and `step.json` last, with the size and
+    /// checksum of each, so that ``readStats(from:)`` refuses a folder a failure left half old,
+    /// half new.
     public func writeStats(to directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let dir = directory.hasSuffix("/") ? directory : directory + "/"
+        let trimmed = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: trimmed, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw AtomicFileError(path: trimmed, reason: "it exists and is not a directory") }
+            return try writeStatsFiles(into: trimmed + "/")
+        }
+        let parent = (trimmed as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: parent.isEmpty ? "." : parent, withIntermediateDirectories: true)
+        let temp = (parent.isEmpty ? "" : parent + "/") + "." + (trimmed as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: false)
+        do {
+            try writeStatsFiles(into: temp + "/")
+            guard rename(temp, trimmed) == 0 else {
+                throw AtomicFileError(path: trimmed, reason: "cannot rename the temporary directory \(temp) into place (\(String(cString: strerror(errno))))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: temp)
+            throw error
+        }
+    }
+
+    private func writeStatsFiles(into dir: String) throws {
         let f = ops.count
         let backward = backwardOrder
         let opByName = Dictionary(ops.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
 
-        // step.json
-        let meta = StepMeta(model: model, input_shape: inputShape, blocks: regions, baseline_bytes: baselineBytes,
-                            baseline_by_category: Dictionary(uniqueKeysWithValues: baselineByCategory.map { ($0.key.description, $0.value) }),
-                            measured_peak_bytes: measuredPeakBytes, step_seconds: stepSeconds, forward_ops: f)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try enc.encode(meta)
-        try AtomicFile.write(to: dir + "step.json") { try $0.write(Array(json)) }
+        var stamps: [String: FileStamp] = [:]
+        func write(_ table: CSVTable, _ name: String) throws {
+            let bytes = Array(table.text.utf8)
+            stamps[name] = FileStamp(bytes)
+            try AtomicFile.write(to: dir + name) { try $0.write(bytes) }
+        }
 
         // node_stats.csv: forward ops, then backward nodes, with the live-bytes peak of each.
         let (forwardPeak, backwardPeak) = nodePeaks()
@@ -67,7 +108,7 @@ extension StepGraph {
         for (name, s) in backwardSeconds.sorted(by: { $0.key < $1.key }) where !listed.contains(name) {
             nodes.rows.append(["", name, "gradient", "backward", "\(s)", "", "", "", "", ""])
         }
-        try nodes.write(to: dir + "node_stats.csv")
+        try write(nodes, "node_stats.csv")
 
         // activation_stats.csv
         let sim = PlanSimulator(self)
@@ -98,11 +139,11 @@ extension StepGraph {
                               t.preexisting ? "true" : "false", t.savedBy.joined(separator: ";"),
                               t.consumers.map(String.init).joined(separator: ";"), candidateOf[t.id] != nil ? "true" : "false"])
         }
-        try acts.write(to: dir + "activation_stats.csv")
+        try write(acts, "activation_stats.csv")
 
         var slotTable = CSVTable(header: ["slot_name", "saver", "tensor_id"])
         for s in slots { slotTable.rows.append([s.name, s.saver, String(s.tensor)]) }
-        try slotTable.write(to: dir + "saved_slots.csv")
+        try write(slotTable, "saved_slots.csv")
 
         var events = CSVTable(header: ["sequence", "index", "event", "argument"])
         func add(_ seq: String, _ list: [Event], backwardAt: Int?) {
@@ -125,7 +166,16 @@ extension StepGraph {
         }
         add("step", keptSequence, backwardAt: backwardStartIndex)
         add("dropped_forward", droppedForward, backwardAt: nil)
-        try events.write(to: dir + "memory_events.csv")
+        try write(events, "memory_events.csv")
+
+        // step.json last, stamping the files it belongs with.
+        let meta = StepMeta(model: model, input_shape: inputShape, blocks: regions, baseline_bytes: baselineBytes,
+                            baseline_by_category: Dictionary(uniqueKeysWithValues: baselineByCategory.map { ($0.key.description, $0.value) }),
+                            measured_peak_bytes: measuredPeakBytes, step_seconds: stepSeconds, forward_ops: f, files: stamps)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let json = try enc.encode(meta)
+        try AtomicFile.write(to: dir + "step.json") { try $0.write(Array(json)) }
     }
 
     /// Peak live bytes while each forward op and each backward node runs, from the unplanned step.
@@ -170,16 +220,41 @@ extension StepGraph {
         }
         let meta: StepMeta
         do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: dir + "step.json"))
+            let data = try RegularFile.contents(atPath: dir + "step.json")
             meta = try JSONDecoder().decode(StepMeta.self, from: data)
+        } catch let e as RegularFile.Error {
+            throw PlanningError.badStats(file: dir + "step.json", reason: e.reason)
         } catch {
             throw PlanningError.badStats(file: dir + "step.json", reason: "not a Remat step description (\(error))")
         }
-        guard meta.format == "remat-step-stats", meta.version == 1 else {
-            throw PlanningError.badStats(file: dir + "step.json", reason: "format \(meta.format) version \(meta.version); this Remat reads remat-step-stats version 1")
+        guard meta.format == "remat-step-stats", meta.version == 1 || meta.version == 2 else {
+            throw PlanningError.badStats(file: dir + "step.json", reason: "format \(meta.format) version \(meta.version); this Remat reads remat-step-stats versions 1 and 2")
+        }
+        func check(_ what: String, _ ok: Bool) throws {
+            if !ok { throw PlanningError.badStats(file: dir + "step.json", reason: what) }
+        }
+        try check("input_shape \(meta.input_shape) must list 1 to 8 positive sizes", (1...8).contains(meta.input_shape.count) && meta.input_shape.allSatisfy { (1...(1 << 30)).contains($0) })
+        try check("baseline_bytes \(meta.baseline_bytes) must be from 0 to \(maximumBytes)", (0...maximumBytes).contains(meta.baseline_bytes))
+        try check("measured_peak_bytes \(meta.measured_peak_bytes) must be from 0 to \(maximumBytes)", (0...maximumBytes).contains(meta.measured_peak_bytes))
+        try check("every baseline_by_category value must be from 0 to \(maximumBytes)", meta.baseline_by_category.values.allSatisfy { (0...maximumBytes).contains($0) })
+        try check("step_seconds \(meta.step_seconds) must be a time from 0 to \(maximumSeconds) s", meta.step_seconds.isFinite && (0...maximumSeconds).contains(meta.step_seconds))
+        try check("forward_ops \(meta.forward_ops) must be from 0 to 10000000", (0...10_000_000).contains(meta.forward_ops))
+        var texts: [String: String] = [:]
+        for name in statsFiles.dropFirst() {
+            let data: [UInt8]
+            do { data = Array(try RegularFile.contents(atPath: dir + name)) } catch let e as RegularFile.Error {
+                throw PlanningError.badStats(file: dir + name, reason: e.reason)
+            }
+            if let stamp = meta.files?[name], stamp != FileStamp(data) {
+                throw PlanningError.badStats(file: dir + name, reason: "it is not the file step.json was written with (\(data.count) bytes, step.json records \(stamp.bytes) and another checksum): the folder mixes two profiles; run remat profile again")
+            }
+            guard let text = String(validating: data, as: UTF8.self) else {
+                throw PlanningError.badStats(file: dir + name, reason: "not UTF-8 text")
+            }
+            texts[name] = text
         }
         func table(_ name: String) throws -> (CSVTable, String) {
-            do { return (try CSVTable.read(path: dir + name), dir + name) } catch let e as CSVError {
+            do { return (try CSVTable.parse(texts[name]!, file: dir + name), dir + name) } catch let e as CSVError {
                 throw PlanningError.badStats(file: e.file, reason: "line \(e.line): \(e.reason)")
             }
         }
@@ -199,9 +274,18 @@ extension StepGraph {
                 return v
             }
             func optInt(_ col: String) throws -> Int? { try text(col).isEmpty ? nil : try int(col) }
+            /// An integer from `range` (ranks, ids, sizes: a bound keeps every later sum from overflowing).
+            func int(_ col: String, in range: ClosedRange<Int>) throws -> Int {
+                let v = try int(col)
+                guard range.contains(v) else { throw fail("\(col) \(v) is not from \(range.lowerBound) to \(range.upperBound)") }
+                return v
+            }
+            func optInt(_ col: String, in range: ClosedRange<Int>) throws -> Int? { try text(col).isEmpty ? nil : try int(col, in: range) }
             func double(_ col: String) throws -> Double {
                 let s = try text(col)
-                guard let v = Double(s), v.isFinite, v >= 0 else { throw fail("\(col) '\(s)' is not a time in seconds") }
+                guard let v = Double(s), v.isFinite, v >= 0, v <= StepGraph.maximumSeconds else {
+                    throw fail("\(col) '\(s)' is not a time in seconds (0 to \(StepGraph.maximumSeconds))")
+                }
                 return v
             }
             func list(_ col: String) throws -> [String] {
@@ -269,8 +353,7 @@ extension StepGraph {
             }
             let phaseText = try r.text("phase")
             guard let phase = Phase(rawValue: phaseText) else { throw r.fail("unknown phase '\(phaseText)'") }
-            let bytes = try r.int("avg_mem_size_bytes")
-            guard bytes >= 0 else { throw r.fail("negative avg_mem_size_bytes") }
+            let bytes = try r.int("avg_mem_size_bytes", in: 0...maximumBytes)
             let consumers = try r.list("consumers").map { s -> Int in
                 guard let v = Int(s), v >= 0, v < f else { throw r.fail("consumer rank '\(s)' is not a forward rank") }
                 return v
@@ -283,9 +366,9 @@ extension StepGraph {
             }
             var t = TensorInfo(id: id, name: try r.text("activation_name"), owner: owner, bytes: bytes, category: category,
                                phase: phase, savedBy: try r.list("saved_by"), consumers: consumers,
-                               lastForwardUse: try r.optInt("last_fw_use_rank"),
-                               firstBackwardUse: try r.optInt("first_bw_use_rank").map { $0 - f },
-                               lastBackwardUse: try r.optInt("last_bw_use_rank").map { $0 - f })
+                               lastForwardUse: try r.optInt("last_fw_use_rank", in: -1...Swift.max(f - 1, -1)),
+                               firstBackwardUse: try r.optInt("first_bw_use_rank", in: f...(f + 10_000_000)).map { $0 - f },
+                               lastBackwardUse: try r.optInt("last_bw_use_rank", in: f...(f + 10_000_000)).map { $0 - f })
             t.preexisting = preexisting
             tensors.append(t)
         }
@@ -311,6 +394,7 @@ extension StepGraph {
         var kept: [Event] = []
         var dropped: [Event] = []
         var backwardStart: Int? = nil
+        var allocated: [String: Set<Int>] = [:]   // per sequence: each tensor is allocated once
         for i in eventTable.rows.indices {
             let r = Reader(table: eventTable, file: eventFile, row: i)
             let seq = try r.text("sequence")
@@ -326,7 +410,10 @@ extension StepGraph {
             }
             let event: Event
             switch try r.text("event") {
-            case "allocate": event = .allocate(try tensor())
+            case "allocate":
+                let t = try tensor()
+                guard allocated[seq, default: []].insert(t).inserted else { throw r.fail("tensor \(t) allocated twice in the \(seq) sequence") }
+                event = .allocate(t)
             case "free": event = .free(try tensor())
             case "forward_op":
                 guard let o = opIndex[arg] else { throw r.fail("forward_op '\(arg)' is not a forward op") }

@@ -46,8 +46,9 @@ public struct ByteSequenceDataset: TokenBatchSource {
 
     /// Reads a file as bytes; throws ``DatasetError`` naming the file.
     public init(path: String, minimumLength: Int, seed: UInt64 = 0) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError.cannotRead(path: path, reason: FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")
+        let data: Data
+        do { data = try RegularFile.contents(atPath: path) } catch let e as RegularFile.Error {
+            throw DatasetError.cannotRead(path: path, reason: e.reason)
         }
         guard data.count >= minimumLength else { throw DatasetError.tooShort(path: path, bytes: data.count, needed: minimumLength) }
         self.init(bytes: [UInt8](data), seed: seed)

@@ -1,3 +1,4 @@
+import Foundation
 /// The reference workloads by name (../shared/spec/workloads.md): a freshly initialised model,
 /// its spec optimizer, synthetic batches of the right shapes, and the spec batch size.
 public struct Workload {
@@ -13,12 +14,12 @@ public struct Workload {
     public let batchKind: BatchKind
 
     public enum BatchKind: Sendable {
-        /// `input` and `target` I32/I64 `[B, T]` (next-token targets).
-        case tokens(contextLength: Int)
-        /// `input` F32 `[B, C, S, S]`, `target` I32/I64 `[B]`.
-        case images(channels: Int, size: Int)
-        /// `input` I32/I64 `[B, T]` token ids (0 pads), `target` I32/I64 `[B]` labels.
-        case labelledSequences(maxLength: Int, labels: Int)
+        /// `input` and `target` I32/I64 `[B, T]` token ids in `0..<vocabulary` (next-token targets).
+        case tokens(contextLength: Int, vocabulary: Int)
+        /// `input` F32 `[B, C, S, S]`, `target` I32/I64 `[B]` classes in `0..<classes`.
+        case images(channels: Int, size: Int, classes: Int)
+        /// `input` I32/I64 `[B, T]` token ids in `0..<vocabulary` (0 pads), `target` I32/I64 `[B]` labels in `0..<labels`.
+        case labelledSequences(maxLength: Int, vocabulary: Int, labels: Int)
     }
 }
 
@@ -62,7 +63,7 @@ public enum ModelZoo {
                     var source = ByteSequenceDataset(bytes: ArithmeticText.generate(bytes: 1 << 18, seed: s), seed: s)
                     return { source.nextBatch(batchSize: b, length: c.contextLength) }
                 },
-                batchKind: .tokens(contextLength: c.contextLength))
+                batchKind: .tokens(contextLength: c.contextLength, vocabulary: c.vocabularySize))
         }
         if let c = ResNetConfig.presets[name] {
             let model = ResNet(c, seed: seed)
@@ -76,7 +77,7 @@ public enum ModelZoo {
                                       target: Tensor(indices: (0..<b).map { _ in Int(g.nextUInt64() % UInt64(c.classes)) }, shape: [b], dtype: .int64))
                     }
                 },
-                batchKind: .images(channels: c.inChannels, size: c.imageSize))
+                batchKind: .images(channels: c.inChannels, size: c.imageSize, classes: c.classes))
         }
         if name == "minilm" { return miniLM(seed: seed) }
         throw Error.unknownModel(name, known: names)
@@ -105,6 +106,53 @@ public enum ModelZoo {
                                          target: Tensor(indices: (0..<b).map { _ in Int(g.nextUInt64() % UInt64(labels)) }, shape: [b], dtype: .int64))
                 }
             },
-            batchKind: .labelledSequences(maxLength: length, labels: labels))
+            batchKind: .labelledSequences(maxLength: length, vocabulary: config.vocab_size, labels: labels))
+    }
+}
+
+extension ModelZoo {
+    /// A step that would not fit this machine's memory.
+    public enum MemoryError: Swift.Error, CustomStringConvertible, Equatable {
+        case stepTooLarge(workload: String, batch: Int, neededBytes: Int, availableBytes: Int)
+        public var description: String {
+            switch self {
+            case .stepTooLarge(let w, let b, let need, let available):
+                return "a training step of \(w) at batch \(b) needs about \(formatBytes(need)) (measured at batch 1 and 2, extrapolated), "
+                    + "but this machine has \(formatBytes(available)) available; use a smaller batch"
+            }
+        }
+    }
+
+    /// Checks, before any work, that an unconstrained training step of workload `name` at
+    /// `batchSize` fits the memory this machine has available (Linux: `MemAvailable`). Up to the
+    /// spec batch size nothing is run; above it, one step of a fresh copy of the workload at batch 1
+    /// and at batch 2 (in a ledger of their own) measure the peak's fixed part and its growth per
+    /// sample, and the need at `batchSize` is their linear extrapolation.
+    public static func checkMemory(workload name: String, batchSize: Int) throws {
+        let spec = try specBatchSize(name)
+        guard batchSize > spec, let available = availableMemoryBytes() else { return }
+        func peak(_ b: Int) throws -> Int {
+            let w = try workload(name)
+            let ledger = MemoryLedger(label: "estimate", cacheLimit: 0)
+            let trainer = Trainer(model: w.model, optimizer: w.makeOptimizer(), gradientClip: nil, ledger: ledger)
+            return trainer.step(w.batches(b, 1)()).peakBytes
+        }
+        let p1 = try peak(1), p2 = try peak(2)
+        let (growth, overflow) = (batchSize - 1).multipliedReportingOverflow(by: Swift.max(0, p2 - p1))
+        let need = overflow ? Int.max : p1 + Swift.min(growth, Int.max - p1)
+        if need > available {
+            throw MemoryError.stepTooLarge(workload: name, batch: batchSize, neededBytes: need, availableBytes: available)
+        }
+    }
+
+    /// Bytes of memory available to a new allocation now (`MemAvailable` in /proc/meminfo); nil
+    /// where that is not known.
+    public static func availableMemoryBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kb = Int(fields[1]) { return kb * 1024 }
+        }
+        return nil
     }
 }

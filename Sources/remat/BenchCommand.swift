@@ -15,13 +15,28 @@ struct BenchKernels: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @Flag(help: "Print JSON.") var json = false
-    @Option(help: "Matmul sizes (comma separated).") var sizes = "256,512,1024,2048"
-    @Option(help: "Elements for the elementwise cases.") var elements = 1 << 22
-    @Option(help: "Repetitions per measurement (medians are reported).") var reps = 15
+    @Option(help: "Matmul sizes (comma separated, each 1 to 8192).") var sizes = "256,512,1024,2048"
+    @Option(parsing: .unconditional, help: "Elements for the elementwise cases (1 to 2^28).") var elements = 1 << 22
+    @Option(parsing: .unconditional, help: "Repetitions per measurement, 1 to 1000 (medians are reported).") var reps = 15
+
+    func validate() throws {
+        try requireRange("--elements", elements, 1...(1 << 28))
+        try requireRange("--reps", reps, 1...1000)
+        _ = try parsedSizes()
+    }
+
+    func parsedSizes() throws -> [Int] {
+        let parts = sizes.split(separator: ",", omittingEmptySubsequences: false)
+        let ns = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard ns.count == parts.count, !ns.isEmpty, ns.allSatisfy({ (1...8192).contains($0) }) else {
+            throw ValidationError("--sizes must be comma-separated whole numbers from 1 to 8192 (256,512), got '\(sizes)'")
+        }
+        return ns
+    }
 
     func run() throws {
         engine.apply()
-        let ns = sizes.split(separator: ",").compactMap { Int($0) }
+        let ns = try parsedSizes()
         let result = KernelBenchmark.Result(
             threads: Runtime.threads, blas: Runtime.blasDescription,
             matmul: KernelBenchmark.matmul(sizes: ns, reps: reps),
@@ -49,30 +64,38 @@ struct BenchTrain: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
-    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
-    @Option(help: "Batch size (default: the workload's).") var batch: Int?
-    @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 5
-    @Option(help: "Memory budget (300MiB, 1.5GiB, or a fraction of the unconstrained peak such as 0.5): profile, plan and run under it.")
-    var budget: String?
-    @Option(help: "Planner solver with --budget: auto, greedy, knapsack, local, exhaustive.") var solver = "auto"
+    @OptionGroup var workloadOptions: WorkloadOptions
+    @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
+    @OptionGroup var budgetOptions: BudgetOptions
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
     @Flag(help: "Print JSON.") var json = false
 
+    func validate() throws {
+        try requireRange("--steps", steps, 1...10_000)
+        if let plan {
+            guard budgetOptions.budget == nil, policyOption.policy == "none" else {
+                throw ValidationError("--plan runs under the plan: give no --policy or --budget")
+            }
+            let saved = try MemoryPlan.read(path: plan)
+            if let batch = workloadOptions.batch, batch != saved.inputShape.first {
+                throw ValidationError("--plan was made for batch \(saved.inputShape.first ?? 0), not --batch \(batch)")
+            }
+        } else if budgetOptions.budget != nil && policyOption.policy != "none" {
+            throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
+        }
+    }
+
     func run() throws {
         engine.apply()
-        let workload = try ModelZoo.workload(model)
         let policy = try policyOption.parsed()
         let saved = try plan.map { try MemoryPlan.read(path: $0) }
-        if let saved {
-            guard budget == nil, policy == .none else { throw ValidationError("--plan runs under the plan: give no --policy or --budget") }
-            if let batch, batch != saved.inputShape.first { throw ValidationError("--plan was made for batch \(saved.inputShape.first ?? 0), not --batch \(batch)") }
-            try workload.model.applyPlan(saved)
-        } else {
-            try workload.model.applyCheckpointing(policy)
-        }
-        let b = batch ?? saved?.inputShape.first ?? workload.specBatchSize
-        var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget.map { try MemoryBudget.parse($0) },
-                                          solver: PlanSolver.parse(solver))
+        var options = workloadOptions
+        if let saved, options.batch == nil { options.batch = saved.inputShape.first }
+        let (workload, b) = try options.workload()
+        if let saved { try workload.model.applyPlan(saved) } else { try workload.model.applyCheckpointing(policy) }
+        let model = workload.name
+        let budget = try budgetOptions.parsedBudget()
+        var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver())
         if budget == nil { r.policy = saved == nil ? policy.description : "plan" }
         if json {
             print(try jsonString(r))
@@ -91,8 +114,10 @@ struct BenchConv: ParsableCommand {
         commandName: "conv", abstract: "conv2d forward/backward time on every distinct resnet50-64 convolution shape.")
 
     @OptionGroup var engine: EngineOptions
-    @Option(help: "Batch size.") var batch = 16
+    @Option(parsing: .unconditional, help: "Batch size, 1 to 1024.") var batch = 16
     @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws { try requireRange("--batch", batch, 1...1024) }
 
     func run() throws {
         engine.apply()

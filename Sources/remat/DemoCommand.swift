@@ -8,11 +8,22 @@ struct DemoCommand: ParsableCommand {
         abstract: "The main job: train gpt-mini on the built-in data, then show what checkpointing saves.")
 
     @OptionGroup var engine: EngineOptions
-    @Option(help: "Training steps before the comparison.") var steps = 20
-    @Option(help: "Steps measured per policy (after one warm-up step).") var measure = 3
+    @Option(parsing: .unconditional, help: "Training steps before the comparison, 1 to 100000.") var steps = 20
+    @Option(parsing: .unconditional, help: "Steps measured per policy (after one warm-up step), 1 to 1000.") var measure = 3
     @Option(help: "Policies compared with none (comma separated).") var policies = "all,save-matmuls"
-    @Option(help: "Memory budget of the planned run at the end (bytes with a unit, or a fraction of the unconstrained peak).")
+    @Option(parsing: .unconditional, help: "Memory budget of the planned run at the end (bytes with a unit, or a fraction of the unconstrained peak, 0 < f ≤ 1).")
     var budget = "0.6"
+
+    func validate() throws {
+        try requireRange("--steps", steps, 1...100_000)
+        try requireRange("--measure", measure, 1...1000)
+        for p in policies.split(separator: ",", omittingEmptySubsequences: false) {
+            do { _ = try CheckpointPolicy.parse(String(p)) } catch let e as CheckpointPolicy.ParseError {
+                throw ValidationError("--policies: \(e.description)")
+            }
+        }
+        do { _ = try MemoryBudget.parse(budget) } catch let e as PlanningError { throw ValidationError("--budget: \(e.description)") }
+    }
 
     func run() throws {
         engine.apply()

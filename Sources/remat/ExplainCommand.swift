@@ -2,18 +2,6 @@ import ArgumentParser
 import Foundation
 import Remat
 
-/// `--policy` shared by the commands that run a training step.
-struct PolicyOption: ParsableArguments {
-    @Option(help: "Checkpointing: none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS], save-matmuls, modules:PATH[,PATH...].")
-    var policy = "none"
-
-    func parsed() throws -> CheckpointPolicy {
-        do { return try CheckpointPolicy.parse(policy) } catch let e as CheckpointPolicy.ParseError {
-            throw ValidationError(e.description)
-        }
-    }
-}
-
 struct ExplainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "explain",
@@ -21,16 +9,15 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
-    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
-    @Option(help: "Batch size (default: the workload's).") var batch: Int?
+    @OptionGroup var workloadOptions: WorkloadOptions
     @Flag(help: "List every saved tensor (default: modules and totals, and the tensors of the first block).") var all = false
     @Flag(help: "Print JSON: totals and every saved tensor.") var json = false
 
     func run() throws {
         engine.apply()
         let policy = try policyOption.parsed()
-        let workload = try ModelZoo.workload(model)
-        let b = batch ?? workload.specBatchSize
+        let (workload, b) = try workloadOptions.workload()
+        let model = workload.name
         let e = try CheckpointExplainer.explain(workload, policy: policy, batchSize: b)
         if json {
             struct Row: Encodable { let name: String; let shape: [Int]; let dtype: String; let bytes: Int; let kept: Bool }

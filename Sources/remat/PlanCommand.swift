@@ -74,18 +74,31 @@ struct PlanBudget: ParsableCommand {
             """)
 
     @OptionGroup var engine: EngineOptions
-    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
-    @Option(help: "Batch size (default: the workload's).") var batch: Int?
+    @OptionGroup var workloadOptions: WorkloadOptions
     @Option(help: "Plan from the profile files in this directory (remat profile --out DIR) instead of profiling now.")
     var stats: String?
-    @Option(help: "Memory budget: 300MiB, 1.5GiB, or a fraction of the unconstrained peak (0.5).") var budget: String
-    @Option(help: "Solver: \(PlanSolver.allCases.map(\.rawValue).joined(separator: ", ")).") var solver = "auto"
+    @OptionGroup var budgetOptions: BudgetOptions
     @Flag(help: "Print the plan as JSON.") var json = false
-    @Option(help: "Also list the N largest tensors alive at the predicted peak (what a lower budget would have to drop).")
+    @Option(parsing: .unconditional, help: "Also list the N largest tensors alive at the predicted peak, N from 0 to 100000 (what a lower budget would have to drop).")
     var showPeak = 0
+
+    func validate() throws {
+        guard budgetOptions.budget != nil else { throw ValidationError("--budget is required: bytes with a unit (300MiB) or a fraction (0.6)") }
+        try requireRange("--show-peak", showPeak, 0...100_000)
+        if let stats {
+            guard workloadOptions.model == nil, workloadOptions.batch == nil else {
+                throw ValidationError("--stats plans the profiled step as it was: give no --model or --batch with it")
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: stats, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--stats \(stats) is not a directory (remat profile --out DIR writes one)")
+            }
+        }
+    }
 
     func run() throws {
         engine.apply()
+        let budget = try budgetOptions.parsedBudget()!, solver = try budgetOptions.parsedSolver()
         let graph: StepGraph
         let what: String
         if let stats {
@@ -93,12 +106,12 @@ struct PlanBudget: ParsableCommand {
             what = "\(graph.model) on input \(graph.inputShape) (profile \(stats))"
         } else {
             let b: Int
-            (graph, b) = try captureWorkload(model, batch: batch, timingRuns: 2)
-            what = "\(model), batch \(b)"
+            (graph, b) = try captureWorkload(workloadOptions, timingRuns: 2)
+            what = "\(workloadOptions.name), batch \(b)"
         }
-        let plan = try Planner.plan(graph, budget: MemoryBudget.parse(budget), solver: PlanSolver.parse(solver))
+        let plan = try Planner.plan(graph, budget: budget, solver: solver)
         if json {
-            print(plan.jsonString())
+            print(try plan.jsonString())
             return
         }
         print("\(what): \(plan.summary)")
@@ -129,18 +142,19 @@ struct ProfileCommand: ParsableCommand {
             """)
 
     @OptionGroup var engine: EngineOptions
-    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
-    @Option(help: "Batch size (default: the workload's).") var batch: Int?
-    @Option(help: "Timed steps (per-op times are their medians).") var runs = 3
-    @Option(help: "Directory to write the statistics into (created if missing).") var out: String
+    @OptionGroup var workloadOptions: WorkloadOptions
+    @Option(parsing: .unconditional, help: "Timed steps, 1 to 100 (per-op times are their medians).") var runs = 3
+    @Option(help: "Directory to write the statistics into (created if missing; the files appear together).") var out: String
 
     func validate() throws {
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        try requireRange("--runs", runs, 1...100)
+        try requireWritableDirectory("--out", out)
     }
 
     func run() throws {
         engine.apply()
-        let (graph, b) = try captureWorkload(model, batch: batch, timingRuns: runs)
+        let model = workloadOptions.name
+        let (graph, b) = try captureWorkload(workloadOptions, timingRuns: runs)
         try graph.writeStats(to: out)
         let sim = PlanSimulator(graph)
         let floor = sim.simulate(Set(sim.candidates.indices))
@@ -154,9 +168,8 @@ struct ProfileCommand: ParsableCommand {
 
 /// Profiles one training step of workload `model` at `batch` (default: the workload's) with its
 /// spec optimizer on its synthetic batches. Returns the step and the batch size used.
-func captureWorkload(_ model: String, batch: Int?, timingRuns: Int) throws -> (StepGraph, Int) {
-    let workload = try ModelZoo.workload(model)
-    let b = batch ?? workload.specBatchSize
+func captureWorkload(_ options: WorkloadOptions, timingRuns: Int) throws -> (StepGraph, Int) {
+    let (workload, b) = try options.workload()
     let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil)
     return (try StepCapture.capture(trainer, batch: workload.batches(b, 7)(), timingRuns: timingRuns), b)
 }

@@ -6,9 +6,14 @@ import Synchronization
 /// Set by SIGINT; the training loop stops cleanly after the current step.
 let interruptRequested = Atomic<Bool>(false)
 
+/// The first Ctrl-C asks the loop to stop after the current step (and save); a second one quits
+/// at once, removing the temporary file of a write in progress (the old file stays whole).
 func installInterruptHandler() {
     signal(SIGINT) { _ in
-        if interruptRequested.load(ordering: .relaxed) { _exit(130) }   // a second Ctrl-C quits at once
+        if interruptRequested.load(ordering: .relaxed) {
+            AtomicFile.removeTemporaryFileInProgress()
+            _exit(130)
+        }
         interruptRequested.store(true, ordering: .relaxed)
     }
 }
@@ -43,28 +48,40 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var policyOption: PolicyOption
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "A text file read as bytes (default: the built-in arithmetic data).") var data: String?
-    @Option(help: "Training steps.") var steps = 200
-    @Option(help: "Batch size (default: the workload's).") var batch: Int?
-    @Option(help: "Peak learning rate (AdamW, warm-up + cosine).") var lr: Float = 3e-4
+    @Option(parsing: .unconditional, help: "Training steps, 1 to 10000000.") var steps = 200
+    @Option(parsing: .unconditional, help: "Batch size, 1 to \(WorkloadOptions.maximumBatch) (default: the workload's).") var batch: Int?
+    @Option(parsing: .unconditional, help: "Peak learning rate (AdamW, warm-up + cosine), greater than 0 and at most 10.") var lr: Float = 3e-4
     @Option(help: "Random seed for weights and data.") var seed: UInt64 = 0
     @Option(help: "Directory to save the weights to (model.safetensors) at the end or on Ctrl-C.") var save: String?
-    @Option(help: "Print a line every N steps when not on a terminal.") var logEvery = 10
-    @Option(help: "Memory budget (300MiB, 1.5GiB, or a fraction of the unconstrained peak): plan each input shape's step under it.")
-    var budget: String?
-    @Option(help: "Solver with --budget: \(PlanSolver.allCases.map(\.rawValue).joined(separator: ", ")).") var solver = "auto"
+    @Option(parsing: .unconditional, help: "Print a line every N steps when not on a terminal (N ≥ 1).") var logEvery = 10
+    @OptionGroup var budgetOptions: BudgetOptions
 
     func validate() throws {
-        if budget != nil && policyOption.policy != "none" {
+        guard ModelZoo.languageModelNames.contains(model) else {
+            throw ValidationError("--model: '\(model)' is not a language model; use \(ModelZoo.languageModelNames.joined(separator: ", "))")
+        }
+        try requireRange("--steps", steps, 1...10_000_000)
+        if let batch { try requireRange("--batch", batch, 1...WorkloadOptions.maximumBatch) }
+        guard lr.isFinite, lr > 0, lr <= 10 else { throw ValidationError("--lr must be greater than 0 and at most 10, got \(lr)") }
+        try requireRange("--log-every", logEvery, 1...Int.max)
+        if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
+        }
+        if let data { try requireReadableFile("--data", data) }
+        if let save {
+            try requireWritableDirectory("--save", save)
+            try requireWritableFile("--save", (save as NSString).appendingPathComponent("model.safetensors"),
+                                    notSameAs: data.map { [("--data", $0)] } ?? [])
         }
     }
 
     func run() throws {
         engine.apply()
         let config = try ModelZoo.gptConfig(model)
+        let b = batch ?? config.batchSize
+        try ModelZoo.checkMemory(workload: model, batchSize: b)
         let gpt = GPT(config, seed: seed)
         try gpt.applyCheckpointing(policyOption.parsed())
-        let b = batch ?? config.batchSize
         var source: ByteSequenceDataset
         if let data {
             source = try ByteSequenceDataset(path: data, minimumLength: config.contextLength + 1, seed: seed)
@@ -74,9 +91,8 @@ struct TrainCommand: ParsableCommand {
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
         var memory = "policy \(policyOption.policy)"
-        if let budget {
-            let parsed = try MemoryBudget.parse(budget)
-            trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try PlanSolver.parse(solver))
+        if let parsed = try budgetOptions.parsedBudget() {
+            trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver())
             memory = "memory budget \(parsed)"
         }
         print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), \(Runtime.threads) threads")
@@ -86,11 +102,13 @@ struct TrainCommand: ParsableCommand {
         printer.every = logEvery
         trainer.run(steps: steps, batchSize: b, source: &source,
                     shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
-        if interruptRequested.load(ordering: .relaxed) { print("\ninterrupted after step \(trainer.stepIndex); stopping cleanly") }
+        let interrupted = interruptRequested.load(ordering: .relaxed)
+        if interrupted { print("\ninterrupted after step \(trainer.stepIndex); stopping cleanly") }
         if let save {
             let path = try saveWeights(gpt, directory: save)
             print("saved weights to \(path)")
         }
+        if interrupted { throw ExitCode(130) }
     }
 }
 

@@ -198,11 +198,23 @@ struct PlanningTests {
         #expect(Array(nodes.header.prefix(6)) == ["rank", "node_name", "node_type", "gtype", "avg_run_time_s", "avg_peak_mem_bytes"])
         #expect(nodes.rows.count == graph.ops.count + graph.backwardOrder.count)
 
-        // Damaged files are named, with the line.
+        // A file changed after the profile was written is refused: the folder no longer holds one profile.
         var events = try CSVTable.read(path: dir + "/memory_events.csv")
         let row = try #require(events.rows.firstIndex { $0[2] == "allocate" })
         events.rows[row][3] = "99999"
         try events.write(to: dir + "/memory_events.csv")
+        #expect {
+            try StepGraph.readStats(from: dir)
+        } throws: { error in
+            let text = String(describing: error)
+            return text.contains("memory_events.csv") && text.contains("mixes two profiles")
+        }
+        // Without the stamps (a version-1 profile), damaged values are named, with the line.
+        let stepJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/step.json"))) as! [String: Any]
+        var unstamped = stepJSON
+        unstamped["files"] = nil
+        unstamped["version"] = 1
+        try JSONSerialization.data(withJSONObject: unstamped).write(to: URL(fileURLWithPath: dir + "/step.json"))
         #expect {
             try StepGraph.readStats(from: dir)
         } throws: { error in

