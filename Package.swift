@@ -43,6 +43,8 @@ let package = Package(
         ),
         .testTarget(name: "RematCoreTests", dependencies: ["RematCore"]),
         .testTarget(name: "RematTests", dependencies: ["Remat"], exclude: ["Fixtures"]),
+        // Runs the built `remat` on bad inputs (depending on it makes the test build build it).
+        .testTarget(name: "RematCLITests", dependencies: ["remat", "Remat"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -73,6 +73,7 @@ public enum CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
     /// Parses the CLI spelling (`every-k:2`, `revolve:3`, `heavy-ops`, …).
     public static func parse(_ text: String) throws -> CheckpointPolicy {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        guard !parts.isEmpty else { throw ParseError.unknown(text) }
         if parts.count == 2, parts[0] == "modules" {
             let paths = parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             guard !paths.contains(where: \.isEmpty) else {

@@ -47,3 +47,21 @@ public enum RegularFile {
         return data
     }
 }
+
+/// One sentence for why a JSON file did not decode (instead of `DecodingError`'s debug dump).
+public func describeJSONError(_ error: Error) -> String {
+    guard let e = error as? DecodingError else { return "\(error)" }
+    func path(_ c: [CodingKey]) -> String { c.isEmpty ? "the top level" : c.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
+    switch e {
+    case .dataCorrupted(let c) where c.codingPath.isEmpty: return "not valid JSON"
+    case .dataCorrupted(let c): return "\(path(c.codingPath)) holds a value that cannot be read"
+    case .keyNotFound(let key, let c): return "\(path(c.codingPath + [key])) is missing"
+    case .typeMismatch(let type, let c):
+        let name = String(describing: type)
+        let expected = type == String.self ? "a string" : type == Int.self ? "an integer" : type == Double.self || type == Float.self ? "a number"
+            : type == Bool.self ? "true or false" : name.hasPrefix("Array") ? "a list" : name.hasPrefix("Dictionary") ? "an object" : "a \(name)"
+        return "\(path(c.codingPath)) is not \(expected)"
+    case .valueNotFound(_, let c): return "\(path(c.codingPath)) is null"
+    @unknown default: return "\(error)"
+    }
+}

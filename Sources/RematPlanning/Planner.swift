@@ -127,7 +127,7 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
             throw PlanningError.badPlanFile(path: path, reason: e.reason)
         }
         do { return try JSONDecoder().decode(MemoryPlan.self, from: data) } catch {
-            throw PlanningError.badPlanFile(path: path, reason: "not a plan: \(error)")
+            throw PlanningError.badPlanFile(path: path, reason: "not a plan: \(describeJSONError(error))")
         }
     }
 

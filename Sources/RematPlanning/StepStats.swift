@@ -225,7 +225,7 @@ extension StepGraph {
         } catch let e as RegularFile.Error {
             throw PlanningError.badStats(file: dir + "step.json", reason: e.reason)
         } catch {
-            throw PlanningError.badStats(file: dir + "step.json", reason: "not a Remat step description (\(error))")
+            throw PlanningError.badStats(file: dir + "step.json", reason: "not a Remat step description (\(describeJSONError(error)))")
         }
         guard meta.format == "remat-step-stats", meta.version == 1 || meta.version == 2 else {
             throw PlanningError.badStats(file: dir + "step.json", reason: "format \(meta.format) version \(meta.version); this Remat reads remat-step-stats versions 1 and 2")

@@ -1,7 +1,24 @@
 import ArgumentParser
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import Foundation
 import Remat
 
 @main
+enum Main {
+    static func main() {
+        // Lines reach a pipe or file as they are printed (an interrupted run keeps what it said).
+        setvbuf(stdout, nil, _IOLBF, 0)
+        // Ctrl-C must reach the handler even when the parent started us with SIGINT blocked.
+        var interrupts = sigset_t()
+        sigemptyset(&interrupts)
+        sigaddset(&interrupts, SIGINT)
+        sigprocmask(SIG_UNBLOCK, &interrupts, nil)
+        RematCommand.main()
+    }
+}
+
 struct RematCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remat",
@@ -14,3 +31,4 @@ func mib(_ bytes: Int) -> String {
     let v = Double(bytes) / 1_048_576
     return String(format: "%.1f MiB", v)
 }
+

@@ -70,8 +70,10 @@ struct TrainCommand: ParsableCommand {
         if let data { try requireReadableFile("--data", data) }
         if let save {
             try requireWritableDirectory("--save", save)
-            try requireWritableFile("--save", (save as NSString).appendingPathComponent("model.safetensors"),
-                                    notSameAs: data.map { [("--data", $0)] } ?? [])
+            if FileManager.default.fileExists(atPath: save) {
+                try requireWritableFile("--save", (save as NSString).appendingPathComponent("model.safetensors"),
+                                        notSameAs: data.map { [("--data", $0)] } ?? [])
+            }
         }
     }
 

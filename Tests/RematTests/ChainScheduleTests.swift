@@ -65,6 +65,9 @@ import Remat
         #expect(Revolve.forwardSteps(length: n, slots: 1) == n * (n - 1) / 2)
         #expect(Revolve.forwardSteps(length: n, slots: n) == n - 1)
         #expect(Revolve.forwardSteps(length: 1 << 40, slots: 1) == nil, "does not fit 64 bits")
+        let start = monotonicSeconds()
+        for s in [1, 2, 3, 10, 1000, 1 << 30] { _ = Revolve.forwardSteps(length: 1 << 30, slots: s) }
+        #expect(monotonicSeconds() - start < 0.5, "closed-form counts must not scale with the length")
     }
 
     /// Executing schedules on a counting chain of layers that save a tensor each (tanh keeps its

@@ -48,7 +48,7 @@ public struct BertConfig: Codable, Sendable, Hashable {
         }
         let config: BertConfig
         do { config = try JSONDecoder().decode(BertConfig.self, from: data) } catch {
-            throw Error.cannotRead(path: path, reason: "\(error)")
+            throw Error.cannotRead(path: path, reason: describeJSONError(error))
         }
         if let act = config.hidden_act, act != "gelu" {
             throw Error.unsupported(path: path, reason: "hidden_act '\(act)' (only exact 'gelu' is implemented)")

@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import Remat
+
+/// The CLI on inputs that are valid but extreme, and interrupted: answers quickly, valid JSON,
+/// no lost work.
+@Suite struct RunTests {
+    @Test func planChainAnswersAnyLengthAtOnce() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = CLI.run(["plan", "chain", "--length", "1000000000", "--slots", "2", "--json"], in: s.path)
+        #expect(r.status == 0, "\(r)")
+        // The whole process, on a busy 2-core machine (tests run beside it): a hang or a table of
+        // a billion entries would take far longer. In-process the count takes microseconds
+        // (ChainScheduleTests); standalone the command takes about 0.02 s.
+        #expect(r.seconds < 10, "\(r)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        // Griewank: r = 44720 repetitions, F = r·n − C(r + 2, 3).
+        #expect(json["forward_steps"] as? Int == 29_813_239_704_560)
+        #expect(json["schedule"] == nil, "the action list is not printed for a billion layers")
+    }
+
+    /// The first Ctrl-C stops training after the current step and saves the weights (whole); the
+    /// exit status says the run was interrupted.
+    @Test func interruptedTrainingSavesAndExits130() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = CLI.run(["train", "--steps", "100000", "--batch", "1", "--save", "out", "--threads", "1"], in: s.path,
+                        timeout: 120, interruptAfter: [4])
+        #expect(r.status == 130, "\(r)")
+        #expect(!r.signaled)
+        #expect(r.stdout.contains("interrupted after step"), "\(r)")
+        let weights = try SafetensorsFile.read(path: s.file("out/model.safetensors"))
+        #expect(weights.tensors.count == GPT(.gptMini).namedTensors.count)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: s.file("out")).filter { $0 != "model.safetensors" }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+    }
+
+    /// A second Ctrl-C quits at once, still with status 130, and leaves no temporary file behind.
+    @Test func secondInterruptQuitsAtOnce() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = CLI.run(["train", "--steps", "100000", "--batch", "1", "--save", "out", "--threads", "1"], in: s.path,
+                        timeout: 120, interruptAfter: [4, 4.02])
+        #expect(r.status == 130, "\(r)")
+        #expect(!r.signaled)
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: s.file("out"))) ?? []
+        #expect(!entries.contains { $0.contains(".tmp-") }, "\(entries)")
+    }
+
+    @Test func jsonOutputsParse() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        for args in [["bench", "kernels", "--sizes", "8", "--elements", "1024", "--reps", "1", "--json"],
+                     ["plan", "chain", "--length", "7", "--slots", "3", "--json"],
+                     ["explain", "--batch", "1", "--policy", "all", "--json"]] {
+            let r = CLI.run(args, in: s.path)
+            #expect(r.status == 0, "\(args): \(r)")
+            #expect((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) != nil, "\(args): not JSON: \(r.stdout.prefix(200))")
+        }
+    }
+}
