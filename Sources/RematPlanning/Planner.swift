@@ -189,7 +189,12 @@ public enum Planner {
             case .greedy: consider(greedy(sim, budget: budgetBytes), .greedy)
             case .knapsack: consider(knapsack(sim, budget: budgetBytes), .knapsack)
             case .local: consider(local([greedy(sim, budget: budgetBytes), knapsack(sim, budget: budgetBytes)]), .local)
-            case .exhaustive: consider(exhaustive(sim, budget: budgetBytes), .exhaustive)
+            case .exhaustive:
+                guard sim.candidates.count <= PlanSolver.exhaustiveLimit else {
+                    throw PlanningError.solverNotApplicable(solver: "exhaustive",
+                                                            reason: "it enumerates every subset of at most \(PlanSolver.exhaustiveLimit) candidate ops, and this step has \(sim.candidates.count); use auto, greedy, knapsack or local")
+                }
+                consider(exhaustive(sim, budget: budgetBytes), .exhaustive)
             }
             if let best = results.min(by: { a, b in
                 a.1.stepSeconds != b.1.stepSeconds ? a.1.stepSeconds < b.1.stepSeconds : a.0.count < b.0.count

@@ -12,6 +12,7 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
     case unknownSolver(String)
     case planExceedsBudget(predicted: Int, budget: Int)
     case badPlanFile(path: String, reason: String)
+    case solverNotApplicable(solver: String, reason: String)
 
     public var description: String {
         switch self {
@@ -31,6 +32,8 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
             return "stats file \(f): \(r)"
         case .planExceedsBudget(let p, let b):
             return "the plan does not fit this step: predicted peak \(formatBytes(p)) over its budget \(formatBytes(b)); re-plan"
+        case .solverNotApplicable(let solver, let reason):
+            return "solver \(solver) cannot plan this step: \(reason)"
         case .badPlanFile(let path, let reason):
             return "plan file \(path): \(reason) (write one with remat plan --json)"
         case .unknownSolver(let s):
