@@ -15,7 +15,7 @@ struct BenchKernels: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @Flag(help: "Print JSON.") var json = false
-    @Option(help: "Matmul sizes (comma separated, each 1 to 8192).") var sizes = "256,512,1024,2048"
+    @Option(parsing: .unconditional, help: "Matmul sizes (comma separated, each 1 to 8192).") var sizes = "256,512,1024,2048"
     @Option(parsing: .unconditional, help: "Elements for the elementwise cases (1 to 2^28).") var elements = 1 << 22
     @Option(parsing: .unconditional, help: "Repetitions per measurement, 1 to 1000 (medians are reported).") var reps = 15
 

@@ -19,8 +19,8 @@ struct PlanChain: ParsableCommand {
             store i / free i (a slot), reverse i (re-run layer i recording, then backpropagate).
             """)
 
-    @Option(help: "Layers in the chain (1 to \(PlanChain.maxLength)).") var length: Int
-    @Option(help: "Checkpoint slots, including the one holding the input (1 to \(PlanChain.maxLength)).") var slots: Int
+    @Option(parsing: .unconditional, help: "Layers in the chain (1 to \(PlanChain.maxLength)).") var length: Int
+    @Option(parsing: .unconditional, help: "Checkpoint slots, including the one holding the input (1 to \(PlanChain.maxLength)).") var slots: Int
     @Flag(help: "Print JSON {length, slots, forward_steps, schedule}.") var json = false
 
     /// Longest chain answered (the count is closed-form; this bounds only the arithmetic).

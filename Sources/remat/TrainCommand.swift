@@ -51,7 +51,7 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Training steps, 1 to 10000000.") var steps = 200
     @Option(parsing: .unconditional, help: "Batch size, 1 to \(WorkloadOptions.maximumBatch) (default: the workload's).") var batch: Int?
     @Option(parsing: .unconditional, help: "Peak learning rate (AdamW, warm-up + cosine), greater than 0 and at most 10.") var lr: Float = 3e-4
-    @Option(help: "Random seed for weights and data.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Random seed for weights and data (0 to 2^64 − 1).") var seed: UInt64 = 0
     @Option(help: "Directory to save the weights to (model.safetensors) at the end or on Ctrl-C.") var save: String?
     @Option(parsing: .unconditional, help: "Print a line every N steps when not on a terminal (N ≥ 1).") var logEvery = 10
     @OptionGroup var budgetOptions: BudgetOptions

@@ -327,6 +327,10 @@ import Remat
         let message = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
         #expect(message.hasPrefix("Error: ") && message.count > 12, "\(c.name): no message: \(r)")
         #expect(!message.contains("NSCocoaErrorDomain") && !message.contains("Error Domain="), "\(c.name): raw error: \(r)")
+        // A negative number is a value to judge, not a missing one.
+        if c.arguments.contains(where: { $0.hasPrefix("-") && Double($0) != nil }) {
+            #expect(!message.contains("Missing value"), "\(c.name): a negative number was not read as a value: \(r)")
+        }
         #expect(s.snapshot() == before, "\(c.name): files changed: \(r)")
     }
 }
