@@ -194,3 +194,54 @@ public enum TrainingBenchmark {
         return result
     }
 }
+
+/// `remat bench train --compare`: several policies timed against the first, interleaved.
+public struct PolicyComparisonResult: Codable, Sendable {
+    public struct Variant: Codable, Sendable {
+        public var policy: String
+        public var median_step_ms: Double
+        /// Median over rounds of this policy's step time over the first policy's in the same round.
+        public var ratio_to_first: Double
+        public var ratio_min: Double
+        public var ratio_max: Double
+        public var step_ms: [Double]
+        public var peak_bytes: Int
+        public var peak_by_category: [String: Int]
+    }
+    public var model: String
+    public var batch: Int
+    public var threads: Int
+    public var rounds: Int
+    public var variants: [Variant]
+}
+
+extension TrainingBenchmark {
+    /// Times `policies` against the first of them on one model and optimizer, interleaved
+    /// (``InterleavedTiming``): one warm-up step under each, then `rounds` rounds of one step each.
+    public static func compare(_ workload: Workload, batchSize: Int, policies: [CheckpointPolicy], rounds: Int,
+                               ledger: MemoryLedger = .shared) throws -> PolicyComparisonResult {
+        let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
+        let nextBatch = workload.batches(batchSize, 7)
+        for p in policies {
+            try workload.model.applyCheckpointing(p)
+            _ = trainer.step(nextBatch())
+        }
+        var last = [StepReport?](repeating: nil, count: policies.count)
+        var failure: Error? = nil
+        let timing = InterleavedTiming.run(variants: policies.count, rounds: rounds) { v in
+            do { try workload.model.applyCheckpointing(policies[v]) } catch { failure = error }
+            let r = trainer.step(nextBatch())
+            last[v] = r
+            return r.stepMilliseconds
+        }
+        if let failure { throw failure }
+        try workload.model.applyCheckpointing(.none)
+        let variants = policies.indices.map { v in
+            PolicyComparisonResult.Variant(policy: policies[v].description, median_step_ms: timing.medianTime(v),
+                                           ratio_to_first: timing.medianRatio(v), ratio_min: timing.ratioRange(v).lowerBound,
+                                           ratio_max: timing.ratioRange(v).upperBound, step_ms: timing.times[v],
+                                           peak_bytes: last[v]!.peakBytes, peak_by_category: last[v]!.peakByCategory)
+        }
+        return PolicyComparisonResult(model: workload.name, batch: batchSize, threads: Runtime.threads, rounds: rounds, variants: variants)
+    }
+}

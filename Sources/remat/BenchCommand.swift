@@ -68,10 +68,17 @@ struct BenchTrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
     @OptionGroup var budgetOptions: BudgetOptions
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
+    @Option(help: "Policies to time against --policy (comma separated), interleaved: one step of each per round.") var compare: String?
+    @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
         try requireRange("--steps", steps, 1...10_000)
+        try requireRange("--rounds", rounds, 1...1000)
+        if compare != nil {
+            guard plan == nil, budgetOptions.budget == nil else { throw ValidationError("--compare times policies: give no --plan or --budget with it") }
+            _ = try comparedPolicies()
+        }
         if let plan {
             guard budgetOptions.budget == nil, policyOption.policy == "none" else {
                 throw ValidationError("--plan runs under the plan: give no --policy or --budget")
@@ -85,8 +92,20 @@ struct BenchTrain: ParsableCommand {
         }
     }
 
+    /// --policy, then the --compare list.
+    func comparedPolicies() throws -> [CheckpointPolicy] {
+        var policies = [try policyOption.parsed()]
+        for p in (compare ?? "").split(separator: ",", omittingEmptySubsequences: false) {
+            do { policies.append(try CheckpointPolicy.parse(String(p))) } catch let e as CheckpointPolicy.ParseError {
+                throw ValidationError("--compare: \(e.description)")
+            }
+        }
+        return policies
+    }
+
     func run() throws {
         engine.apply()
+        if compare != nil { return try runComparison() }
         let policy = try policyOption.parsed()
         let saved = try plan.map { try MemoryPlan.read(path: $0) }
         var options = workloadOptions
@@ -106,6 +125,24 @@ struct BenchTrain: ParsableCommand {
             print("  budget \(mib(bb)), predicted peak \(mib(pp)), solver \(r.solver ?? "?"), \(r.recomputed_ops ?? 0) ops recomputed")
         }
         for (k, v) in r.peak_by_category.sorted(by: { $0.key < $1.key }) where v > 0 { print("  \(k): \(mib(v))") }
+    }
+}
+
+extension BenchTrain {
+    func runComparison() throws {
+        let (workload, b) = try workloadOptions.workload()
+        let r = try TrainingBenchmark.compare(workload, batchSize: b, policies: comparedPolicies(), rounds: rounds)
+        if json {
+            print(try jsonString(r))
+            return
+        }
+        print("\(r.model), batch \(b), \(r.threads) threads, \(rounds) rounds (one step of each policy per round, ratios within each round):")
+        print("policy          step ms   vs \(r.variants[0].policy) (rounds)      peak memory   activations at peak")
+        for (i, v) in r.variants.enumerated() {
+            let ratio = String(format: "%5.2fx", v.ratio_to_first) + (i == 0 ? "            " : String(format: " (%.2f–%.2f)", v.ratio_min, v.ratio_max))
+            print(v.policy.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "  %7.1f    ", v.median_step_ms) + ratio
+                  + "   " + mib(v.peak_bytes).leftPad(11) + "   " + mib(v.peak_by_category["activations"] ?? 0).leftPad(19))
+        }
     }
 }
 

@@ -9,14 +9,17 @@ struct DemoCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @Option(parsing: .unconditional, help: "Training steps before the comparison, 1 to 100000.") var steps = 20
-    @Option(parsing: .unconditional, help: "Steps measured per policy (after one warm-up step), 1 to 1000.") var measure = 3
+    @Option(parsing: .unconditional, help: "Rounds of the comparison, 1 to 1000: each round times one step of every policy and of the plan, back to back.") var rounds = 7
     @Option(help: "Policies compared with none (comma separated).") var policies = "all,save-matmuls"
-    @Option(parsing: .unconditional, help: "Memory budget of the planned run at the end (bytes with a unit, or a fraction of the unconstrained peak, 0 < f ≤ 1).")
+    @Option(parsing: .unconditional, help: "Memory budget of the planned run (bytes with a unit, or a fraction of the unconstrained peak, 0 < f ≤ 1).")
     var budget = "0.6"
+
+    /// Per-round ratios that vary more than this (half their range over their median) are called noisy.
+    static let noisySpread = 0.10
 
     func validate() throws {
         try requireRange("--steps", steps, 1...100_000)
-        try requireRange("--measure", measure, 1...1000)
+        try requireRange("--rounds", rounds, 1...1000)
         for p in policies.split(separator: ",", omittingEmptySubsequences: false) {
             do { _ = try CheckpointPolicy.parse(String(p)) } catch let e as CheckpointPolicy.ParseError {
                 throw ValidationError("--policies: \(e.description)")
@@ -47,46 +50,59 @@ struct DemoCommand: ParsableCommand {
         print(String(format: "loss %.3f → %.3f over %d steps", reports.first!.loss, reports.last!.loss, reports.count))
         print("")
 
-        // The same model and optimizer, a few steps under each policy.
-        let compared = ["none"] + policies.split(separator: ",").map(String.init)
-        var rows: [(String, Double, Int, Int)] = []
-        for name in compared {
-            try gpt.applyCheckpointing(CheckpointPolicy.parse(name))
-            var times: [Double] = []
-            var last: StepReport! = nil
-            for i in 0...measure {
-                last = trainer.step(source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
-                if i > 0 { times.append(last.stepMilliseconds) }
-            }
-            rows.append((name, median(times), last.peakBytes, last.peakByCategory["activations"] ?? 0))
-        }
-        try gpt.applyCheckpointing(.none)
-        let base = rows[0]
-        print("what checkpointing saved (peak of one training step, measured by the memory ledger):")
-        print("policy          step ms   vs none   peak memory   activations at peak   saved vs none")
-        for (name, ms, peak, act) in rows {
-            let saved = base.2 - peak
-            print(name.padding(toLength: 14, withPad: " ", startingAt: 0)
-                  + String(format: "  %7.0f    %5.2fx", ms, ms / base.1)
-                  + "   " + mib(peak).leftPad(11) + "   " + mib(act).leftPad(19)
-                  + "   " + (name == "none" ? "" : "\(mib(saved)) (\(String(format: "%.0f%%", 100 * Double(saved) / Double(base.2))))"))
-        }
-
-        // A planned run: profile one step, plan what to recompute under the budget, run under the plan.
-        print("")
+        // A plan for the budget: profile one step, decide what to recompute.
         let b = try MemoryBudget.parse(budget)
-        let batch = source.nextBatch(batchSize: config.batchSize, length: config.contextLength)
-        let (plan, _) = try trainer.planMemory(budget: b, batch: batch)
-        var times: [Double] = []
-        var last: StepReport! = nil
-        for i in 0...measure {
-            last = trainer.step(source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
-            if i > 0 { times.append(last.stepMilliseconds) }
+        let (plan, _) = try trainer.planMemory(budget: b, batch: source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
+
+        // The same model and optimizer under each policy and the plan, one step of each per round,
+        // back to back (a load change between rounds then moves both sides of a ratio alike).
+        let compared = ["none"] + policies.split(separator: ",").map(String.init)
+        let policyValues = try compared.map(CheckpointPolicy.parse)
+        let names = compared + ["plan"]
+        func use(_ v: Int) throws {
+            if v < policyValues.count { try gpt.applyCheckpointing(policyValues[v]) } else { try gpt.applyPlan(plan) }
         }
+        func step() -> StepReport { trainer.step(source.nextBatch(batchSize: config.batchSize, length: config.contextLength)) }
+        for v in names.indices { try use(v); _ = step() }   // warm-up: each layout's buffers once
+        var peaks = [Int](repeating: 0, count: names.count), activations = peaks
+        var failure: Error? = nil
+        let timing = InterleavedTiming.run(variants: names.count, rounds: rounds) { v in
+            do { try use(v) } catch { failure = error }
+            let r = step()
+            peaks[v] = r.peakBytes
+            activations[v] = r.peakByCategory["activations"] ?? 0
+            return r.stepMilliseconds
+        }
+        if let failure { throw failure }
         try gpt.applyCheckpointing(.none)
-        print("planned under a budget of \(mib(plan.budgetBytes)) (\(b)), solver \(plan.solver):")
+
+        print("what each way of saving memory bought (peak of a training step, measured by the memory ledger;")
+        print("step times: medians of \(rounds) rounds that time every row back to back, ratios to none within each round):")
+        print("policy          step ms   vs none (rounds)       peak memory   activations at peak   saved vs none")
+        for v in names.indices {
+            let saved = peaks[0] - peaks[v]
+            let range = timing.ratioRange(v)
+            let ratio = String(format: "%5.2fx", timing.medianRatio(v)) + (v == 0 ? "            " : String(format: " (%.2f–%.2f)", range.lowerBound, range.upperBound))
+            print(names[v].padding(toLength: 14, withPad: " ", startingAt: 0)
+                  + String(format: "  %7.0f    ", timing.medianTime(v)) + ratio
+                  + "   " + mib(peaks[v]).leftPad(11) + "   " + mib(activations[v]).leftPad(19)
+                  + "   " + (v == 0 ? "" : "\(mib(saved)) (\(String(format: "%.0f%%", 100 * Double(saved) / Double(peaks[0]))))"))
+        }
+        if timing.widestSpread > Self.noisySpread {
+            print(String(format: "the machine was busy: per-round ratios vary by up to ±%.0f%%; the medians hold, the ranges say how far to trust them",
+                         100 * timing.widestSpread))
+        }
+        print("")
+        let p = names.count - 1
+        print("plan: under a budget of \(mib(plan.budgetBytes)) (\(b)), solver \(plan.solver):")
         print("  recompute \(plan.recomputedCount) ops (\(mib(plan.recomputedBytes))), keep \(plan.keptCount) (\(mib(plan.keptBytes)))")
-        print("  peak: predicted \(mib(plan.predictedPeakBytes)), measured \(mib(last.peakBytes)) (none: \(mib(base.2)), saved \(String(format: "%.0f%%", 100 * Double(base.2 - last.peakBytes) / Double(base.2))))")
-        print(String(format: "  step time: %.0f ms, %.2fx of none (predicted %.2fx)", median(times), median(times) / base.1, plan.predictedOverhead))
+        print("  peak: predicted \(mib(plan.predictedPeakBytes)), measured \(mib(peaks[p])) (none: \(mib(peaks[0])), saved \(String(format: "%.0f%%", 100 * Double(peaks[0] - peaks[p]) / Double(peaks[0]))))")
+        print(String(format: "  step time: %.2fx of none (predicted %.2fx)", timing.medianRatio(p), plan.predictedOverhead))
+        print("")
+        print("next:")
+        print("  remat explain --model gpt-mini --policy save-matmuls   every saved tensor, kept or recomputed")
+        print("  remat plan --model gpt-mini --budget 200MiB            what to recompute under a budget, and why")
+        print("  remat train --data FILE --budget 0.6 --save DIR        train on your own text under a budget")
+        print("  remat bench train --model gpt-mini --compare all,save-matmuls --rounds 5   this table for any workload")
     }
 }
