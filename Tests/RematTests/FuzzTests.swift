@@ -6,16 +6,11 @@ import Remat
 /// mutated safetensors file and profile folder is either read or refused with a thrown error —
 /// never a trap, a hang or an allocation it cannot satisfy — and a profile that is read plans.
 @Suite struct FuzzTests {
-    /// SplitMix64: small, fast, and the same on every machine.
+    /// The engine's Philox stream: the same on every machine.
     struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        let generator: RandomGenerator
+        init(state: UInt64) { generator = RandomGenerator(seed: state) }
+        mutating func next() -> UInt64 { generator.nextUInt64() }
         mutating func int(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
     }
 
