@@ -109,6 +109,7 @@ public enum SingleStep {
         case .images(let c, let size, let classes): batch = try readImageBatch(path: batchPath, channels: c, size: size, classes: classes)
         case .labelledSequences(let t, let v, let labels): batch = try readLabelledSequences(path: batchPath, maxLength: t, vocabulary: v, labels: labels)
         }
+        try ModelZoo.checkMemory(workload: workload.name, batchSize: batch.input.shape[0])
         var plan: MemoryPlan? = nil
         if let budget {
             let trainer = Trainer(model: model, optimizer: workload.makeOptimizer(), gradientClip: nil)
