@@ -86,7 +86,7 @@ struct DemoCommand: ParsableCommand {
             print(names[v].padding(toLength: 14, withPad: " ", startingAt: 0)
                   + String(format: "  %7.0f    ", timing.medianTime(v)) + ratio
                   + "   " + mib(peaks[v]).leftPad(11) + "   " + mib(activations[v]).leftPad(19)
-                  + "   " + (v == 0 ? "" : "\(mib(saved)) (\(String(format: "%.0f%%", 100 * Double(saved) / Double(peaks[0]))))"))
+                  + (v == 0 ? "" : "   \(mib(saved)) (\(String(format: "%.0f%%", 100 * Double(saved) / Double(peaks[0]))))"))
         }
         if timing.widestSpread > Self.noisySpread {
             print(String(format: "the machine was busy: per-round ratios vary by up to ±%.0f%%; the medians hold, the ranges say how far to trust them",
