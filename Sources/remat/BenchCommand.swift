@@ -4,8 +4,8 @@ import Remat
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks: kernels and training steps.",
-        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self])
+        commandName: "bench", abstract: "Benchmarks: kernels, training steps, convolutions and saved-tensor codecs.",
+        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self, BenchCodecs.self])
 }
 
 struct BenchKernels: ParsableCommand {
@@ -142,6 +142,38 @@ extension BenchTrain {
             let ratio = String(format: "%5.2fx", v.ratio_to_first) + (i == 0 ? "            " : String(format: " (%.2f–%.2f)", v.ratio_min, v.ratio_max))
             print(v.policy.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "  %7.1f    ", v.median_step_ms) + ratio
                   + "   " + mib(v.peak_bytes).leftPad(11) + "   " + mib(v.peak_by_category["activations"] ?? 0).leftPad(19))
+        }
+    }
+}
+
+struct BenchCodecs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "codecs",
+        abstract: "Encode and decode GB/s of every saved-tensor codec beside memcpy of the same float32 bytes.")
+
+    @OptionGroup var engine: EngineOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Option(parsing: .unconditional, help: "Elements of the tensor packed (1 to 2^28).") var elements = 1 << 22
+    @Option(parsing: .unconditional, help: "Repetitions per measurement, 1 to 1000 (medians are reported).") var reps = 15
+
+    func validate() throws {
+        try requireRange("--elements", elements, 1...(1 << 28))
+        try requireRange("--reps", reps, 1...1000)
+    }
+
+    func run() throws {
+        engine.apply()
+        let result = CodecBenchmark.run(elements: elements, reps: reps)
+        if json {
+            print(try jsonString(result))
+            return
+        }
+        print("\(result.elements) float32 elements (\(mib(4 * result.elements))), \(result.threads) threads; GB/s of float32 bytes, medians of \(reps)")
+        print("codec            lossless   packed   encode GB/s   decode GB/s   memcpy GB/s")
+        for r in result.codecs {
+            print(r.codec.padding(toLength: 15, withPad: " ", startingAt: 0)
+                  + (r.lossless ? "  yes     " : "  no      ")
+                  + String(format: " %5.3f      %8.1f      %8.1f      %8.1f", r.packed_ratio, r.encode_gbps, r.decode_gbps, r.memcpy_gbps))
         }
     }
 }

@@ -86,7 +86,7 @@ import Remat
         add("option without its value", ["bench", "train", "--steps"])
         // --threads and REMAT_THREADS, on every command that computes.
         for cmd in [["demo"], ["train"], ["bench", "train"], ["explain"], ["profile", "--out", "p"], ["plan", "--budget", "0.5"],
-                    ["bench", "kernels"], ["bench", "conv"]] {
+                    ["bench", "kernels"], ["bench", "conv"], ["bench", "codecs"]] {
             for t in ["0", "-1", "257", "99999999999", "abc", "2.5"] { add("\(cmd.joined(separator: " ")) --threads \(t)", cmd + ["--threads", t]) }
         }
         for env in ["0", "-3", "abc", "100000"] { add("REMAT_THREADS=\(env)", ["bench", "kernels", "--sizes", "4"], env: ["REMAT_THREADS": env]) }
@@ -124,7 +124,8 @@ import Remat
                                       (["profile", "--out", "p"], "--batch", ["0"]), (["plan", "--budget", "0.5"], "--batch", ["0", "-1"]),
                                       (["plan", "--budget", "0.5"], "--show-peak", ["-1", "100001"]),
                                       (["bench", "kernels"], "--elements", ["0", "-1", "999999999999"]), (["bench", "kernels"], "--reps", ["0", "1001"]),
-                                      (["bench", "kernels"], "--sizes", ["", "0", "abc", "1,,2", "9000", "-5"]), (["bench", "conv"], "--batch", ["0", "1025"])] {
+                                      (["bench", "kernels"], "--sizes", ["", "0", "abc", "1,,2", "9000", "-5"]), (["bench", "conv"], "--batch", ["0", "1025"]),
+                                      (["bench", "codecs"], "--elements", ["0", "-1", "999999999999"]), (["bench", "codecs"], "--reps", ["0", "1001"])] {
             for v in values { add("\(cmd.joined(separator: " ")) \(option) \(v)", cmd + [option, v]) }
         }
         add("a batch too large for this machine", ["bench", "train", "--model", "gpt-mini", "--batch", "60000", "--steps", "1"])
