@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "RematCore", dependencies: ["CRematBLAS", "CRematKernels"]),
         .target(name: "RematIO", dependencies: ["RematCore"]),
         .target(name: "RematNN", dependencies: ["RematCore", "RematIO"]),
-        .target(name: "RematCheckpoint", dependencies: ["RematNN"]),
+        .target(name: "RematCheckpoint", dependencies: ["RematNN", "CRematKernels"]),
         .target(name: "RematPlanning", dependencies: ["RematCheckpoint", "RematIO"]),
         .target(name: "RematTraining", dependencies: ["RematPlanning"]),
         .target(name: "Remat", dependencies: ["RematCore", "RematIO", "RematNN", "RematCheckpoint", "RematPlanning", "RematTraining"]),

@@ -87,8 +87,12 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     private var nestedIndex: [String: Int] = [:]
     /// Nested regions whose forward is running, innermost last.
     private var openNested: [Int] = []
-    /// Outputs held for the recompute (selective policies), by op name, until a recompute served them.
-    private var heldOutputs: [String: HeldTensor] = [:]
+    /// Outputs held for the recompute (selective policies), by op name, until a recompute served
+    /// them: through a slot packed by the saved-tensor policy in force (activation compression),
+    /// as the slots the region keeps are.
+    private var heldOutputs: [String: SavedTensor] = [:]
+    /// The saved-tensor policy's hooks in force when the forward ran (none: held as they are).
+    private var policyHooks: [SavedTensorHooks] = []
     /// Rebuilt dropped tensors, by slot index, until backward takes them.
     private var materialized: [Int: HeldTensor] = [:]
     /// What the current recompute decided, and what it collects.
@@ -154,6 +158,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         for r in enclosing where r.phase == .forward { r.nestedBegins(name) }
         for t in inputs where owners[t.storage.id] == nil { owners[t.storage.id] = ("", true) }
         let hooks = SavedTensorHooks(pack: { [unowned self] t, info in pack(t, info) }, unpack: unpackKeptOrDeferred)
+        policyHooks = savedTensorPolicyHooksInForce.map { [$0] } ?? []
         // Naming continues from where the region started (the snapshot), so the forward and every
         // recompute name their ops alike.
         let outputs = Self.$running.withValue(enclosing + [self]) {
@@ -220,7 +225,8 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         if options.debug { trace.append("forward \(node.name)") }
         if treatments[node.name] == .keepOutput, heldOutputs[node.name] == nil {
             keptStorages.insert(sid)
-            heldOutputs[node.name] = HeldTensor(output.detached())   // held for the recompute: an activation
+            // Held for the recompute: an activation.
+            heldOutputs[node.name] = Autograd.save(output, name: node.name, op: node.op, role: "output", isOutput: true, hooks: policyHooks)
             keptOutputNames.append(node.name)
         }
     }
@@ -346,7 +352,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
 
     /// The output at hand for op `i` (held for the recompute, or alive), as the forward laid it out.
     private func atHand(_ i: Int) -> Tensor? {
-        if let held = heldOutputs[ops[i].name] { return held.tensor }
+        if let held = heldOutputs[ops[i].name] { return held.unpack() }
         return ops[i].storage.map { ops[i].layout.view(of: $0) }
     }
 

@@ -68,6 +68,7 @@ final class DiscardedRecomputeTensor: DeferredTensor {
 func unpackKeptOrDeferred(_ payload: SavedPayload, _ info: SavedTensorInfo) -> Tensor {
     switch payload {
     case .tensor(let t): return t
+    case .packed(let p): return p.unpack(label: info.name)
     case .deferred(let d): return d.materialize()
     }
 }

@@ -137,8 +137,46 @@ open class Module {
     /// module's parameters and replayable random streams.
     public func scoped(_ inputs: [Tensor], _ body: @escaping ([Tensor]) -> [Tensor]) -> [Tensor] {
         withNameScope(pathComponent) {
-            guard let execution = ModuleExecutionScope.current ?? tree.execution else { return body(inputs) }
-            return execution.run(self, inputs, body)
+            applyingSavedTensorPolicy {
+                guard let execution = ModuleExecutionScope.current ?? tree.execution else { return body(inputs) }
+                return execution.run(self, inputs, body)
+            }
+        }
+    }
+
+    /// What the model does with the tensors its forward saves for backward, beyond keeping or
+    /// recomputing them (activation compression; nil: nothing). One value for the whole tree, as
+    /// ``execution`` is; in force from the outermost module call (or ``modelScope(_:)``) of each
+    /// forward, outside every checkpoint region, so a region decides first what it drops and the
+    /// policy sees only what is kept. Never in force in a recompute.
+    public var savedTensorPolicy: (any SavedTensorPolicy)? {
+        get { tree.savedTensorPolicy }
+        set { tree.savedTensorPolicy = newValue }
+    }
+
+    /// Runs `body` as a whole forward of this model: the ops inside are named from the root (a loss
+    /// computed outside the model's modules, `loss/cross_entropy#0`, is named alike every step) and
+    /// the model's ``savedTensorPolicy`` is in force for every tensor they save.
+    public func modelScope<R>(_ body: () -> R) -> R {
+        withNameScope("") { applyingSavedTensorPolicy(body) }
+    }
+
+    /// Runs `body` with the model's saved-tensor policy in force, unless it already is (an inner
+    /// call), there is none, nothing is recorded, or this is a recompute.
+    private func applyingSavedTensorPolicy<R>(_ body: () -> R) -> R {
+        guard let policy = tree.savedTensorPolicy else { return body() }
+        let ctx = AutogradContext.current
+        let id = ObjectIdentifier(tree)
+        guard ctx.gradEnabled, !ctx.isRecomputing, SavedTensorPolicyScope.current?.tree != id else { return body() }
+        let session = policy.beginForward()
+        return SavedTensorPolicyScope.$current.withValue(.init(tree: id, hooks: session.hooks)) {
+            AutogradContext.with({ ctx in
+                ctx.savedTensorHooks.append(session.hooks)
+                if let observe = session.opObserver {
+                    let outer = ctx.opObserver
+                    ctx.opObserver = { node, output in observe(node, output); outer?(node, output) }
+                }
+            }, body)
         }
     }
 
@@ -212,7 +250,40 @@ open class Module {
 /// The state a model's modules share: how their calls run.
 private final class ModuleTree {
     var execution: (any ModuleExecution)?
+    var savedTensorPolicy: (any SavedTensorPolicy)?
 }
+
+/// A model-wide treatment of saved tensors other than keep or recompute (activation compression
+/// in the checkpoint layer): it gives each forward of the model a fresh pair of saved-tensor
+/// hooks (and, if it needs to see ops, an observer), applied outside every checkpoint region.
+public protocol SavedTensorPolicy: Sendable, CustomStringConvertible {
+    /// Called once per forward of the model (never in a recompute).
+    func beginForward() -> SavedTensorPolicySession
+}
+
+/// What a ``SavedTensorPolicy`` applies during one forward.
+public struct SavedTensorPolicySession: Sendable {
+    public var hooks: SavedTensorHooks
+    /// Sees every op recorded in the forward (before outer observers), if set.
+    public var opObserver: (@Sendable (Node, Tensor) -> Void)?
+    public init(hooks: SavedTensorHooks, opObserver: (@Sendable (Node, Tensor) -> Void)? = nil) {
+        self.hooks = hooks
+        self.opObserver = opObserver
+    }
+}
+
+/// The model tree whose saved-tensor policy is in force in this task (so inner calls do not apply it again).
+private enum SavedTensorPolicyScope {
+    struct Active: Sendable {
+        let tree: ObjectIdentifier
+        let hooks: SavedTensorHooks
+    }
+    @TaskLocal static var current: Active?
+}
+
+/// The hooks of the saved-tensor policy in force in this forward, if any: a checkpoint region
+/// holds the outputs it keeps for its recompute through them, as the slots it keeps are.
+package var savedTensorPolicyHooksInForce: SavedTensorHooks? { SavedTensorPolicyScope.current?.hooks }
 
 /// Decides how the calls of a model's modules run: plainly, as checkpoint regions, under a memory
 /// plan. Checkpointing policies and plans are the implementations (in the layers above); the

@@ -138,6 +138,8 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var peak_by_category: [String: Int]
     /// The checkpointing policy the step ran under.
     public var policy: String = "none"
+    /// The activation compression rules the step ran under ("" for none).
+    public var compression: String = ""
     /// With a memory budget: the budget, the planner's predicted peak and the solver used.
     public var budget_bytes: Int? = nil
     public var predicted_peak_bytes: Int? = nil
@@ -215,29 +217,62 @@ public struct PolicyComparisonResult: Codable, Sendable {
     public var variants: [Variant]
 }
 
+/// A way to run a training step's memory: a checkpointing policy and, optionally, activation
+/// compression. Spelled `POLICY` or `POLICY+RULE[+RULE…]` (`all+bf16`, `none+relu-mask+bf16:op=matmul`).
+public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
+    public var policy: CheckpointPolicy
+    public var compression: ActivationCompression?
+    public init(_ policy: CheckpointPolicy, compression: ActivationCompression? = nil) {
+        self.policy = policy
+        self.compression = compression
+    }
+    public var description: String {
+        guard let compression else { return policy.description }
+        return ([policy.description] + compression.rules.map(\.description)).joined(separator: "+")
+    }
+    /// Parses ``description``'s spelling.
+    public static func parse(_ text: String) throws -> StepVariant {
+        let parts = text.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
+        let policy = try CheckpointPolicy.parse(parts[0])
+        guard parts.count > 1 else { return StepVariant(policy) }
+        return StepVariant(policy, compression: try ActivationCompression.parse(Array(parts.dropFirst())))
+    }
+    /// Applies the variant to `model` (replacing its checkpointing and compression).
+    public func apply(to model: Module) throws {
+        try model.applyCheckpointing(policy)
+        model.applyActivationCompression(compression)
+    }
+}
+
 extension TrainingBenchmark {
     /// Times `policies` against the first of them on one model and optimizer, interleaved
     /// (``InterleavedTiming``): one warm-up step under each, then `rounds` rounds of one step each.
     public static func compare(_ workload: Workload, batchSize: Int, policies: [CheckpointPolicy], rounds: Int,
                                ledger: MemoryLedger = .shared) throws -> PolicyComparisonResult {
+        try compare(workload, batchSize: batchSize, variants: policies.map { StepVariant($0) }, rounds: rounds, ledger: ledger)
+    }
+
+    /// Times `variants` (policies with or without compression) against the first, interleaved.
+    public static func compare(_ workload: Workload, batchSize: Int, variants steps: [StepVariant], rounds: Int,
+                               ledger: MemoryLedger = .shared) throws -> PolicyComparisonResult {
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
         let nextBatch = workload.batches(batchSize, 7)
-        for p in policies {
-            try workload.model.applyCheckpointing(p)
+        for v in steps {
+            try v.apply(to: workload.model)
             _ = trainer.step(nextBatch())
         }
-        var last = [StepReport?](repeating: nil, count: policies.count)
+        var last = [StepReport?](repeating: nil, count: steps.count)
         var failure: Error? = nil
-        let timing = InterleavedTiming.run(variants: policies.count, rounds: rounds) { v in
-            do { try workload.model.applyCheckpointing(policies[v]) } catch { failure = error }
+        let timing = InterleavedTiming.run(variants: steps.count, rounds: rounds) { v in
+            do { try steps[v].apply(to: workload.model) } catch { failure = error }
             let r = trainer.step(nextBatch())
             last[v] = r
             return r.stepMilliseconds
         }
         if let failure { throw failure }
-        try workload.model.applyCheckpointing(.none)
-        let variants = policies.indices.map { v in
-            PolicyComparisonResult.Variant(policy: policies[v].description, median_step_ms: timing.medianTime(v),
+        try StepVariant(.none).apply(to: workload.model)
+        let variants = steps.indices.map { v in
+            PolicyComparisonResult.Variant(policy: steps[v].description, median_step_ms: timing.medianTime(v),
                                            ratio_to_first: timing.medianRatio(v), ratio_min: timing.ratioRange(v).lowerBound,
                                            ratio_max: timing.ratioRange(v).upperBound, step_ms: timing.times[v],
                                            peak_bytes: last[v]!.peakBytes, peak_by_category: last[v]!.peakByCategory)

@@ -64,11 +64,12 @@ struct BenchTrain: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
+    @OptionGroup var compression: CompressionOption
     @OptionGroup var workloadOptions: WorkloadOptions
     @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
     @OptionGroup var budgetOptions: BudgetOptions
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
-    @Option(help: "Policies to time against --policy (comma separated), interleaved: one step of each per round.") var compare: String?
+    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: one step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128).") var compare: String?
     @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
     @Flag(help: "Print JSON.") var json = false
 
@@ -83,6 +84,7 @@ struct BenchTrain: ParsableCommand {
             guard budgetOptions.budget == nil, policyOption.policy == "none" else {
                 throw ValidationError("--plan runs under the plan: give no --policy or --budget")
             }
+            try compression.requireAbsent(with: "--plan")
             let saved = try MemoryPlan.read(path: plan)
             if let batch = workloadOptions.batch, batch != saved.inputShape.first {
                 throw ValidationError("--plan was made for batch \(saved.inputShape.first ?? 0), not --batch \(batch)")
@@ -90,17 +92,20 @@ struct BenchTrain: ParsableCommand {
         } else if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
+        if budgetOptions.budget != nil { try compression.requireAbsent(with: "--budget") }
     }
 
-    /// --policy, then the --compare list.
-    func comparedPolicies() throws -> [CheckpointPolicy] {
-        var policies = [try policyOption.parsed()]
+    /// --policy (with --compress), then the --compare list.
+    func comparedPolicies() throws -> [StepVariant] {
+        var variants = [StepVariant(try policyOption.parsed(), compression: try compression.parsed())]
         for p in (compare ?? "").split(separator: ",", omittingEmptySubsequences: false) {
-            do { policies.append(try CheckpointPolicy.parse(String(p))) } catch let e as CheckpointPolicy.ParseError {
+            do { variants.append(try StepVariant.parse(String(p))) } catch let e as CheckpointPolicy.ParseError {
+                throw ValidationError("--compare: \(e.description)")
+            } catch let e as CodecError {
                 throw ValidationError("--compare: \(e.description)")
             }
         }
-        return policies
+        return variants
     }
 
     func run() throws {
@@ -112,15 +117,18 @@ struct BenchTrain: ParsableCommand {
         if let saved, options.batch == nil { options.batch = saved.inputShape.first }
         let (workload, b) = try options.workload()
         if let saved { try workload.model.applyPlan(saved) } else { try workload.model.applyCheckpointing(policy) }
+        let compressed = try compression.parsed()
+        workload.model.applyActivationCompression(compressed)
         let model = workload.name
         let budget = try budgetOptions.parsedBudget()
         var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver())
         if budget == nil { r.policy = saved == nil ? policy.description : "plan" }
+        r.compression = compressed?.description ?? ""
         if json {
             print(try jsonString(r))
             return
         }
-        print("\(model), batch \(b), policy \(r.policy), \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
+        print("\(model), batch \(b), policy \(r.policy)" + (r.compression.isEmpty ? "" : ", compression \(r.compression)") + ", \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
         if let bb = r.budget_bytes, let pp = r.predicted_peak_bytes {
             print("  budget \(mib(bb)), predicted peak \(mib(pp)), solver \(r.solver ?? "?"), \(r.recomputed_ops ?? 0) ops recomputed")
         }
@@ -131,16 +139,17 @@ struct BenchTrain: ParsableCommand {
 extension BenchTrain {
     func runComparison() throws {
         let (workload, b) = try workloadOptions.workload()
-        let r = try TrainingBenchmark.compare(workload, batchSize: b, policies: comparedPolicies(), rounds: rounds)
+        let r = try TrainingBenchmark.compare(workload, batchSize: b, variants: comparedPolicies(), rounds: rounds)
         if json {
             print(try jsonString(r))
             return
         }
         print("\(r.model), batch \(b), \(r.threads) threads, \(rounds) rounds (one step of each policy per round, ratios within each round):")
-        print("policy          step ms   vs \(r.variants[0].policy) (rounds)      peak memory   activations at peak")
+        let width = max(14, r.variants.map(\.policy.count).max() ?? 0)
+        print("policy".padding(toLength: width, withPad: " ", startingAt: 0) + "  step ms   vs \(r.variants[0].policy) (rounds)      peak memory   activations at peak")
         for (i, v) in r.variants.enumerated() {
             let ratio = String(format: "%5.2fx", v.ratio_to_first) + (i == 0 ? "            " : String(format: " (%.2f–%.2f)", v.ratio_min, v.ratio_max))
-            print(v.policy.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "  %7.1f    ", v.median_step_ms) + ratio
+            print(v.policy.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "  %7.1f    ", v.median_step_ms) + ratio
                   + "   " + mib(v.peak_bytes).leftPad(11) + "   " + mib(v.peak_by_category["activations"] ?? 0).leftPad(19))
         }
     }

@@ -9,6 +9,7 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
+    @OptionGroup var compression: CompressionOption
     @OptionGroup var workloadOptions: WorkloadOptions
     @Flag(help: "List every saved tensor (default: modules and totals, and the tensors of the first block).") var all = false
     @Flag(help: "Print JSON: totals and every saved tensor.") var json = false
@@ -18,11 +19,14 @@ struct ExplainCommand: ParsableCommand {
         let policy = try policyOption.parsed()
         let (workload, b) = try workloadOptions.workload()
         let model = workload.name
-        let e = try CheckpointExplainer.explain(workload, policy: policy, batchSize: b)
+        let e = try CheckpointExplainer.explain(workload, policy: policy, compression: compression.parsed(), batchSize: b)
         if json {
-            struct Row: Encodable { let name: String; let shape: [Int]; let dtype: String; let bytes: Int; let kept: Bool }
+            struct Row: Encodable {
+                let name: String; let shape: [Int]; let dtype: String; let bytes: Int; let kept: Bool
+                let codec: String?; let packed_bytes: Int?; let saturated: Int; let ignored_codec: String?
+            }
             struct Output: Encodable {
-                let model: String; let batch: Int; let policy: String
+                let model: String; let batch: Int; let policy: String; let compression: String
                 let plain_saved_bytes, kept_bytes, estimated_activation_bytes: Int
                 let measured_peak_activation_bytes, measured_peak_activation_bytes_without_policy: Int
                 let checkpointed_blocks, blocks: Int
@@ -30,15 +34,17 @@ struct ExplainCommand: ParsableCommand {
                 let saved: [Row]
             }
             print(try jsonString(Output(
-                model: model, batch: b, policy: e.policy, plain_saved_bytes: e.plainSavedBytes, kept_bytes: e.keptBytes,
+                model: model, batch: b, policy: e.policy, compression: e.compression, plain_saved_bytes: e.plainSavedBytes, kept_bytes: e.keptBytes,
                 estimated_activation_bytes: e.estimatedActivations, measured_peak_activation_bytes: e.measuredPeakActivations,
                 measured_peak_activation_bytes_without_policy: e.measuredPeakActivationsWithoutPolicy,
                 checkpointed_blocks: e.checkpointedBlocks, blocks: e.blocks,
                 checkpointed_modules: e.modules.filter(\.checkpointed).map(\.path),
-                saved: e.saved.map { Row(name: $0.info.name, shape: $0.info.shape, dtype: $0.info.dtype.description, bytes: $0.info.byteCount, kept: $0.kept) })))
+                saved: e.saved.map { Row(name: $0.info.name, shape: $0.info.shape, dtype: $0.info.dtype.description, bytes: $0.info.byteCount, kept: $0.kept,
+                                         codec: $0.codec?.description, packed_bytes: $0.packedBytes, saturated: $0.saturated,
+                                         ignored_codec: $0.ignoredCodec?.description) })))
             return
         }
-        print("\(model), batch \(b), policy \(e.policy)")
+        print("\(model), batch \(b), policy \(e.policy)" + (e.compression.isEmpty ? "" : ", compression \(e.compression)"))
         print("")
         print("module                                   type                    params  checkpointed")
         for row in e.modules where all || row.path.split(separator: ".").count <= 3 {
@@ -48,15 +54,28 @@ struct ExplainCommand: ParsableCommand {
         print("saved tensor                                         shape               dtype     bytes      ")
         let shown = all ? e.saved : e.saved.filter { !$0.info.name.hasPrefix("blocks.") || $0.info.name.hasPrefix("blocks.0.") || $0.info.name.hasPrefix("blocks.0/") }
         for r in shown {
-            print("\(r.info.name.padding(toLength: 52, withPad: " ", startingAt: 0)) \("\(r.info.shape)".padding(toLength: 19, withPad: " ", startingAt: 0)) \(r.info.dtype.description.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(r.info.byteCount).leftPad(10))  \(r.kept ? "kept" : "recomputed")")
+            var fate = r.kept ? "kept" : "recomputed"
+            if let c = r.codec, let p = r.packedBytes {
+                fate = "packed \(c) \(p) B" + (r.saturated > 0 ? ", \(r.saturated) saturated" : "")
+            } else if let c = r.ignoredCodec {
+                fate += " (\(c) ignored: recomputed tensors are not packed)"
+            }
+            print("\(r.info.name.padding(toLength: 52, withPad: " ", startingAt: 0)) \("\(r.info.shape)".padding(toLength: 19, withPad: " ", startingAt: 0)) \(r.info.dtype.description.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(r.info.byteCount).leftPad(10))  \(fate)")
         }
         if !all && shown.count < e.saved.count { print("… \(e.saved.count - shown.count) more in the other blocks (--all lists them)") }
         let kept = e.saved.filter(\.kept).count
         print("")
         print("saved tensors: \(e.saved.count), kept \(kept), recomputed \(e.saved.count - kept); checkpointed blocks \(e.checkpointedBlocks) of \(e.blocks)")
-        print("activation bytes at the end of the forward: plain \(mib(e.plainSavedBytes)), with \(e.policy) \(mib(e.keptBytes))")
+        if !e.compression.isEmpty {
+            let packed = e.saved.filter { $0.packedBytes != nil }
+            let raw = packed.reduce(0) { $0 + $1.info.byteCount }, bytes = packed.reduce(0) { $0 + $1.packedBytes! }
+            let ignored = e.saved.filter { $0.ignoredCodec != nil }.count
+            print("compression \(e.compression): \(packed.count) tensors packed, \(mib(raw)) → \(mib(bytes)) (tensors sharing storage counted each); \(ignored) selected tensors recomputed instead (codec ignored)")
+        }
+        let with = e.compression.isEmpty ? e.policy : "\(e.policy) + \(e.compression)"
+        print("activation bytes at the end of the forward: plain \(mib(e.plainSavedBytes)), with \(with) \(mib(e.keptBytes))")
         print("estimate (per-block bytes × checkpointed blocks): \(mib(e.estimatedActivations)) — off by \(String(format: "%+.1f%%", 100 * (Double(e.estimatedActivations) / Double(max(e.keptBytes, 1)) - 1))) from the measured \(mib(e.keptBytes))")
-        print("measured peak activations during forward + backward: plain \(mib(e.measuredPeakActivationsWithoutPolicy)), with \(e.policy) \(mib(e.measuredPeakActivations))")
+        print("measured peak activations during forward + backward: plain \(mib(e.measuredPeakActivationsWithoutPolicy)), with \(with) \(mib(e.measuredPeakActivations))")
     }
 }
 

@@ -41,6 +41,28 @@ struct PolicyOption: ParsableArguments {
     }
 }
 
+/// `--compress`, repeated: activation compression rules, shared by the commands that run a training step.
+struct CompressionOption: ParsableArguments {
+    @Option(name: .customLong("compress"), parsing: .singleValue,
+            help: "Compress saved activations: CODEC[:WHERE], repeatable, first matching rule wins. CODEC: none, bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8, relu-mask, bits; WHERE: all (default), op=KINDS, role=ROLES, module=PATHS, tag=NAMES (comma-separated). Lossy codecs change what backward reads within their stated bounds.")
+    var rules: [String] = []
+
+    func validate() throws { _ = try parsed() }
+
+    /// The compression asked for (nil: none).
+    func parsed() throws -> ActivationCompression? {
+        guard !rules.isEmpty else { return nil }
+        do { return try ActivationCompression.parse(rules) } catch { throw ValidationError("--compress: \(error.description)") }
+    }
+
+    /// Stops when `other` (an option that plans memory itself) is combined with --compress.
+    func requireAbsent(with other: String) throws {
+        if !rules.isEmpty {
+            throw ValidationError("--compress cannot be combined with \(other) yet: the planner does not price codecs; give --compress with --policy")
+        }
+    }
+}
+
 /// `--budget` and `--solver`, for the commands that plan under a memory budget.
 struct BudgetOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Memory budget: bytes with a unit (300MiB, 1.5GiB, 500MB) or a fraction of the unconstrained peak (0 < f ≤ 1, e.g. 0.6).")

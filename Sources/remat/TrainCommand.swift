@@ -46,6 +46,7 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
+    @OptionGroup var compression: CompressionOption
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "A text file read as bytes (default: the built-in arithmetic data).") var data: String?
     @Option(parsing: .unconditional, help: "Training steps, 1 to 10000000.") var steps = 200
@@ -67,6 +68,7 @@ struct TrainCommand: ParsableCommand {
         if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
+        if budgetOptions.budget != nil { try compression.requireAbsent(with: "--budget") }
         if let data { try requireReadableFile("--data", data) }
         if let save {
             try requireWritableDirectory("--save", save)
@@ -84,6 +86,8 @@ struct TrainCommand: ParsableCommand {
         try ModelZoo.checkMemory(workload: model, batchSize: b)
         let gpt = GPT(config, seed: seed)
         try gpt.applyCheckpointing(policyOption.parsed())
+        let compressed = try compression.parsed()
+        gpt.applyActivationCompression(compressed)
         var source: ByteSequenceDataset
         if let data {
             source = try ByteSequenceDataset(path: data, minimumLength: config.contextLength + 1, seed: seed)
@@ -92,7 +96,7 @@ struct TrainCommand: ParsableCommand {
         }
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
-        var memory = "policy \(policyOption.policy)"
+        var memory = "policy \(policyOption.policy)" + (compressed.map { ", compression \($0)" } ?? "")
         if let parsed = try budgetOptions.parsedBudget() {
             trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver())
             memory = "memory budget \(parsed)"

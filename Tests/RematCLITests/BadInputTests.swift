@@ -111,6 +111,16 @@ import Remat
                   "heavy-ops:0", "auto:-5", "none:3", "all:2", "bogus", "", "modules:", "modules:a,,b", "save-matmuls:1"] {
             add("bench train --policy '\(p)'", ["bench", "train", "--policy", p])
         }
+        for (label, value) in [("unknown codec", "bf17"), ("empty selector", "bf16:op="), ("unknown selector", "bf16:where=x"),
+                               ("group on bf16", "bf16/g8"), ("group 0", "fp8-e4m3/g0"), ("empty", "")] {
+            for command in [["train"], ["explain", "--batch", "1"], ["bench", "train"]] {
+                add("\(command[0]) --compress \(label)", command + ["--compress", value])
+            }
+        }
+        add("train --compress with --budget", ["train", "--budget", "0.5", "--compress", "bf16"])
+        add("step --compress with --budget", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--compress", "bf16"]) { s in try tokenBatch(s.file("b.safetensors")) }
+        add("bench train --compress with --budget", ["bench", "train", "--budget", "0.5", "--compress", "bf16"])
+        add("bench train --compare with a bad codec", ["bench", "train", "--compare", "all+fp9"])
         add("explain --policy modules:nowhere", ["explain", "--policy", "modules:blocks.9", "--batch", "1"])
         add("explain --policy every-k:2 on a model without a chain", ["explain", "--model", "minilm", "--batch", "1", "--policy", "every-k:2"])
         add("demo --policies with a bad one", ["demo", "--policies", "all,every-k:0"])

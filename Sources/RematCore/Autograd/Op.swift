@@ -139,10 +139,12 @@ extension Autograd {
     }
 
     /// Saves `tensor` through a saved-tensor slot outside any op (regions keep their inputs this
-    /// way), applying the current hook stack. The slot counts its bytes as activations.
-    package static func save(_ tensor: Tensor, name: String, op: String, role: String) -> SavedTensor {
-        SavedTensor(tensor.detached(), info: SavedTensorInfo(tensor, name: name, op: op, role: role, isOutput: false),
-                    hooks: AutogradContext.current.savedTensorHooks)
+    /// way), applying `hooks` (innermost last; default: the current hook stack). The slot counts
+    /// its bytes as activations. `name` is a node name; the slot's is `name:role`.
+    package static func save(_ tensor: Tensor, name: String, op: String, role: String, isOutput: Bool = false,
+                             hooks: [SavedTensorHooks]? = nil) -> SavedTensor {
+        SavedTensor(tensor.detached(), info: SavedTensorInfo(tensor, name: name, op: op, role: role, isOutput: isOutput),
+                    hooks: hooks ?? AutogradContext.current.savedTensorHooks)
     }
 }
 

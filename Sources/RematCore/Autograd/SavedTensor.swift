@@ -2,8 +2,20 @@
 public enum SavedPayload {
     /// A tensor: the saved tensor itself, or a packed form of it (another dtype, other storage).
     case tensor(Tensor)
+    /// A packed form of the tensor (a codec's encoding): the slot holds its parts, so the ledger
+    /// counts the packed bytes as saved activations; unpacking decodes it.
+    case packed(any PackedSavedTensor)
     /// Something that produces the tensor when backward asks (a recompute recipe, a handle).
     case deferred(any DeferredTensor)
+}
+
+/// A saved tensor in fewer bytes (the codecs of the checkpoint layer make them).
+public protocol PackedSavedTensor: AnyObject {
+    /// The storage the packed form occupies; a slot holds each part, so the ledger counts them
+    /// as saved activations.
+    var parts: [Tensor] { get }
+    /// The tensor backward reads, decoded into new storage (a temporary).
+    func unpack(label: String) -> Tensor
 }
 
 /// A value that can produce a saved tensor later (recompute, fetch from offload, ...).
@@ -37,6 +49,19 @@ public struct SavedTensorInfo: Sendable, Hashable {
     public var isParameter: Bool
     /// Whether the tensor is the saving op's own output.
     public var isOutput: Bool
+
+    public init(name: String, nodeName: String, op: String, role: String, shape: [Int], dtype: DType,
+                byteCount: Int, isParameter: Bool, isOutput: Bool) {
+        self.name = name
+        self.nodeName = nodeName
+        self.op = op
+        self.role = role
+        self.shape = shape
+        self.dtype = dtype
+        self.byteCount = byteCount
+        self.isParameter = isParameter
+        self.isOutput = isOutput
+    }
 }
 
 /// A pair of pack/unpack hooks for saved tensors (like PyTorch's `saved_tensors_hooks`).
@@ -70,11 +95,13 @@ public final class SavedTensor {
     public private(set) var payload: SavedPayload?
     /// Hooks that packed the payload, innermost first.
     private var packedBy: [SavedTensorHooks]
-    /// The hold on a tensor payload's storage (its bytes count as saved activations meanwhile).
+    /// The holds on a tensor payload's storage or a packed payload's parts (their bytes count as
+    /// saved activations meanwhile).
     private var hold: StorageHold?
+    private var partHolds: [StorageHold] = []
 
     /// Saves `tensor` under `info`, applying the current hook stack (innermost first).
-    init(_ tensor: Tensor, info: SavedTensorInfo, hooks: [SavedTensorHooks]) {
+    package init(_ tensor: Tensor, info: SavedTensorInfo, hooks: [SavedTensorHooks]) {
         self.info = info
         var payload = SavedPayload.tensor(tensor)
         var applied: [SavedTensorHooks] = []
@@ -85,7 +112,15 @@ public final class SavedTensor {
         }
         self.packedBy = applied
         self.payload = payload
-        if case .tensor(let t) = payload { hold = StorageHold(t.storage) }
+        takeHolds(on: payload)
+    }
+
+    private func takeHolds(on payload: SavedPayload) {
+        switch payload {
+        case .tensor(let t): hold = StorageHold(t.storage)
+        case .packed(let p): partHolds = p.parts.map { StorageHold($0.storage) }
+        case .deferred: break
+        }
     }
 
     /// Replaces what the slot holds (used by checkpointing and offloading to drop or move a saved
@@ -94,7 +129,7 @@ public final class SavedTensor {
         releasePayload()
         packedBy = []
         payload = newPayload
-        if case .tensor(let t) = newPayload { hold = StorageHold(t.storage) }
+        takeHolds(on: newPayload)
     }
 
     /// Whether the slot still holds something.
@@ -108,6 +143,7 @@ public final class SavedTensor {
         if packedBy.isEmpty {
             switch current {
             case .tensor(let t): return t
+            case .packed(let p): return p.unpack(label: info.name)
             case .deferred(let d): return d.materialize()
             }
         }
@@ -126,6 +162,7 @@ public final class SavedTensor {
         guard let p = payload else { return }
         payload = nil
         hold = nil
+        partHolds = []
         if case .deferred(let d) = p { d.discard() }
     }
 

@@ -262,7 +262,7 @@ public final class BertClassifier: Module, BlockModel, TrainableModel {
 
     /// Mean cross-entropy of the logits against class `targets` `[B]`.
     public func loss(_ input: Tensor, targets: Tensor) -> Tensor {
-        withNameScope("") {
+        modelScope {
             let logits = self(input)
             return withNameScope("loss") { crossEntropy(logits: logits, targets: targets) }
         }

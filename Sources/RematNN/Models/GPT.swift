@@ -150,7 +150,7 @@ public final class GPT: Module, BlockChainModel, LanguageModel {
 
     /// Mean next-token cross-entropy of `tokens` against `targets` (both `[B, T]`).
     public func loss(_ tokens: Tensor, targets: Tensor) -> Tensor {
-        withNameScope("") {
+        modelScope {
             let logits = self(tokens)
             return withNameScope("loss") { crossEntropy(logits: logits, targets: targets) }
         }

@@ -145,7 +145,7 @@ public final class ResNet: Module, BlockChainModel, TrainableModel {
 
     /// Mean cross-entropy of the logits for `images` against class `targets` `[B]` (int32 or int64).
     public func loss(_ images: Tensor, targets: Tensor) -> Tensor {
-        withNameScope("") {
+        modelScope {
             let logits = self(images)
             return withNameScope("loss") { crossEntropy(logits: logits, targets: targets) }
         }

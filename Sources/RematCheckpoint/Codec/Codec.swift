@@ -3,7 +3,7 @@ import Synchronization
 
 /// A way to store a saved float32 tensor in fewer bytes until backward reads it.
 ///
-/// `pack` encodes a tensor into a ``PackedTensor`` and ``PackedTensor/unpack(category:label:)``
+/// `pack` encodes a tensor into a ``PackedTensor`` and ``PackedTensor/unpack(label:)``
 /// gives backward a float32 tensor of the original shape back. Lossless codecs give back exactly
 /// what backward reads (bitwise); lossy ones state their error bound per element below, where
 /// `x` is the value saved and `x̂` the value backward gets. The byte count of a packed tensor is
@@ -252,21 +252,25 @@ extension Codec.FP8Scaling {
 public enum CodecError: Error, CustomStringConvertible, Equatable, Sendable {
     case unknown(String)
     case badParameter(codec: String, reason: String)
+    /// A bad `WHERE` of a compression rule (`bf16:WHERE`).
+    case badSelector(String, reason: String)
     public var description: String {
         switch self {
         case .unknown(let s):
             return "unknown codec '\(s)'; use none, bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8, relu-mask, bits"
         case .badParameter(let c, let reason):
             return "codec '\(c)': \(reason)"
+        case .badSelector(let w, let reason):
+            return "compression rule selector '\(w)': \(reason)"
         }
     }
 }
 
 /// A tensor in a codec's packed form: its parts (codes, then scales or exponents where the codec
 /// has them) and what it needs to give the float32 tensor back.
-public final class PackedTensor: @unchecked Sendable {
+public final class PackedTensor: PackedSavedTensor, @unchecked Sendable {
     public let codec: Codec
-    /// The shape of the tensor that was packed (and that ``unpack(category:label:)`` gives back).
+    /// The shape of the tensor that was packed (and that ``unpack(label:)`` gives back).
     public let shape: [Int]
     /// The packed storage: codes first, then the per-group exponents (FP8) or per-row scales (int8).
     public let parts: [Tensor]
@@ -284,9 +288,27 @@ public final class PackedTensor: @unchecked Sendable {
     /// Bytes the packed form takes (equals ``Codec/packedByteCount(shape:)``).
     public var byteCount: Int { parts.reduce(0) { $0 + $1.byteCount } }
 
-    /// The float32 tensor backward reads, in new contiguous storage.
-    public func unpack(category: MemoryCategory = .temporaries, label: String = "unpacked") -> Tensor {
-        let out = Tensor(uninitializedShape: shape, category: category, label: label)
+    /// Slots sharing this packed form (tensors saved from one storage) that have not unpacked it
+    /// yet, and the decoded tensor kept for them: the first unpack decodes, the others get the
+    /// same tensor (backward never writes into what it reads), the last lets it go.
+    private var pendingUnpacks = 0
+    private var decoded: Tensor? = nil
+
+    /// Counts one more slot that will unpack this packed form.
+    func addSharer() { pendingUnpacks += 1 }
+
+    /// The float32 tensor for one of the slots sharing this form (``addSharer()``), decoded once
+    /// for all of them.
+    func unpackShared(label: String) -> Tensor {
+        let t = decoded ?? unpack(label: label)
+        pendingUnpacks -= 1
+        decoded = pendingUnpacks > 0 ? t : nil
+        return t
+    }
+
+    /// The float32 tensor backward reads, in new contiguous storage (a temporary).
+    public func unpack(label: String = "unpacked") -> Tensor {
+        let out = Tensor(uninitializedShape: shape, label: label)
         let n = out.count
         guard n > 0 else { return out }
         let dst = out.floatPointer

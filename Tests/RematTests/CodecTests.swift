@@ -1,4 +1,4 @@
-import RematCore
+import Remat
 import Testing
 
 /// Values that break careless codecs: zeros of both signs, float32 subnormals, the extremes, the
@@ -245,6 +245,7 @@ private func packing(_ codec: Codec) -> SavedTensorHooks {
     }, unpack: { payload, _ in
         switch payload {
         case .tensor(let t): return t
+        case .packed(let p): return p.unpack(label: "unpacked")
         case .deferred(let d): return d.materialize()
         }
     })
