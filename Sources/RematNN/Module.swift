@@ -259,6 +259,13 @@ private final class ModuleTree {
 public protocol SavedTensorPolicy: Sendable, CustomStringConvertible {
     /// Called once per forward of the model (never in a recompute).
     func beginForward() -> SavedTensorPolicySession
+    /// Called after backward, before the optimizer steps: throws what went wrong with the saved
+    /// tensors meanwhile (a spill file that could not be read), so wrong gradients are never applied.
+    func checkAfterBackward() throws
+}
+
+extension SavedTensorPolicy {
+    public func checkAfterBackward() throws {}
 }
 
 /// What a ``SavedTensorPolicy`` applies during one forward.

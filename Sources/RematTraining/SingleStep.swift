@@ -118,6 +118,7 @@ public enum SingleStep {
         model.zeroGrad()
         let loss = model.loss(batch.input, targets: batch.target)
         loss.backward()
+        try model.savedTensorPolicy?.checkAfterBackward()   // an offloaded tensor lost: no gradients written
         let grads = model.namedParameters.map { ($0.0, $0.1.grad ?? Tensor.zeros($0.1.shape)) }
         return (loss.item, grads, plan)
     }

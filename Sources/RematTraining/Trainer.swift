@@ -59,10 +59,22 @@ public final class Trainer {
     }
 
     /// Runs one step on `batch` (under the memory budget's plan for its shape, if one is set).
+    /// Stops the program if the model's saved-tensor policy reports a fault (a spill file lost):
+    /// use ``checkedStep(_:)`` to handle it.
     @discardableResult
     public func step(_ batch: TokenBatch) -> StepReport {
+        do { return try checkedStep(batch) } catch {
+            preconditionFailure("Trainer.step: \(error) (checkedStep throws this instead)")
+        }
+    }
+
+    /// ``step(_:)``, throwing what the model's saved-tensor policy reports after backward (an
+    /// offloaded tensor whose file is missing or corrupted) before the optimizer steps: the
+    /// parameters and optimizer state are untouched and the gradients cleared.
+    @discardableResult
+    public func checkedStep(_ batch: TokenBatch) throws -> StepReport {
         if let memoryBudget, !memoryBudget.isPreparing { memoryBudget.prepare(self, batch: batch) }
-        return MemoryLedger.withLedger(ledger) {
+        return try MemoryLedger.withLedger(ledger) {
             let start = monotonicSeconds()
             beginStep()
             let lossValue: Float = {
@@ -70,6 +82,10 @@ public final class Trainer {
                 loss.backward()
                 return loss.item
             }()
+            do { try model.savedTensorPolicy?.checkAfterBackward() } catch {
+                optimizer.zeroGrad()
+                throw error
+            }
             update()
             let seconds = monotonicSeconds() - start
             let report = StepReport(
@@ -109,18 +125,19 @@ public final class Trainer {
 
     /// Runs up to `steps` steps from `source`, calling `log` after each; stops early when
     /// `shouldStop()` turns true (checked after every step).
+    /// Throws a fault of the saved-tensor policy (``checkedStep(_:)``), ending the run there.
     public func run(steps: Int, batchSize: Int, source: inout some TokenBatchSource,
-                    shouldStop: () -> Bool = { false }, log: (StepReport) -> Void) {
+                    shouldStop: () -> Bool = { false }, log: (StepReport) -> Void) throws {
         guard let lm = model as? any LanguageModel else { preconditionFailure("Trainer.run(source:): the model is not a language model") }
-        run(steps: steps, nextBatch: { source.nextBatch(batchSize: batchSize, length: lm.contextLength) },
-            shouldStop: shouldStop, log: log)
+        try run(steps: steps, nextBatch: { source.nextBatch(batchSize: batchSize, length: lm.contextLength) },
+                shouldStop: shouldStop, log: log)
     }
 
     /// Runs up to `steps` steps on batches from `nextBatch`.
     public func run(steps: Int, nextBatch: () -> TrainingBatch, shouldStop: () -> Bool = { false },
-                    log: (StepReport) -> Void) {
+                    log: (StepReport) -> Void) throws {
         for _ in 0..<steps {
-            log(step(nextBatch()))
+            log(try checkedStep(nextBatch()))
             if shouldStop() { break }
         }
     }
@@ -140,6 +157,14 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var policy: String = "none"
     /// The activation compression rules the step ran under ("" for none).
     public var compression: String = ""
+    /// With offload: what was offloaded, the spill files' write and read rates (bytes over the I/O
+    /// thread's time, all steps) and the seconds backward waited for reads.
+    public var offload: String? = nil
+    public var spill_write_gb_per_s: Double? = nil
+    public var spill_read_gb_per_s: Double? = nil
+    public var spill_wait_seconds: Double? = nil
+    /// The process's resident high-water mark during the last step (Linux VmHWM, reset before it).
+    public var peak_rss_bytes: Int? = nil
     /// With a memory budget: the budget, the planner's predicted peak and the solver used.
     public var budget_bytes: Int? = nil
     public var predicted_peak_bytes: Int? = nil
@@ -175,13 +200,15 @@ public enum TrainingBenchmark {
         var times: [Double] = []
         var last: StepReport? = nil
         for i in 0..<(warmup + steps) {
-            let report = trainer.step(nextBatch())
+            if i == warmup + steps - 1 { ProcessMemory.resetPeakResident() }
+            let report = try trainer.checkedStep(nextBatch())
             if i >= warmup { times.append(report.stepMilliseconds) }
             last = report
         }
         var result = TrainingBenchmarkResult(model: name, batch: batchSize, threads: Runtime.threads, steps: steps,
                                              median_step_ms: median(times), step_ms: times, peak_bytes: last!.peakBytes,
                                              peak_by_category: last!.peakByCategory)
+        result.peak_rss_bytes = ProcessMemory.peakResidentBytes
         if let plan {
             result.policy = "budget"
             result.budget_bytes = plan.budgetBytes
@@ -218,29 +245,48 @@ public struct PolicyComparisonResult: Codable, Sendable {
 }
 
 /// A way to run a training step's memory: a checkpointing policy and, optionally, activation
-/// compression. Spelled `POLICY` or `POLICY+RULE[+RULE…]` (`all+bf16`, `none+relu-mask+bf16:op=matmul`).
+/// compression and offload. Spelled `POLICY` or `POLICY+RULE[+RULE…]` with compression rules
+/// (`CODEC[:WHERE]`) and `offload` or `offload:WHERE` (`all+bf16`, `all+offload`,
+/// `none+relu-mask+bf16:op=matmul`).
 public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
     public var policy: CheckpointPolicy
     public var compression: ActivationCompression?
-    public init(_ policy: CheckpointPolicy, compression: ActivationCompression? = nil) {
+    /// What to offload (the store is given when the variant is applied).
+    public var offload: SavedTensorSelector?
+    public init(_ policy: CheckpointPolicy, compression: ActivationCompression? = nil, offload: SavedTensorSelector? = nil) {
         self.policy = policy
         self.compression = compression
+        self.offload = offload
     }
     public var description: String {
-        guard let compression else { return policy.description }
-        return ([policy.description] + compression.rules.map(\.description)).joined(separator: "+")
+        var parts = [policy.description] + (compression?.rules.map(\.description) ?? [])
+        if let offload { parts.append(offload == .ops(["checkpoint"]) ? "offload" : "offload:\(offload)") }
+        return parts.joined(separator: "+")
     }
     /// Parses ``description``'s spelling.
     public static func parse(_ text: String) throws -> StepVariant {
         let parts = text.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
-        let policy = try CheckpointPolicy.parse(parts[0])
-        guard parts.count > 1 else { return StepVariant(policy) }
-        return StepVariant(policy, compression: try ActivationCompression.parse(Array(parts.dropFirst())))
+        var v = StepVariant(try CheckpointPolicy.parse(parts[0]))
+        var rules: [String] = []
+        for p in parts.dropFirst() {
+            if p == "offload" { v.offload = .ops(["checkpoint"]) }
+            else if p.hasPrefix("offload:") { v.offload = try SavedTensorSelector.parse(String(p.dropFirst(8))) }
+            else { rules.append(p) }
+        }
+        if !rules.isEmpty { v.compression = try ActivationCompression.parse(rules) }
+        return v
     }
-    /// Applies the variant to `model` (replacing its checkpointing and compression).
-    public func apply(to model: Module) throws {
+    /// Applies the variant to `model` (replacing its checkpointing, compression and offload);
+    /// offload goes to `store`.
+    public func apply(to model: Module, store: SpillStore? = nil) throws {
         try model.applyCheckpointing(policy)
         model.applyActivationCompression(compression)
+        if let offload {
+            guard let store else { preconditionFailure("StepVariant.apply: \(self) offloads but no spill store was given") }
+            model.applyActivationOffload(ActivationOffload(to: store, where: offload))
+        } else {
+            model.applyActivationOffload(nil)
+        }
     }
 }
 
@@ -254,20 +300,27 @@ extension TrainingBenchmark {
 
     /// Times `variants` (policies with or without compression) against the first, interleaved.
     public static func compare(_ workload: Workload, batchSize: Int, variants steps: [StepVariant], rounds: Int,
-                               ledger: MemoryLedger = .shared) throws -> PolicyComparisonResult {
+                               spillDirectory: String? = nil, ledger: MemoryLedger = .shared) throws -> PolicyComparisonResult {
+        let store = steps.contains { $0.offload != nil } ? try SpillStore(in: spillDirectory) : nil
+        defer { store?.close() }
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
         let nextBatch = workload.batches(batchSize, 7)
         for v in steps {
-            try v.apply(to: workload.model)
-            _ = trainer.step(nextBatch())
+            try v.apply(to: workload.model, store: store)
+            _ = try trainer.checkedStep(nextBatch())
         }
         var last = [StepReport?](repeating: nil, count: steps.count)
         var failure: Error? = nil
         let timing = InterleavedTiming.run(variants: steps.count, rounds: rounds) { v in
-            do { try steps[v].apply(to: workload.model) } catch { failure = error }
-            let r = trainer.step(nextBatch())
-            last[v] = r
-            return r.stepMilliseconds
+            do {
+                try steps[v].apply(to: workload.model, store: store)
+                let r = try trainer.checkedStep(nextBatch())
+                last[v] = r
+                return r.stepMilliseconds
+            } catch {
+                failure = failure ?? error
+                return 0
+            }
         }
         if let failure { throw failure }
         try StepVariant(.none).apply(to: workload.model)

@@ -65,6 +65,7 @@ struct BenchTrain: ParsableCommand {
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
     @OptionGroup var compression: CompressionOption
+    @OptionGroup var offload: OffloadOption
     @OptionGroup var workloadOptions: WorkloadOptions
     @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
     @OptionGroup var budgetOptions: BudgetOptions
@@ -85,6 +86,7 @@ struct BenchTrain: ParsableCommand {
                 throw ValidationError("--plan runs under the plan: give no --policy or --budget")
             }
             try compression.requireAbsent(with: "--plan")
+            try offload.requireAbsent(with: "--plan")
             let saved = try MemoryPlan.read(path: plan)
             if let batch = workloadOptions.batch, batch != saved.inputShape.first {
                 throw ValidationError("--plan was made for batch \(saved.inputShape.first ?? 0), not --batch \(batch)")
@@ -92,12 +94,15 @@ struct BenchTrain: ParsableCommand {
         } else if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
-        if budgetOptions.budget != nil { try compression.requireAbsent(with: "--budget") }
+        if budgetOptions.budget != nil {
+            try compression.requireAbsent(with: "--budget")
+            try offload.requireAbsent(with: "--budget")
+        }
     }
 
     /// --policy (with --compress), then the --compare list.
     func comparedPolicies() throws -> [StepVariant] {
-        var variants = [StepVariant(try policyOption.parsed(), compression: try compression.parsed())]
+        var variants = [StepVariant(try policyOption.parsed(), compression: try compression.parsed(), offload: try offload.parsedSelector())]
         for p in (compare ?? "").split(separator: ",", omittingEmptySubsequences: false) {
             do { variants.append(try StepVariant.parse(String(p))) } catch let e as CheckpointPolicy.ParseError {
                 throw ValidationError("--compare: \(e.description)")
@@ -119,11 +124,21 @@ struct BenchTrain: ParsableCommand {
         if let saved { try workload.model.applyPlan(saved) } else { try workload.model.applyCheckpointing(policy) }
         let compressed = try compression.parsed()
         workload.model.applyActivationCompression(compressed)
+        let spill = try offload.make()
+        defer { spill?.store.close() }
+        workload.model.applyActivationOffload(spill)
         let model = workload.name
         let budget = try budgetOptions.parsedBudget()
         var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver())
         if budget == nil { r.policy = saved == nil ? policy.description : "plan" }
         r.compression = compressed?.description ?? ""
+        if let spill {
+            r.offload = spill.selector.description
+            let c = spill.store.counters
+            r.spill_write_gb_per_s = c.writeSeconds > 0 ? Double(c.bytesWritten) / c.writeSeconds / 1e9 : nil
+            r.spill_read_gb_per_s = c.readSeconds > 0 ? Double(c.bytesRead) / c.readSeconds / 1e9 : nil
+            r.spill_wait_seconds = c.waitSeconds
+        }
         if json {
             print(try jsonString(r))
             return
@@ -133,13 +148,18 @@ struct BenchTrain: ParsableCommand {
             print("  budget \(mib(bb)), predicted peak \(mib(pp)), solver \(r.solver ?? "?"), \(r.recomputed_ops ?? 0) ops recomputed")
         }
         for (k, v) in r.peak_by_category.sorted(by: { $0.key < $1.key }) where v > 0 { print("  \(k): \(mib(v))") }
+        if let rss = r.peak_rss_bytes { print("  process resident peak (VmHWM, last step): \(mib(rss))") }
+        if let o = r.offload {
+            print("  offload \(o): written \(r.spill_write_gb_per_s.map { String(format: "%.2f GB/s", $0) } ?? "-"), read \(r.spill_read_gb_per_s.map { String(format: "%.2f GB/s", $0) } ?? "-"), backward waited \(String(format: "%.0f ms", 1000 * (r.spill_wait_seconds ?? 0))) in all")
+        }
     }
 }
 
 extension BenchTrain {
     func runComparison() throws {
         let (workload, b) = try workloadOptions.workload()
-        let r = try TrainingBenchmark.compare(workload, batchSize: b, variants: comparedPolicies(), rounds: rounds)
+        let r = try TrainingBenchmark.compare(workload, batchSize: b, variants: comparedPolicies(), rounds: rounds,
+                                              spillDirectory: offload.offloadDir)
         if json {
             print(try jsonString(r))
             return

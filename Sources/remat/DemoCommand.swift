@@ -43,7 +43,7 @@ struct DemoCommand: ParsableCommand {
         var reports: [StepReport] = []
         var printer = ProgressPrinter(total: steps)
         printer.every = 5
-        trainer.run(steps: steps, batchSize: config.batchSize, source: &source) { r in
+        try trainer.run(steps: steps, batchSize: config.batchSize, source: &source) { r in
             reports.append(r)
             printer.show(r)
         }

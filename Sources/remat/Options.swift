@@ -63,6 +63,35 @@ struct CompressionOption: ParsableArguments {
     }
 }
 
+/// `--offload` and `--offload-dir`: saved activations spilled to files.
+struct OffloadOption: ParsableArguments {
+    @Option(name: .customLong("offload"), help: "Offload saved activations to files until backward: WHERE as for --compress (op=checkpoint: the inputs of checkpoint regions, with --policy all every block's input).")
+    var selector: String?
+    @Option(help: "Directory for the spill files (a directory of their own is made inside it; default: the system's temporary directory).")
+    var offloadDir: String?
+
+    func validate() throws {
+        _ = try parsedSelector()
+        if let offloadDir { try requireWritableDirectory("--offload-dir", offloadDir) }
+    }
+
+    func parsedSelector() throws -> SavedTensorSelector? {
+        do { return try selector.map(SavedTensorSelector.parse) } catch { throw ValidationError("--offload: \(error.description)") }
+    }
+
+    /// The offload asked for, with its store made (nil: none).
+    func make() throws -> ActivationOffload? {
+        guard let s = try parsedSelector() else { return nil }
+        return ActivationOffload(to: try SpillStore(in: offloadDir), where: s)
+    }
+
+    func requireAbsent(with other: String) throws {
+        if selector != nil {
+            throw ValidationError("--offload cannot be combined with \(other) yet: the planner does not price offload; give --offload with --policy")
+        }
+    }
+}
+
 /// `--budget` and `--solver`, for the commands that plan under a memory budget.
 struct BudgetOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Memory budget: bytes with a unit (300MiB, 1.5GiB, 500MB) or a fraction of the unconstrained peak (0 < f ≤ 1, e.g. 0.6).")

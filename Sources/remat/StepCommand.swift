@@ -10,6 +10,7 @@ struct StepCommand: ParsableCommand {
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
     @OptionGroup var compression: CompressionOption
+    @OptionGroup var offload: OffloadOption
     @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Weights (safetensors, parameter names as in the workload spec; default: the workload's initial weights).") var weights: String?
     @Option(help: "Batch (safetensors: `input` and `target` I32/I64 [B, T] for GPTs; `input` F32 [B, 3, 64, 64] and `target` I32/I64 [B] for resnet50-64).") var batch: String
@@ -24,7 +25,10 @@ struct StepCommand: ParsableCommand {
         if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
-        if budgetOptions.budget != nil { try compression.requireAbsent(with: "--budget") }
+        if budgetOptions.budget != nil {
+            try compression.requireAbsent(with: "--budget")
+            try offload.requireAbsent(with: "--budget")
+        }
         try requireReadableFile("--batch", batch)
         if let weights { try requireReadableFile("--weights", weights) }
         if let saveGrads {
@@ -37,6 +41,9 @@ struct StepCommand: ParsableCommand {
         let workload = try ModelZoo.workload(model)
         try workload.model.applyCheckpointing(policyOption.parsed())
         workload.model.applyActivationCompression(try compression.parsed())
+        let spill = try offload.make()
+        defer { spill?.store.close() }
+        workload.model.applyActivationOffload(spill)
         let (loss, grads, plan) = try SingleStep.run(workload, weightsPath: weights, batchPath: batch,
                                                      budget: budgetOptions.parsedBudget(), solver: budgetOptions.parsedSolver())
         if let saveGrads { try SafetensorsFile.write(grads, to: saveGrads) }

@@ -47,6 +47,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var engine: EngineOptions
     @OptionGroup var policyOption: PolicyOption
     @OptionGroup var compression: CompressionOption
+    @OptionGroup var offload: OffloadOption
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "A text file read as bytes (default: the built-in arithmetic data).") var data: String?
     @Option(parsing: .unconditional, help: "Training steps, 1 to 10000000.") var steps = 200
@@ -68,7 +69,10 @@ struct TrainCommand: ParsableCommand {
         if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
-        if budgetOptions.budget != nil { try compression.requireAbsent(with: "--budget") }
+        if budgetOptions.budget != nil {
+            try compression.requireAbsent(with: "--budget")
+            try offload.requireAbsent(with: "--budget")
+        }
         if let data { try requireReadableFile("--data", data) }
         if let save {
             try requireWritableDirectory("--save", save)
@@ -88,6 +92,9 @@ struct TrainCommand: ParsableCommand {
         try gpt.applyCheckpointing(policyOption.parsed())
         let compressed = try compression.parsed()
         gpt.applyActivationCompression(compressed)
+        let spill = try offload.make()
+        defer { spill?.store.close() }
+        gpt.applyActivationOffload(spill)
         var source: ByteSequenceDataset
         if let data {
             source = try ByteSequenceDataset(path: data, minimumLength: config.contextLength + 1, seed: seed)
@@ -97,6 +104,7 @@ struct TrainCommand: ParsableCommand {
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
         var memory = "policy \(policyOption.policy)" + (compressed.map { ", compression \($0)" } ?? "")
+            + (spill.map { ", offload \($0.selector) to \($0.store.directory)" } ?? "")
         if let parsed = try budgetOptions.parsedBudget() {
             trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver())
             memory = "memory budget \(parsed)"
@@ -106,7 +114,7 @@ struct TrainCommand: ParsableCommand {
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)
         printer.every = logEvery
-        trainer.run(steps: steps, batchSize: b, source: &source,
+        try trainer.run(steps: steps, batchSize: b, source: &source,
                     shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
         let interrupted = interruptRequested.load(ordering: .relaxed)
         if interrupted { print("\ninterrupted after step \(trainer.stepIndex); stopping cleanly") }

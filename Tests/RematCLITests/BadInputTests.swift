@@ -121,6 +121,12 @@ import Remat
         add("step --compress with --budget", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--compress", "bf16"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("bench train --compress with --budget", ["bench", "train", "--budget", "0.5", "--compress", "bf16"])
         add("bench train --compare with a bad codec", ["bench", "train", "--compare", "all+fp9"])
+        for command in [["train"], ["bench", "train"]] {
+            add("\(command[0]) --offload with a bad selector", command + ["--offload", "op="])
+            add("\(command[0]) --offload-dir missing", command + ["--offload", "all", "--offload-dir", "/nonexistent/spill"])
+            add("\(command[0]) --offload with --budget", command + ["--offload", "all", "--budget", "0.5"])
+        }
+        add("bench train --compare with a bad offload selector", ["bench", "train", "--compare", "all+offload:where=x"])
         add("explain --policy modules:nowhere", ["explain", "--policy", "modules:blocks.9", "--batch", "1"])
         add("explain --policy every-k:2 on a model without a chain", ["explain", "--model", "minilm", "--batch", "1", "--policy", "every-k:2"])
         add("demo --policies with a bad one", ["demo", "--policies", "all,every-k:0"])

@@ -23,7 +23,8 @@ import Remat
 
     /// One forward + backward of a fresh tiny model (`model`: gpt, resnet, bert) under `policy`
     /// and `compression`, in its own ledger.
-    static func step(_ model: String, _ policy: CheckpointPolicy, _ compression: ActivationCompression?) throws -> Step {
+    static func step(_ model: String, _ policy: CheckpointPolicy, _ compression: ActivationCompression?,
+                     offload: ActivationOffload? = nil) throws -> Step {
         let ledger = MemoryLedger()
         return try MemoryLedger.withLedger(ledger) {
             let m: any TrainableModel
@@ -48,6 +49,7 @@ import Remat
             }
             try m.applyCheckpointing(policy)
             m.applyActivationCompression(compression)
+            m.applyActivationOffload(offload)
             let counter = PackCounter()
             ledger.resetPeak()
             let loss = AutogradContext.with({ ctx in
@@ -57,6 +59,8 @@ import Remat
             }) { m.loss(input, targets: target) }
             let kept = ledger.currentBytes(in: .activations)
             loss.backward()
+            try m.savedTensorPolicy?.checkAfterBackward()
+            #expect(ledger.currentBytes(in: .offloaded) == 0)
             #expect(ledger.currentBytes(in: .activations) == 0, "\(model) \(policy) \(compression?.description ?? "-"): activations left after backward")
             let grads = Dictionary(uniqueKeysWithValues: m.namedParameters.map { ($0.0, $0.1.grad?.toArray() ?? []) })
             return Step(loss: loss.item.bitPattern, grads: grads, keptAtForwardEnd: kept,
@@ -174,7 +178,7 @@ import Remat
     /// GELU output (packed) and `x` (not tagged, kept); GELU saves `x` too.
     @Test func tagsSelectTaggedTensors() {
         let x = Tensor.randn([8, 8], generator: RandomGenerator(seed: 2), requiresGrad: true)
-        let session = ActivationCompression(.bf16, where: .tags(["mid"])).beginForward()
+        let session = SavedActivationTreatment(compression: ActivationCompression(.bf16, where: .tags(["mid"]))).beginForward()
         let box = NameBox()
         let observer: @Sendable (Node, Tensor) -> Void = { node, output in
             session.opObserver?(node, output)

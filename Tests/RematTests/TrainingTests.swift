@@ -3,7 +3,7 @@ import Remat
 
 @Suite struct TrainingTests {
     /// A small GPT on the built-in arithmetic data: the loss falls clearly within a fixed number of steps.
-    @Test func lossFallsOnBuiltInData() {
+    @Test func lossFallsOnBuiltInData() throws {
         let config = GPTConfig(contextLength: 32, layers: 2, heads: 2, modelDimension: 64, mlpHidden: 128, batchSize: 8)
         let model = GPT(config, seed: 0)
         var source = ArithmeticText.dataset(seed: 0)
@@ -11,7 +11,7 @@ import Remat
                               schedule: WarmupCosineSchedule(peak: 3e-3, minimum: 3e-4, warmupSteps: 5, totalSteps: 200),
                               ledger: MemoryLedger())
         var losses: [Float] = []
-        trainer.run(steps: 200, batchSize: config.batchSize, source: &source) { losses.append($0.loss) }
+        try trainer.run(steps: 200, batchSize: config.batchSize, source: &source) { losses.append($0.loss) }
         let start = losses.prefix(3).reduce(0, +) / 3, end = losses.suffix(5).reduce(0, +) / 5
         #expect(start > 5.0, "initial loss \(start) should be near ln 256 = 5.55")
         #expect(end < 2.5, "loss after 200 steps \(end) should have fallen below 2.5 from 5.55 (the layout is learned; sums partly)")

@@ -97,7 +97,7 @@ extension SavedTensorInfo {
 /// Sharing: tensors saved by several ops from one storage (a block's input read by its norm and
 /// kept by its region) are packed once per codec and layout; the slots share the packed parts, as
 /// they would share the storage.
-public struct ActivationCompression: SavedTensorPolicy, Hashable {
+public struct ActivationCompression: Sendable, Hashable, CustomStringConvertible {
     public struct Rule: Sendable, Hashable, CustomStringConvertible {
         public var codec: Codec
         public var selector: SavedTensorSelector
@@ -137,27 +137,6 @@ public struct ActivationCompression: SavedTensorPolicy, Hashable {
         }
         return ActivationCompression(rules)
     }
-
-    public func beginForward() -> SavedTensorPolicySession {
-        let session = CompressionSession(rules)
-        let hooks = SavedTensorHooks(pack: { t, info in session.pack(t, info) }, unpack: unpackCompressed)
-        let needsTags = rules.contains { rule in
-            if case .tags = rule.selector.term { return true }
-            return false
-        }
-        guard needsTags else { return SavedTensorPolicySession(hooks: hooks) }
-        return SavedTensorPolicySession(hooks: hooks, opObserver: { node, output in session.observe(node, output) })
-    }
-}
-
-private func unpackCompressed(_ payload: SavedPayload, _ info: SavedTensorInfo) -> Tensor {
-    switch payload {
-    case .tensor(let t): return t
-    case .packed(let p as PackedTensor): return p.unpackShared(label: info.name)
-    case .packed(let v as PackedTensorView): return v.unpack(label: info.name)
-    case .packed(let p): return p.unpack(label: info.name)
-    case .deferred(let d): return d.materialize()
-    }
 }
 
 /// A view of a packed whole storage: a tensor saved from part of a storage whose whole contents
@@ -179,7 +158,7 @@ public final class PackedTensorView: PackedSavedTensor, @unchecked Sendable {
 /// storage share the packed form) and the tags seen.
 ///
 /// Ownership: used on the thread that runs the forward (and, for unpacking, its backward).
-private final class CompressionSession: @unchecked Sendable {
+final class CompressionSession: @unchecked Sendable {
     let rules: [ActivationCompression.Rule]
     private struct Key: Hashable {
         let storage: Int
@@ -247,11 +226,13 @@ extension Module {
         applyActivationCompression(codec == .none ? nil : ActivationCompression(codec, where: selector))
     }
 
-    /// Applies `compression` (nil: none) to every forward of the model.
+    /// Applies `compression` (nil: none) to every forward of the model, beside any offload.
     public func applyActivationCompression(_ compression: ActivationCompression?) {
-        savedTensorPolicy = compression.flatMap { $0.rules.isEmpty ? nil : $0 }
+        var t = savedTensorPolicy as? SavedActivationTreatment ?? SavedActivationTreatment()
+        t.compression = compression.flatMap { $0.rules.isEmpty ? nil : $0 }
+        savedTensorPolicy = (t.compression == nil && t.offload == nil) ? nil : t
     }
 
     /// The activation compression in force for this model, if any.
-    public var activationCompression: ActivationCompression? { savedTensorPolicy as? ActivationCompression }
+    public var activationCompression: ActivationCompression? { (savedTensorPolicy as? SavedActivationTreatment)?.compression }
 }

@@ -149,6 +149,16 @@ public final class MemoryLedger: Sendable {
         }
     }
 
+    /// Counts `bytes` moved out of compute memory (a spill file; negative when they come back or
+    /// are dropped) in ``MemoryCategory/offloaded``, which is apart from the compute total.
+    package func recordOffloaded(_ bytes: Int, name: String) {
+        counters.withLock { c in
+            Self.add(&c, bytes, to: .offloaded)
+            Self.record(&c, MemoryEvent(rank: 0, kind: bytes >= 0 ? .allocate : .free, name: name,
+                                        category: .offloaded, bytes: abs(bytes), liveBytes: c.total))
+        }
+    }
+
     /// Moves `bytes` live bytes from one category to another (no allocation happens).
     func move(bytes: Int, from: MemoryCategory, to: MemoryCategory, name: String, storageID: Int = 0) {
         guard from != to else { return }

@@ -1,0 +1,581 @@
+import CRematKernels
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What went wrong with a spilled saved tensor, naming the tensor and its file.
+public enum OffloadError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The spill directory cannot be made or written.
+    case directoryUnusable(directory: String, reason: String)
+    /// Writing the spill file failed (disk full, file size limit, I/O error).
+    case writeFailed(tensor: String, file: String, reason: String)
+    /// The spill file is gone.
+    case missingFile(tensor: String, file: String)
+    /// The spill file is shorter or longer than what was written.
+    case wrongSize(tensor: String, file: String, expected: Int, found: Int)
+    /// The spill file's bytes are not those written (CRC-32C differs).
+    case checksumMismatch(tensor: String, file: String, expected: UInt32, found: UInt32)
+    /// Reading the spill file failed.
+    case readFailed(tensor: String, file: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .directoryUnusable(let d, let r): return "offload directory \(d) cannot be used: \(r)"
+        case .writeFailed(let t, let f, let r): return "offloading saved tensor \(t) failed writing \(f): \(r)"
+        case .missingFile(let t, let f): return "the spill file \(f) of saved tensor \(t) is missing"
+        case .wrongSize(let t, let f, let e, let n): return "the spill file \(f) of saved tensor \(t) has \(n) bytes, \(e) were written"
+        case .checksumMismatch(let t, let f, let e, let n):
+            return "the spill file \(f) of saved tensor \(t) is corrupted: CRC-32C \(String(n, radix: 16)), written \(String(e, radix: 16))"
+        case .readFailed(let t, let f, let r): return "reading the spill file \(f) of saved tensor \(t) failed: \(r)"
+        }
+    }
+}
+
+/// Where offloaded saved tensors go: one file per tensor in a directory of the store's own, written
+/// by a background I/O thread after the forward saved the tensor and read back ahead of backward.
+///
+/// - Writes: the saving thread hands the tensor over and goes on; at most ``maximumBytesInFlight``
+///   bytes wait to be written (the saver waits beyond that). The I/O thread writes the bytes,
+///   computes their CRC-32C, flushes the file (`fdatasync`) and drops its pages from the page
+///   cache (`posix_fadvise(DONTNEED)`), so the memory is really free; then it lets go of the
+///   tensor (its storage is freed when nothing else holds it) and the ledger counts the bytes as
+///   offloaded. A backward that asks before the write finished gets the tensor as it is.
+/// - Reads: the first unpack reads its file at once; each unpack then prefetches the tensors
+///   saved before it (backward's order is the reverse of the forward's), up to
+///   ``maximumBytesInFlight`` bytes read ahead. Read buffers are temporaries in the ledger.
+/// - Faults: a failed write or read, a missing, resized or corrupted file is recorded with the
+///   tensor's and the file's names; backward gets zeros for it and ``checkFaults()`` throws the
+///   first fault — a training step checks before the optimizer steps, so wrong gradients are
+///   never applied. Files are removed when their slot is released, after a fault, when the store
+///   goes and at exit.
+///
+/// Ownership: shared by the training thread and the store's I/O thread; every state change is
+/// under the store's lock.
+public final class SpillStore: @unchecked Sendable {
+    /// The store's own directory (inside the one given, or the system's temporary directory).
+    public let directory: String
+    public let maximumBytesInFlight: Int
+
+    private let condition = NSCondition()
+    private var queue: [SpillHandle] = []
+    private var writeBacklog = 0
+    private var readAhead = 0
+    private var faults: [OffloadError] = []
+    private var stopping = false
+    private var thread: Thread?
+    private var sequence = 0
+    private var measured = Counters()
+
+    /// Bytes written and read, and the seconds the I/O thread spent on each; seconds backward
+    /// waited for a read.
+    public struct Counters: Sendable, Hashable {
+        public var bytesWritten = 0, bytesRead = 0
+        public var writeSeconds = 0.0, readSeconds = 0.0, waitSeconds = 0.0
+        public var filesWritten = 0
+    }
+
+    /// Makes the store's directory (`remat-spill-XXXXXX`) inside `parent` (default: the system's
+    /// temporary directory) and checks that it can be written.
+    public init(in parent: String? = nil, maximumBytesInFlight: Int = 256 << 20) throws(OffloadError) {
+        let base = parent ?? FileManager.default.temporaryDirectory.path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: base, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw .directoryUnusable(directory: base, reason: "no such directory")
+        }
+        var template = Array((base + "/remat-spill-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw .directoryUnusable(directory: base, reason: String(cString: strerror(errno)))
+        }
+        directory = String(cString: made)
+        self.maximumBytesInFlight = max(1, maximumBytesInFlight)
+        let probe = directory + "/probe"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            let reason = String(cString: strerror(errno))
+            rmdir(directory)
+            throw .directoryUnusable(directory: base, reason: reason)
+        }
+        Glibc.close(fd)
+        unlink(probe)
+        // A file size limit (ulimit -f) must fail a write with EFBIG, not kill the process.
+        signal(SIGXFSZ, SIG_IGN)
+        SpillDirectories.register(directory)
+        let t = Thread { [unowned self] in ioLoop() }
+        t.name = "remat-spill"
+        thread = t
+        t.start()
+    }
+
+    deinit {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        removeDirectory()
+    }
+
+    /// Stops the I/O thread and removes every spill file and the directory.
+    public func close() {
+        condition.lock()
+        stopping = true
+        let handles = queue
+        queue.removeAll()
+        condition.broadcast()
+        condition.unlock()
+        for h in handles { locked { h.release() } }
+        removeDirectory()
+    }
+
+    private func removeDirectory() {
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: directory) {
+            for n in names where n.hasSuffix(".spill") { unlink(directory + "/" + n) }
+        }
+        rmdir(directory)
+        SpillDirectories.unregister(directory)
+    }
+
+    /// Waits until every queued write has finished (or failed).
+    public func waitForWrites() {
+        condition.lock()
+        while writeBacklog > 0 && !stopping { condition.wait() }
+        condition.unlock()
+    }
+
+    /// What was written and read so far.
+    public var counters: Counters { condition.lock(); defer { condition.unlock() }; return measured }
+
+    /// Spill files in the directory now.
+    public var fileCount: Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasSuffix(".spill") }.count ?? 0
+    }
+
+    /// Throws the first fault since the last call (and forgets them all).
+    public func checkFaults() throws(OffloadError) {
+        condition.lock()
+        let first = faults.first
+        faults.removeAll()
+        condition.unlock()
+        if let first { throw first }
+    }
+
+    // MARK: Saving and loading (called by handles)
+
+    /// Hands `tensor` (contiguous) to the I/O thread to be written; waits while too many bytes are
+    /// waiting already.
+    func spill(_ tensor: Tensor, info: SavedTensorInfo, ledger: MemoryLedger) -> SpillHandle {
+        condition.lock()
+        sequence += 1
+        let path = directory + "/\(sequence).spill"
+        let handle = SpillHandle(store: self, tensor: tensor, info: info, path: path, ledger: ledger)
+        while writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight && !stopping { condition.wait() }
+        writeBacklog += tensor.byteCount
+        queue.append(handle)
+        condition.broadcast()
+        condition.unlock()
+        return handle
+    }
+
+    func recordFault(_ fault: OffloadError) {
+        condition.lock()
+        faults.append(fault)
+        condition.unlock()
+    }
+
+    func locked<R>(_ body: () -> R) -> R {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    /// Queues a read of `handle` (first in line when `urgent`); under the lock.
+    func queueRead(_ handle: SpillHandle, urgent: Bool) {
+        if urgent { queue.insert(handle, at: 0) } else { queue.append(handle) }
+        readAhead += handle.byteCount
+        condition.broadcast()
+    }
+
+    var canReadAhead: Bool { readAhead < maximumBytesInFlight }
+
+    /// Under the lock: a read-ahead buffer was used or dropped.
+    func readDone(_ handle: SpillHandle) { readAhead -= handle.byteCount }
+
+    /// Under the lock: a queued write will not happen (its tensor was used or released first).
+    func writeCancelled(_ handle: SpillHandle) {
+        writeBacklog -= handle.byteCount
+        condition.broadcast()
+    }
+
+    func waitForChange() { condition.wait() }
+    func signalChange() { condition.broadcast() }
+    func addWait(_ seconds: Double) { measured.waitSeconds += seconds }
+
+    // MARK: The I/O thread
+
+    private func ioLoop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if stopping && queue.isEmpty {
+                condition.unlock()
+                return
+            }
+            let handle = queue.removeFirst()
+            let job = handle.beginIO()
+            condition.unlock()
+            switch job {
+            case .write(let tensor):
+                let start = monotonicClock()
+                let result = writeFile(tensor, path: handle.path)
+                let seconds = monotonicClock() - start
+                condition.lock()
+                writeBacklog -= handle.byteCount
+                if case .success = result {
+                    measured.bytesWritten += handle.byteCount
+                    measured.writeSeconds += seconds
+                    measured.filesWritten += 1
+                }
+                handle.finishWrite(result)
+                condition.broadcast()
+                condition.unlock()
+            case .read(let checksum):
+                let start = monotonicClock()
+                let result = MemoryLedger.withLedger(handle.ledger) { readFile(handle, checksum: checksum) }
+                let seconds = monotonicClock() - start
+                condition.lock()
+                if case .success = result {
+                    measured.bytesRead += handle.byteCount
+                    measured.readSeconds += seconds
+                }
+                handle.finishRead(result)
+                condition.broadcast()
+                condition.unlock()
+            case .none:
+                break
+            }
+        }
+    }
+
+    private func writeFile(_ tensor: Tensor, path: String) -> Result<UInt32, OffloadError> {
+        let name = tensor.storage.label
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return .failure(.writeFailed(tensor: name, file: path, reason: String(cString: strerror(errno)))) }
+        let pointer = UnsafeRawPointer(tensor.rawPointer)
+        let total = tensor.byteCount
+        var done = 0
+        var crc: UInt32 = 0
+        while done < total {
+            let chunk = min(total - done, 8 << 20)
+            crc = remat_crc32c(crc, pointer + done, chunk)
+            var written = 0
+            while written < chunk {
+                let n = Glibc.write(fd, pointer + done + written, chunk - written)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    let reason = n == 0 ? "no bytes written" : String(cString: strerror(errno))
+                    Glibc.close(fd)
+                    unlink(path)
+                    return .failure(.writeFailed(tensor: name, file: path, reason: reason))
+                }
+                written += n
+            }
+            done += chunk
+        }
+        if fdatasync(fd) != 0 {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            unlink(path)
+            return .failure(.writeFailed(tensor: name, file: path, reason: reason))
+        }
+        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+        if Glibc.close(fd) != 0 {
+            unlink(path)
+            return .failure(.writeFailed(tensor: name, file: path, reason: String(cString: strerror(errno))))
+        }
+        return .success(crc)
+    }
+
+    private func readFile(_ handle: SpillHandle, checksum: UInt32) -> Result<Tensor, OffloadError> {
+        let (name, path) = (handle.info.name, handle.path)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return .failure(.missingFile(tensor: name, file: path)) }
+            return .failure(.readFailed(tensor: name, file: path, reason: String(cString: strerror(errno))))
+        }
+        defer { Glibc.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(.readFailed(tensor: name, file: path, reason: String(cString: strerror(errno)))) }
+        guard Int(st.st_size) == handle.byteCount else {
+            return .failure(.wrongSize(tensor: name, file: path, expected: handle.byteCount, found: Int(st.st_size)))
+        }
+        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
+        let out = Tensor(uninitializedShape: handle.info.shape, dtype: handle.info.dtype, label: name)
+        let pointer = out.rawPointer
+        var done = 0
+        while done < handle.byteCount {
+            let n = Glibc.read(fd, pointer + done, handle.byteCount - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                return .failure(.readFailed(tensor: name, file: path, reason: n == 0 ? "the file ended early" : String(cString: strerror(errno))))
+            }
+            done += n
+        }
+        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+        let found = remat_crc32c(0, pointer, handle.byteCount)
+        guard found == checksum else { return .failure(.checksumMismatch(tensor: name, file: path, expected: checksum, found: found)) }
+        return .success(out)
+    }
+}
+
+private func monotonicClock() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Directories of live stores, removed at exit if their stores did not remove them.
+private enum SpillDirectories {
+    static let live = Mutex<Set<String>>([])
+    static let installed = Mutex(false)
+
+    static func register(_ directory: String) {
+        live.withLock { _ = $0.insert(directory) }
+        installed.withLock { done in
+            guard !done else { return }
+            done = true
+            atexit {
+                for d in SpillDirectories.live.withLock({ $0 }) {
+                    if let names = try? FileManager.default.contentsOfDirectory(atPath: d) {
+                        for n in names { unlink(d + "/" + n) }
+                    }
+                    rmdir(d)
+                }
+            }
+        }
+    }
+
+    static func unregister(_ directory: String) { live.withLock { _ = $0.remove(directory) } }
+}
+
+/// One offloaded saved tensor: a slot's deferred payload.
+///
+/// Ownership: its state is changed only under its store's lock.
+final class SpillHandle: @unchecked Sendable {
+    unowned let store: SpillStore
+    let info: SavedTensorInfo
+    let path: String
+    let ledger: MemoryLedger
+    let byteCount: Int
+    /// The handle saved before this one in the same forward (read ahead after this one).
+    weak var previous: SpillHandle?
+
+    enum State {
+        case queuedWrite(Tensor)
+        case writing(Tensor)
+        case onDisk(UInt32)
+        case queuedRead(UInt32)
+        case reading
+        case loaded(Tensor)
+        case failed(OffloadError)
+        case released
+    }
+    private(set) var state: State
+    /// Whether the ledger counts the bytes as offloaded (the file is written and not yet read back).
+    private var countedOffloaded = false
+    /// Whether the bytes count against the store's read-ahead (queued, being read, or read and not yet used).
+    private var inReadAhead = false
+    /// Slots sharing the handle (tensors saved from one storage), unpacks still to come, and the
+    /// tensor kept for them after the first unpack.
+    private var slots = 0
+    private var unpacksLeft = 0
+    private var served: Tensor? = nil
+
+    enum Job {
+        case write(Tensor)
+        case read(UInt32)
+        case none
+    }
+
+    init(store: SpillStore, tensor: Tensor, info: SavedTensorInfo, path: String, ledger: MemoryLedger) {
+        self.store = store
+        self.info = info
+        self.path = path
+        self.ledger = ledger
+        byteCount = tensor.byteCount
+        state = .queuedWrite(tensor)
+    }
+
+    // Under the store's lock (called by the I/O thread):
+    func beginIO() -> Job {
+        switch state {
+        case .queuedWrite(let t):
+            state = .writing(t)
+            return .write(t)
+        case .queuedRead(let crc):
+            state = .reading
+            return .read(crc)
+        default:
+            return .none   // released or served from memory meanwhile
+        }
+    }
+
+    func finishWrite(_ result: Result<UInt32, OffloadError>) {
+        guard case .writing = state else {   // used or released while writing
+            unlink(path)
+            return
+        }
+        switch result {
+        case .success(let crc):
+            state = .onDisk(crc)
+            ledger.recordOffloaded(byteCount, name: info.name)
+            countedOffloaded = true
+        case .failure(let e):
+            state = .failed(e)
+        }
+    }
+
+    func finishRead(_ result: Result<Tensor, OffloadError>) {
+        guard case .reading = state else { return }
+        switch result {
+        case .success(let t): state = .loaded(t)
+        case .failure(let e): state = .failed(e)
+        }
+    }
+
+    /// Under the lock: queues a read if the tensor is on disk and the read-ahead has room.
+    func prefetch() -> Bool {
+        guard case .onDisk(let crc) = state, store.canReadAhead else { return false }
+        state = .queuedRead(crc)
+        inReadAhead = true
+        store.queueRead(self, urgent: false)
+        return true
+    }
+
+    /// Under the lock: the handle no longer holds read-ahead or offloaded bytes.
+    private func settle() {
+        if inReadAhead {
+            inReadAhead = false
+            store.readDone(self)
+        }
+        if countedOffloaded {
+            countedOffloaded = false
+            ledger.recordOffloaded(-byteCount, name: info.name)
+        }
+    }
+
+    /// One more slot holds the handle (``SpillShare``); under the lock.
+    func addSlot() {
+        slots += 1
+        unpacksLeft += 1
+    }
+
+    /// A slot let go of the handle; the last one releases it. Under the lock.
+    func slotReleased() {
+        slots -= 1
+        if slots <= 0 {
+            served = nil
+            release()
+        }
+    }
+
+    // For the slots (``SpillShare``), on backward's thread:
+    func materialize() -> Tensor {
+        if let t: Tensor = store.locked({
+            guard let t = served else { return nil }
+            unpacksLeft -= 1
+            if unpacksLeft <= 0 { served = nil }
+            return t
+        }) { return t }
+        let t = load()
+        store.locked {
+            unpacksLeft -= 1
+            if unpacksLeft > 0 { served = t }
+        }
+        return t
+    }
+
+    /// Brings the tensor back (from memory, the read-ahead or its file).
+    private func load() -> Tensor {
+        let start = monotonicClock()
+        var waited = false
+        let result: Result<Tensor, OffloadError> = store.locked {
+            while true {
+                switch state {
+                case .queuedWrite(let t):
+                    // Backward came first: use the tensor still in memory.
+                    store.writeCancelled(self)
+                    state = .released
+                    return .success(t)
+                case .writing(let t):
+                    state = .released   // finishWrite removes the file
+                    return .success(t)
+                case .onDisk(let crc):
+                    state = .queuedRead(crc)
+                    inReadAhead = true
+                    store.queueRead(self, urgent: true)
+                case .queuedRead, .reading:
+                    waited = true
+                    store.waitForChange()
+                case .loaded(let t):
+                    state = .released
+                    return .success(t)
+                case .failed(let e):
+                    state = .released
+                    return .failure(e)
+                case .released:
+                    preconditionFailure("SpillHandle: \(info.name) was unpacked twice")
+                }
+            }
+        }
+        store.locked {
+            if !isWriting { unlink(path) }
+            settle()
+            if waited { store.addWait(monotonicClock() - start) }
+            // Read ahead the tensors saved before this one: backward needs them next.
+            var p = previous
+            var queued = 0
+            while let h = p, queued < 8, store.canReadAhead {
+                if h.prefetch() { queued += 1 }
+                p = h.previous
+            }
+        }
+        switch result {
+        case .success(let t): return t
+        case .failure(let e):
+            store.recordFault(e)
+            let zeros = Tensor(uninitializedShape: info.shape, dtype: info.dtype, label: info.name)
+            zeros.rawPointer.initializeMemory(as: UInt8.self, repeating: 0, count: zeros.byteCount)
+            return zeros
+        }
+    }
+
+    /// Whether the I/O thread is writing the file now (it removes the file itself when done).
+    private var isWriting: Bool { if case .writing = state { true } else { false } }
+
+    func discard() { store.locked { slotReleased() } }
+
+    /// Under the lock: drops what the handle holds and its file.
+    func release() {
+        switch state {
+        case .queuedWrite: store.writeCancelled(self)
+        case .writing: break   // finishWrite removes the file
+        default: unlink(path)
+        }
+        settle()
+        state = .released
+        store.signalChange()
+    }
+}
+
+/// A slot's payload for an offloaded tensor: its share of the handle (slots saving one storage
+/// share one file).
+final class SpillShare: DeferredTensor {
+    let handle: SpillHandle
+    init(_ handle: SpillHandle) {
+        self.handle = handle
+        handle.store.locked { handle.addSlot() }
+    }
+    func materialize() -> Tensor { handle.materialize() }
+    func discard() { handle.discard() }
+}
