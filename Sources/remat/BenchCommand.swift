@@ -184,18 +184,31 @@ struct BenchCodecs: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Option(parsing: .unconditional, help: "Elements of the tensor packed (1 to 2^28).") var elements = 1 << 22
     @Option(parsing: .unconditional, help: "Repetitions per measurement, 1 to 1000 (medians are reported).") var reps = 15
+    @Option(help: "Directory in which to measure the spill store (default: the system's temporary directory).") var offloadDir: String?
 
     func validate() throws {
         try requireRange("--elements", elements, 1...(1 << 28))
         try requireRange("--reps", reps, 1...1000)
+        if let offloadDir { try requireWritableDirectory("--offload-dir", offloadDir) }
     }
 
     func run() throws {
         engine.apply()
+        struct Output: Encodable {
+            let threads: Int
+            let elements: Int
+            let codecs: [CodecBenchmark.Row]
+            let spill: SpillMeasurement
+        }
         let result = CodecBenchmark.run(elements: elements, reps: reps)
+        let spill = try SpillMeasurement.run(in: offloadDir, bytes: 4 * elements, reps: min(reps, 5))
         if json {
-            print(try jsonString(result))
+            print(try jsonString(Output(threads: result.threads, elements: result.elements, codecs: result.codecs, spill: spill)))
             return
+        }
+        defer {
+            print("")
+            print("spill store in \(spill.directory): \(mib(spill.bytes)) file written at \(String(format: "%.2f", spill.write_gbps)) GB/s (until flushed and dropped from the page cache), read back cold at \(String(format: "%.2f", spill.read_gbps)) GB/s (CRC-32C checked); a 4 KiB round trip takes \(String(format: "%.2f", spill.small_round_trip_ms)) ms")
         }
         print("\(result.elements) float32 elements (\(mib(4 * result.elements))), \(result.threads) threads; GB/s of float32 bytes, medians of \(reps)")
         print("codec            lossless   packed   encode GB/s   decode GB/s   memcpy GB/s")

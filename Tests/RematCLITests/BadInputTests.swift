@@ -126,6 +126,7 @@ import Remat
             add("\(command[0]) --offload-dir missing", command + ["--offload", "all", "--offload-dir", "/nonexistent/spill"])
             add("\(command[0]) --offload with --budget", command + ["--offload", "all", "--budget", "0.5"])
         }
+        add("bench codecs --offload-dir missing", ["bench", "codecs", "--offload-dir", "/nonexistent/spill"])
         add("bench train --compare with a bad offload selector", ["bench", "train", "--compare", "all+offload:where=x"])
         add("explain --policy modules:nowhere", ["explain", "--policy", "modules:blocks.9", "--batch", "1"])
         add("explain --policy every-k:2 on a model without a chain", ["explain", "--model", "minilm", "--batch", "1", "--policy", "every-k:2"])

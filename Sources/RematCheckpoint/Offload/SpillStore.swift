@@ -579,3 +579,50 @@ final class SpillShare: DeferredTensor {
     func materialize() -> Tensor { handle.materialize() }
     func discard() { handle.discard() }
 }
+
+/// The spill store's own costs on this machine (`remat bench codecs`): write and read GB/s of one
+/// file of `bytes` (a write is counted until the file is flushed and its pages dropped; a read
+/// from a cold file, checksum included), and the latency of a 4 KiB round trip.
+public struct SpillMeasurement: Codable, Sendable {
+    public var directory: String
+    public var bytes: Int
+    public var write_gbps: Double
+    public var read_gbps: Double
+    public var small_round_trip_ms: Double
+
+    /// Medians of `reps` spills of a standard-normal tensor of `bytes` (rounded to whole floats)
+    /// in a store made inside `parent`.
+    public static func run(in parent: String? = nil, bytes: Int, reps: Int) throws(OffloadError) -> SpillMeasurement {
+        let store = try SpillStore(in: parent)
+        defer { store.close() }
+        let ledger = MemoryLedger(label: "spill benchmark")
+        func roundTrip(_ t: Tensor) -> (write: Double, read: Double) {
+            let info = SavedTensorInfo(name: "bench:input", nodeName: "bench", op: "bench", role: "input", shape: t.shape,
+                                       dtype: t.dtype, byteCount: t.byteCount, isParameter: false, isOutput: false)
+            let t0 = monotonicClock()
+            let share = SpillShare(store.spill(t, info: info, ledger: ledger))
+            store.waitForWrites()
+            let t1 = monotonicClock()
+            let back = share.materialize()
+            let t2 = monotonicClock()
+            share.discard()
+            withExtendedLifetime(back) {}
+            return (t1 - t0, t2 - t1)
+        }
+        let x = MemoryLedger.withLedger(ledger) { Tensor.randn([max(1, bytes / 4)], generator: RandomGenerator(seed: 3)) }
+        let small = MemoryLedger.withLedger(ledger) { Tensor.randn([1024], generator: RandomGenerator(seed: 4)) }
+        _ = roundTrip(x)
+        var writes: [Double] = [], reads: [Double] = [], smalls: [Double] = []
+        for _ in 0..<reps {
+            let r = roundTrip(x)
+            writes.append(Double(x.byteCount) / r.write / 1e9)
+            reads.append(Double(x.byteCount) / r.read / 1e9)
+            let s = roundTrip(small)
+            smalls.append((s.write + s.read) * 1000)
+        }
+        try store.checkFaults()
+        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+        return SpillMeasurement(directory: parent ?? FileManager.default.temporaryDirectory.path, bytes: x.byteCount,
+                                write_gbps: median(writes), read_gbps: median(reads), small_round_trip_ms: median(smalls))
+    }
+}
