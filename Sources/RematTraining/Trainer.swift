@@ -9,6 +9,9 @@ public struct StepReport: Codable, Sendable {
     public var peakBytes: Int
     /// Each category's bytes at the moment of the peak (they add up to `peakBytes`).
     public var peakByCategory: [String: Int]
+    /// The activations category's own high-water mark during the step (it may fall at another
+    /// moment than the total peak).
+    public var activationPeakBytes: Int = 0
 }
 
 /// The training loop: zero grads (set to none, so their memory is free during the forward),
@@ -92,7 +95,8 @@ public final class Trainer {
                 step: stepIndex, loss: lossValue, learningRate: optimizer.learningRate,
                 stepMilliseconds: seconds * 1000, tokensPerSecond: Double(batch.input.count) / seconds,
                 peakBytes: ledger.peakBytes,
-                peakByCategory: Dictionary(uniqueKeysWithValues: ledger.breakdownAtPeak.map { ($0.key.description, $0.value) }))
+                peakByCategory: Dictionary(uniqueKeysWithValues: ledger.breakdownAtPeak.map { ($0.key.description, $0.value) }),
+                activationPeakBytes: ledger.peakBytes(in: .activations))
             stepIndex += 1
             return report
         }
@@ -236,6 +240,8 @@ public struct PolicyComparisonResult: Codable, Sendable {
         public var step_ms: [Double]
         public var peak_bytes: Int
         public var peak_by_category: [String: Int]
+        /// The activations category's own high-water mark in the variant's last step.
+        public var activation_peak_bytes: Int = 0
     }
     public var model: String
     public var batch: Int
@@ -328,7 +334,8 @@ extension TrainingBenchmark {
             PolicyComparisonResult.Variant(policy: steps[v].description, median_step_ms: timing.medianTime(v),
                                            ratio_to_first: timing.medianRatio(v), ratio_min: timing.ratioRange(v).lowerBound,
                                            ratio_max: timing.ratioRange(v).upperBound, step_ms: timing.times[v],
-                                           peak_bytes: last[v]!.peakBytes, peak_by_category: last[v]!.peakByCategory)
+                                           peak_bytes: last[v]!.peakBytes, peak_by_category: last[v]!.peakByCategory,
+                                           activation_peak_bytes: last[v]!.activationPeakBytes)
         }
         return PolicyComparisonResult(model: workload.name, batch: batchSize, threads: Runtime.threads, rounds: rounds, variants: variants)
     }

@@ -166,11 +166,12 @@ extension BenchTrain {
         }
         print("\(r.model), batch \(b), \(r.threads) threads, \(rounds) rounds (one step of each policy per round, ratios within each round):")
         let width = max(14, r.variants.map(\.policy.count).max() ?? 0)
-        print("policy".padding(toLength: width, withPad: " ", startingAt: 0) + "  step ms   vs \(r.variants[0].policy) (rounds)      peak memory   activations at peak")
+        print("policy".padding(toLength: width, withPad: " ", startingAt: 0) + "  step ms   vs \(r.variants[0].policy) (rounds)      peak memory   activations at peak   activation peak")
         for (i, v) in r.variants.enumerated() {
             let ratio = String(format: "%5.2fx", v.ratio_to_first) + (i == 0 ? "            " : String(format: " (%.2f–%.2f)", v.ratio_min, v.ratio_max))
             print(v.policy.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "  %7.1f    ", v.median_step_ms) + ratio
-                  + "   " + mib(v.peak_bytes).leftPad(11) + "   " + mib(v.peak_by_category["activations"] ?? 0).leftPad(19))
+                  + "   " + mib(v.peak_bytes).leftPad(11) + "   " + mib(v.peak_by_category["activations"] ?? 0).leftPad(19)
+                  + "   " + mib(v.activation_peak_bytes).leftPad(15))
         }
     }
 }

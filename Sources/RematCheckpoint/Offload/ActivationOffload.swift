@@ -7,7 +7,8 @@
 /// keeps (`--policy all` with `op=checkpoint`: every block's input); a recomputed tensor is never
 /// offloaded. A tensor a compression rule packs is not offloaded as well. Tensors smaller than
 /// ``minimumBytes`` stay (a file per tiny tensor costs more than it frees). Slots saving one
-/// storage share one file.
+/// storage share one file, also those the selector does not choose (a block's input, offloaded
+/// as its region's input, is read by its first norm too: keeping it for the norm would keep it).
 public struct ActivationOffload: Sendable, CustomStringConvertible {
     public let store: SpillStore
     public var selector: SavedTensorSelector
@@ -84,10 +85,12 @@ final class SpillSession: @unchecked Sendable {
     }
 
     func pack(_ t: Tensor, _ info: SavedTensorInfo) -> SavedPayload {
-        guard !info.isParameter, t.byteCount >= offload.minimumBytes,
-              offload.selector.matches(info, tags: tagsByStorage[t.storage.id] ?? []) else { return .tensor(t) }
+        guard !info.isParameter, t.byteCount >= offload.minimumBytes else { return .tensor(t) }
         let key = Key(storage: t.storage.id, layout: TensorLayout(t))
+        // A tensor already offloaded is shared whoever saves it again (a region's input read by
+        // the block's first norm): keeping it in memory for one slot would keep it all.
         if let h = handles[key]?.handle { return .deferred(SpillShare(h)) }
+        guard offload.selector.matches(info, tags: tagsByStorage[t.storage.id] ?? []) else { return .tensor(t) }
         let h = offload.store.spill(t.isContiguous ? t : t.contiguousCopy(), info: info, ledger: MemoryLedger.current)
         h.previous = last
         last = h

@@ -42,8 +42,9 @@ public enum OffloadError: Error, CustomStringConvertible, Equatable, Sendable {
 ///   cache (`posix_fadvise(DONTNEED)`), so the memory is really free; then it lets go of the
 ///   tensor (its storage is freed when nothing else holds it) and the ledger counts the bytes as
 ///   offloaded. A backward that asks before the write finished gets the tensor as it is.
-/// - Reads: the first unpack reads its file at once; each unpack then prefetches the tensors
-///   saved before it (backward's order is the reverse of the forward's), up to
+/// - Reads: the first unpack reads its file at once; each unpack then prefetches the
+///   ``readAheadTensors`` tensors saved before it (backward's order is the reverse of the
+///   forward's: this is the schedule, not one recorded from a previous step), at most
 ///   ``maximumBytesInFlight`` bytes read ahead. Read buffers are temporaries in the ledger.
 /// - Faults: a failed write or read, a missing, resized or corrupted file is recorded with the
 ///   tensor's and the file's names; backward gets zeros for it and ``checkFaults()`` throws the
@@ -56,7 +57,10 @@ public enum OffloadError: Error, CustomStringConvertible, Equatable, Sendable {
 public final class SpillStore: @unchecked Sendable {
     /// The store's own directory (inside the one given, or the system's temporary directory).
     public let directory: String
+    /// Most bytes waiting to be written, and most bytes read ahead of backward.
     public let maximumBytesInFlight: Int
+    /// How many tensors backward reads ahead of the one it asks for.
+    public let readAheadTensors: Int
 
     private let condition = NSCondition()
     private var queue: [SpillHandle] = []
@@ -78,7 +82,7 @@ public final class SpillStore: @unchecked Sendable {
 
     /// Makes the store's directory (`remat-spill-XXXXXX`) inside `parent` (default: the system's
     /// temporary directory) and checks that it can be written.
-    public init(in parent: String? = nil, maximumBytesInFlight: Int = 256 << 20) throws(OffloadError) {
+    public init(in parent: String? = nil, maximumBytesInFlight: Int = 64 << 20, readAhead: Int = 2) throws(OffloadError) {
         let base = parent ?? FileManager.default.temporaryDirectory.path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: base, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -90,6 +94,7 @@ public final class SpillStore: @unchecked Sendable {
         }
         directory = String(cString: made)
         self.maximumBytesInFlight = max(1, maximumBytesInFlight)
+        self.readAheadTensors = max(0, readAhead)
         let probe = directory + "/probe"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if fd < 0 {
@@ -227,7 +232,7 @@ public final class SpillStore: @unchecked Sendable {
             switch job {
             case .write(let tensor):
                 let start = monotonicClock()
-                let result = writeFile(tensor, path: handle.path)
+                let result = writeFile(tensor, name: handle.info.name, path: handle.path)
                 let seconds = monotonicClock() - start
                 condition.lock()
                 writeBacklog -= handle.byteCount
@@ -257,8 +262,7 @@ public final class SpillStore: @unchecked Sendable {
         }
     }
 
-    private func writeFile(_ tensor: Tensor, path: String) -> Result<UInt32, OffloadError> {
-        let name = tensor.storage.label
+    private func writeFile(_ tensor: Tensor, name: String, path: String) -> Result<UInt32, OffloadError> {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return .failure(.writeFailed(tensor: name, file: path, reason: String(cString: strerror(errno)))) }
         let pointer = UnsafeRawPointer(tensor.rawPointer)
@@ -535,7 +539,7 @@ final class SpillHandle: @unchecked Sendable {
             // Read ahead the tensors saved before this one: backward needs them next.
             var p = previous
             var queued = 0
-            while let h = p, queued < 8, store.canReadAhead {
+            while let h = p, queued < store.readAheadTensors, store.canReadAhead {
                 if h.prefetch() { queued += 1 }
                 p = h.previous
             }

@@ -1,0 +1,29 @@
+import Foundation
+import Testing
+
+/// A full disk seen from the command line, without privileges: a file size limit (`ulimit -f`)
+/// fails the spill writes with EFBIG as a full disk fails them with ENOSPC. The step stops with
+/// a message naming the tensor and the file, exit status 1, and no spill file or directory left.
+@Suite struct OffloadCLITests {
+    @Test func aFileSizeLimitStopsTheStepWithTheTensorNamed() throws {
+        let dir = NSTemporaryDirectory() + "remat-offload-cli-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        // 64 KiB files at most; gpt-mini's block inputs at batch 1 are 256 KiB each.
+        process.arguments = ["-c", "ulimit -f 64; exec \"$0\" bench train --model gpt-mini --batch 1 --steps 1 --policy all --offload op=checkpoint --offload-dir \"$1\"",
+                             CLI.binary, dir]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let stderr = String(decoding: data, as: UTF8.self)
+        #expect(process.terminationReason == .exit && process.terminationStatus == 1, "status \(process.terminationStatus): \(stderr)")
+        #expect(stderr.contains("offloading saved tensor blocks.") && stderr.contains(".spill") && stderr.contains("File too large"), "\(stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir)
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
+}
