@@ -167,6 +167,7 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var spill_write_gb_per_s: Double? = nil
     public var spill_read_gb_per_s: Double? = nil
     public var spill_wait_seconds: Double? = nil
+    public var spill_save_wait_seconds: Double? = nil
     /// The process's resident high-water mark during the last step (Linux VmHWM, reset before it).
     public var peak_rss_bytes: Int? = nil
     /// With a memory budget: the budget, the planner's predicted peak and the solver used.

@@ -73,10 +73,12 @@ public final class SpillStore: @unchecked Sendable {
     private var measured = Counters()
 
     /// Bytes written and read, and the seconds the I/O thread spent on each; seconds backward
-    /// waited for a read.
+    /// waited for a read, and the forward for room to write.
     public struct Counters: Sendable, Hashable {
         public var bytesWritten = 0, bytesRead = 0
         public var writeSeconds = 0.0, readSeconds = 0.0, waitSeconds = 0.0
+        /// Seconds the forward waited for room in the write backlog.
+        public var saveWaitSeconds = 0.0
         public var filesWritten = 0
     }
 
@@ -174,7 +176,11 @@ public final class SpillStore: @unchecked Sendable {
         sequence += 1
         let path = directory + "/\(sequence).spill"
         let handle = SpillHandle(store: self, tensor: tensor, info: info, path: path, ledger: ledger)
-        while writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight && !stopping { condition.wait() }
+        if writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight {
+            let start = monotonicClock()
+            while writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight && !stopping { condition.wait() }
+            measured.saveWaitSeconds += monotonicClock() - start
+        }
         writeBacklog += tensor.byteCount
         queue.append(handle)
         condition.broadcast()
@@ -219,6 +225,12 @@ public final class SpillStore: @unchecked Sendable {
     // MARK: The I/O thread
 
     private func ioLoop() {
+        // Below the compute threads (SCHED_IDLE: it runs when a core has nothing else to do): on
+        // a machine whose cores all run GEMM, a preempted GEMM thread stalls its whole team, while
+        // a late write only delays its own file — and a saver or backward waiting on the I/O
+        // thread leaves its core idle for it.
+        var param = sched_param()
+        _ = pthread_setschedparam(pthread_self(), 5, &param)   // SCHED_IDLE (Linux; the header hides it behind _GNU_SOURCE)
         while true {
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
