@@ -151,7 +151,7 @@ struct BenchTrain: ParsableCommand {
         for (k, v) in r.peak_by_category.sorted(by: { $0.key < $1.key }) where v > 0 { print("  \(k): \(mib(v))") }
         if let rss = r.peak_rss_bytes { print("  process resident peak (VmHWM, last step): \(mib(rss))") }
         if let o = r.offload {
-            print("  offload \(o): written \(r.spill_write_gb_per_s.map { String(format: "%.2f GB/s", $0) } ?? "-"), read \(r.spill_read_gb_per_s.map { String(format: "%.2f GB/s", $0) } ?? "-"), backward waited \(String(format: "%.0f ms", 1000 * (r.spill_wait_seconds ?? 0))) and the forward \(String(format: "%.0f ms", 1000 * (r.spill_save_wait_seconds ?? 0))) in all (\(steps + 2) steps)")
+            print("  offload \(o) (rates over the idle-priority I/O thread's time; the disk's own: remat bench codecs): written \(r.spill_write_gb_per_s.map { String(format: "%.2f GB/s", $0) } ?? "-"), read \(r.spill_read_gb_per_s.map { String(format: "%.2f GB/s", $0) } ?? "-"), backward waited \(String(format: "%.0f ms", 1000 * (r.spill_wait_seconds ?? 0))) and the forward \(String(format: "%.0f ms", 1000 * (r.spill_save_wait_seconds ?? 0))) in all (\(steps + 2) steps)")
         }
     }
 }

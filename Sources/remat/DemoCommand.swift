@@ -5,12 +5,13 @@ import Remat
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "The main job: train gpt-mini on the built-in data, then show what checkpointing saves.")
+        abstract: "The main job: train gpt-mini on the built-in data, then show what checkpointing, compression and offload save.")
 
     @OptionGroup var engine: EngineOptions
     @Option(parsing: .unconditional, help: "Training steps before the comparison, 1 to 100000.") var steps = 20
     @Option(parsing: .unconditional, help: "Rounds of the comparison, 1 to 1000: each round times one step of every policy and of the plan, back to back.") var rounds = 7
-    @Option(help: "Policies compared with none (comma separated).") var policies = "all,save-matmuls"
+    @Option(help: "Ways of saving memory compared with none (comma separated): checkpointing policies, with compression (+CODEC[:WHERE]) and offload (+offload[:WHERE]) as bench train --compare takes them.")
+    var policies = "all,save-matmuls,none+bf16,save-matmuls+fp8-e4m3,all+offload"
     @Option(parsing: .unconditional, help: "Memory budget of the planned run (bytes with a unit, or a fraction of the unconstrained peak, 0 < f ≤ 1).")
     var budget = "0.6"
 
@@ -21,7 +22,9 @@ struct DemoCommand: ParsableCommand {
         try requireRange("--steps", steps, 1...100_000)
         try requireRange("--rounds", rounds, 1...1000)
         for p in policies.split(separator: ",", omittingEmptySubsequences: false) {
-            do { _ = try CheckpointPolicy.parse(String(p)) } catch let e as CheckpointPolicy.ParseError {
+            do { _ = try StepVariant.parse(String(p)) } catch let e as CheckpointPolicy.ParseError {
+                throw ValidationError("--policies: \(e.description)")
+            } catch let e as CodecError {
                 throw ValidationError("--policies: \(e.description)")
             }
         }
@@ -56,41 +59,61 @@ struct DemoCommand: ParsableCommand {
 
         // The same model and optimizer under each policy and the plan, one step of each per round,
         // back to back (a load change between rounds then moves both sides of a ratio alike).
-        let compared = ["none"] + policies.split(separator: ",").map(String.init)
-        let policyValues = try compared.map(CheckpointPolicy.parse)
-        let names = compared + ["plan"]
+        let variants = [StepVariant(.none)] + (try policies.split(separator: ",").map { try StepVariant.parse(String($0)) })
+        let names = variants.map(\.description) + ["plan"]
+        let store = variants.contains { $0.offload != nil } ? try SpillStore() : nil
+        defer { store?.close() }
         func use(_ v: Int) throws {
-            if v < policyValues.count { try gpt.applyCheckpointing(policyValues[v]) } else { try gpt.applyPlan(plan) }
+            if v < variants.count { try variants[v].apply(to: gpt, store: store) } else { try StepVariant(.none).apply(to: gpt); try gpt.applyPlan(plan) }
         }
-        func step() -> StepReport { trainer.step(source.nextBatch(batchSize: config.batchSize, length: config.contextLength)) }
-        for v in names.indices { try use(v); _ = step() }   // warm-up: each layout's buffers once
+        func step() throws -> StepReport { try trainer.checkedStep(source.nextBatch(batchSize: config.batchSize, length: config.contextLength)) }
+        for v in names.indices { try use(v); _ = try step() }   // warm-up: each layout's buffers once
         var peaks = [Int](repeating: 0, count: names.count), activations = peaks
         var failure: Error? = nil
         let timing = InterleavedTiming.run(variants: names.count, rounds: rounds) { v in
-            do { try use(v) } catch { failure = error }
-            let r = step()
-            peaks[v] = r.peakBytes
-            activations[v] = r.peakByCategory["activations"] ?? 0
-            return r.stepMilliseconds
+            do {
+                try use(v)
+                let r = try step()
+                peaks[v] = r.peakBytes
+                activations[v] = r.activationPeakBytes
+                return r.stepMilliseconds
+            } catch {
+                failure = failure ?? error
+                return 1
+            }
         }
         if let failure { throw failure }
-        try gpt.applyCheckpointing(.none)
+        try StepVariant(.none).apply(to: gpt)
 
         print("what each way of saving memory bought (peak of a training step, measured by the memory ledger;")
         print("step times: medians of \(rounds) rounds that time every row back to back, ratios to none within each round):")
-        print("policy          step ms   vs none (rounds)       peak memory   activations at peak   saved vs none")
+        let width = max(14, names.map(\.count).max() ?? 0)
+        print("way".padding(toLength: width, withPad: " ", startingAt: 0) + "  step ms   vs none (rounds)       peak memory   activation peak   saved vs none")
         for v in names.indices {
             let saved = peaks[0] - peaks[v]
             let range = timing.ratioRange(v)
             let ratio = String(format: "%5.2fx", timing.medianRatio(v)) + (v == 0 ? "            " : String(format: " (%.2f–%.2f)", range.lowerBound, range.upperBound))
-            print(names[v].padding(toLength: 14, withPad: " ", startingAt: 0)
+            print(names[v].padding(toLength: width, withPad: " ", startingAt: 0)
                   + String(format: "  %7.0f    ", timing.medianTime(v)) + ratio
-                  + "   " + mib(peaks[v]).leftPad(11) + "   " + mib(activations[v]).leftPad(19)
+                  + "   " + mib(peaks[v]).leftPad(11) + "   " + mib(activations[v]).leftPad(15)
                   + (v == 0 ? "" : "   \(mib(saved)) (\(String(format: "%.0f%%", 100 * Double(saved) / Double(peaks[0]))))"))
         }
         if timing.widestSpread > Self.noisySpread {
             print(String(format: "the machine was busy: per-round ratios vary by up to ±%.0f%%; the medians hold, the ranges say how far to trust them",
                          100 * timing.widestSpread))
+        }
+        if variants.contains(where: { $0.compression.map { !$0.isLossless } ?? false }) {
+            print("+bf16, +fp8-e4m3: saved activations stored rounded (lossy: backward reads them decoded; over 200 steps the")
+            print("  loss stays within 0.4% of float32's, results/compress-offload.md); the forward is unchanged")
+        }
+        if let store {
+            let c = store.counters
+            let steps = rounds + 1
+            print("+offload: the block inputs (\(mib(c.bytesWritten / steps)) a step) written to files in \(store.directory) by a background")
+            print(String(format: "  thread at idle priority and read back ahead of backward (%.2f GB/s written, %.2f GB/s read over that thread's time);",
+                         c.writeSeconds > 0 ? Double(c.bytesWritten) / c.writeSeconds / 1e9 : 0,
+                         c.readSeconds > 0 ? Double(c.bytesRead) / c.readSeconds / 1e9 : 0)
+                  + String(format: " backward waited %.0f ms in %d steps", 1000 * c.waitSeconds, steps))
         }
         print("")
         let p = names.count - 1
@@ -103,6 +126,7 @@ struct DemoCommand: ParsableCommand {
         print("  remat explain --model gpt-mini --policy save-matmuls   every saved tensor, kept or recomputed")
         print("  remat plan --model gpt-mini --budget 200MiB            what to recompute under a budget, and why")
         print("  remat train --data FILE --budget 0.6 --save DIR        train on your own text under a budget")
-        print("  remat bench train --model gpt-mini --compare all,save-matmuls --rounds 5   this table for any workload")
+        print("  remat explain --model gpt-mini --policy save-matmuls --compress fp8-e4m3   what each saved tensor is packed to")
+        print("  remat bench train --model gpt-mini --compare all,save-matmuls,none+bf16 --rounds 5   this table for any workload")
     }
 }
