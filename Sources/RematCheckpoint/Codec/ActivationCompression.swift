@@ -139,6 +139,19 @@ public struct ActivationCompression: Sendable, Hashable, CustomStringConvertible
     }
 }
 
+/// The tags (``tag(_:_:)``) on the storages one forward made, seen through its op observer: what
+/// selectors by tag read.
+///
+/// Ownership: used on the thread that runs the forward.
+final class StorageTags: @unchecked Sendable {
+    private var byStorage: [Int: Set<String>] = [:]
+    func observe(_ node: Node, _ output: Tensor) {
+        guard node.op.hasPrefix("tag:") else { return }
+        byStorage[output.storage.id, default: []].insert(String(node.op.dropFirst(4)))
+    }
+    subscript(_ storage: Storage) -> Set<String> { byStorage[storage.id] ?? [] }
+}
+
 /// A view of a packed whole storage: a tensor saved from part of a storage whose whole contents
 /// another slot packed (it holds the same parts, so the ledger counts them once).
 public final class PackedTensorView: PackedSavedTensor, @unchecked Sendable {
@@ -178,18 +191,13 @@ final class CompressionSession: @unchecked Sendable {
     }
     private var wholeStorages: [StorageKey: WeakPacked] = [:]
     private var pruneAt = 64
-    private var tagsByStorage: [Int: Set<String>] = [:]
+    let tags = StorageTags()
 
     init(_ rules: [ActivationCompression.Rule]) { self.rules = rules }
 
-    func observe(_ node: Node, _ output: Tensor) {
-        guard node.op.hasPrefix("tag:") else { return }
-        tagsByStorage[output.storage.id, default: []].insert(String(node.op.dropFirst(4)))
-    }
-
     func pack(_ t: Tensor, _ info: SavedTensorInfo) -> SavedPayload {
         guard !info.isParameter, t.dtype == .float32 else { return .tensor(t) }
-        let tags = tagsByStorage[t.storage.id] ?? []
+        let tags = tags[t.storage]
         for rule in rules where rule.selector.matches(info, tags: tags) && rule.codec.applies(to: info) {
             if rule.codec == .none { return .tensor(t) }
             let key = Key(storage: t.storage.id, layout: TensorLayout(t), codec: rule.codec)

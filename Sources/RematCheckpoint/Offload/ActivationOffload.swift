@@ -40,7 +40,8 @@ public struct SavedActivationTreatment: SavedTensorPolicy {
 
     public func beginForward() -> SavedTensorPolicySession {
         let packing = compression.map { CompressionSession($0.rules) }
-        let spilling = offload.map { SpillSession($0) }
+        let spilling = offload.map { SpillSession($0, tags: packing?.tags ?? StorageTags()) }
+        let tags = packing?.tags ?? spilling?.tags
         let hooks = SavedTensorHooks(pack: { t, info in
             var payload = packing?.pack(t, info) ?? .tensor(t)
             if case .tensor(let kept) = payload, let spilling { payload = spilling.pack(kept, info) }
@@ -51,10 +52,7 @@ public struct SavedActivationTreatment: SavedTensorPolicy {
             return false
         }
         guard needsTags else { return SavedTensorPolicySession(hooks: hooks) }
-        return SavedTensorPolicySession(hooks: hooks, opObserver: { node, output in
-            packing?.observe(node, output)
-            spilling?.observe(node, output)
-        })
+        return SavedTensorPolicySession(hooks: hooks, opObserver: { node, output in tags?.observe(node, output) })
     }
 
     public func checkAfterBackward() throws {
@@ -75,13 +73,11 @@ final class SpillSession: @unchecked Sendable {
     private struct WeakHandle { weak var handle: SpillHandle? }
     private var handles: [Key: WeakHandle] = [:]
     private var last: SpillHandle?
-    private var tagsByStorage: [Int: Set<String>] = [:]
+    let tags: StorageTags
 
-    init(_ offload: ActivationOffload) { self.offload = offload }
-
-    func observe(_ node: Node, _ output: Tensor) {
-        guard node.op.hasPrefix("tag:") else { return }
-        tagsByStorage[output.storage.id, default: []].insert(String(node.op.dropFirst(4)))
+    init(_ offload: ActivationOffload, tags: StorageTags) {
+        self.offload = offload
+        self.tags = tags
     }
 
     func pack(_ t: Tensor, _ info: SavedTensorInfo) -> SavedPayload {
@@ -90,7 +86,7 @@ final class SpillSession: @unchecked Sendable {
         // A tensor already offloaded is shared whoever saves it again (a region's input read by
         // the block's first norm): keeping it in memory for one slot would keep it all.
         if let h = handles[key]?.handle { return .deferred(SpillShare(h)) }
-        guard offload.selector.matches(info, tags: tagsByStorage[t.storage.id] ?? []) else { return .tensor(t) }
+        guard offload.selector.matches(info, tags: tags[t.storage]) else { return .tensor(t) }
         let h = offload.store.spill(t.isContiguous ? t : t.contiguousCopy(), info: info, ledger: MemoryLedger.current)
         h.previous = last
         last = h
