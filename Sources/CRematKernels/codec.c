@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "convert_inline.h"
+#include "remat_convert.h"
 #include "remat_multiversion.h"
 
 // 2^k for k in [-149, 127], exactly (subnormal powers included).
@@ -211,4 +212,53 @@ REMAT_MULTIVERSION long remat_count_not_binary(const float *restrict src, long b
 REMAT_MULTIVERSION void remat_unpack_bits_f32(const uint8_t *restrict bits, float *restrict dst, long begin,
                                               long end) {
     for (long i = begin; i < end; i++) dst[i] = (float)((bits[i >> 3] >> (i & 7)) & 1u);
+}
+
+// Lower triangles of T×T matrices (see remat_codec.h).
+static inline long tri_row_start(long T, long r) {
+    long m = r / T, i = r % T;
+    return m * (T * (T + 1) / 2) + i * (i + 1) / 2;
+}
+
+REMAT_MULTIVERSION
+long remat_tri_count_nonzero_upper(const float *x, long T, long rbegin, long rend) {
+    const uint32_t *bits = (const uint32_t *)x;
+    long rows = 0;
+    for (long r = rbegin; r < rend; r++) {
+        long i = r % T;
+        const uint32_t *row = bits + r * T;
+        uint32_t any = 0;
+        for (long j = i + 1; j < T; j++) any |= row[j];
+        rows += any != 0;
+    }
+    return rows;
+}
+
+void remat_tri_pack_f32(const float *x, float *packed, long T, long rbegin, long rend) {
+    for (long r = rbegin; r < rend; r++) memcpy(packed + tri_row_start(T, r), x + r * T, sizeof(float) * (size_t)(r % T + 1));
+}
+
+long remat_tri_pack_bf16(const float *x, uint16_t *packed, long T, long rbegin, long rend) {
+    long saturated = 0;
+    for (long r = rbegin; r < rend; r++) {
+        long start = tri_row_start(T, r);
+        saturated += remat_f32_to_bf16_counted(x + r * T, packed + start, 0, r % T + 1);
+    }
+    return saturated;
+}
+
+void remat_tri_unpack_f32(const float *packed, float *x, long T, long rbegin, long rend) {
+    for (long r = rbegin; r < rend; r++) {
+        long n = r % T + 1;
+        memcpy(x + r * T, packed + tri_row_start(T, r), sizeof(float) * (size_t)n);
+        memset(x + r * T + n, 0, sizeof(float) * (size_t)(T - n));
+    }
+}
+
+void remat_tri_unpack_bf16(const uint16_t *packed, float *x, long T, long rbegin, long rend) {
+    for (long r = rbegin; r < rend; r++) {
+        long n = r % T + 1;
+        remat_bf16_to_f32(packed + tri_row_start(T, r), x + r * T, n);
+        memset(x + r * T + n, 0, sizeof(float) * (size_t)(T - n));
+    }
 }

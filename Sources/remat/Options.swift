@@ -44,7 +44,7 @@ struct PolicyOption: ParsableArguments {
 /// `--compress`, repeated: activation compression rules, shared by the commands that run a training step.
 struct CompressionOption: ParsableArguments {
     @Option(name: .customLong("compress"), parsing: .singleValue,
-            help: "Compress saved activations: CODEC[:WHERE], repeatable, first matching rule wins. CODEC: none, bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8, relu-mask, bits; WHERE: all (default), op=KINDS, role=ROLES, module=PATHS, tag=NAMES (comma-separated). Lossy codecs change what backward reads within their stated bounds.")
+            help: "Compress saved activations: CODEC[:WHERE], repeatable, first matching rule wins. CODEC: none, bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8, relu-mask, bits, causal, causal-bf16; WHERE: all (default), op=KINDS, role=ROLES, module=PATHS, tag=NAMES (comma-separated). Lossy codecs change what backward reads within their stated bounds.")
     var rules: [String] = []
 
     func validate() throws { _ = try parsed() }

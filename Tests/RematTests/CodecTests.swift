@@ -48,7 +48,7 @@ private func pow2(_ k: Int) -> Double { Double(sign: .plus, exponent: k, signifi
         #expect(throws: CodecError.self) { try Codec.parse("fp8-e4m3/128") }
         #expect(throws: CodecError.self) { try Codec.parse("bf16/g128") }
         #expect(throws: CodecError.self) { try Codec.parse("fp8-e4m3/g99999999999") }
-        #expect(Codec.all.filter(\.isLossless) == [.none, .reluMask, .bits])
+        #expect(Codec.all.filter(\.isLossless) == [.none, .reluMask, .bits, .causal])
     }
 
     @Test func packedBytesArePredictedExactly() {
@@ -56,7 +56,7 @@ private func pow2(_ k: Int) -> Double { Double(sign: .plus, exponent: k, signifi
         for shape in [[0], [], [1], [7], [3, 5], [2, 3, 129], [4, 1000]] {
             let t = Tensor.randn(shape, generator: g)
             let mask = Tensor(t.toArray().map { $0 > 0 ? 1 : 0 }, shape: shape)
-            for c in Codec.all + [.fp8E4M3(.perGroup(5))] {
+            for c in Codec.all + [.fp8E4M3(.perGroup(5))] where c != .causal && c != .causalBF16 {   // square only: below
                 guard let p = c.pack(c == .bits ? mask : t) else { Issue.record("\(c) did not pack \(shape)"); continue }
                 #expect(p.byteCount == c.packedByteCount(shape: shape), "\(c) \(shape)")
                 #expect(p.unpack().shape == shape)
@@ -191,6 +191,33 @@ private func pow2(_ k: Int) -> Double { Double(sign: .plus, exponent: k, signifi
         #expect(Codec.bits.pack(Tensor([0, 1, 2], shape: [3])) == nil)
         #expect(Codec.bits.pack(Tensor([0, 1, -0.0], shape: [3])) == nil)
         #expect(Codec.bits.pack(Tensor([1, .nan], shape: [2])) == nil)
+    }
+
+    /// Causal matrices keep their lower triangles: bitwise with `causal`, within bf16's bound with
+    /// `causal-bf16`, zeros above the diagonal exactly; a nonzero above a diagonal (−0.0 too) or a
+    /// non-square tensor is left as it is.
+    @Test func causalPacksLowerTrianglesOnly() {
+        for (n, t) in [(1, 1), (3, 5), (2, 64), (1, 300)] {
+            var v = adversarialValues(seed: UInt64(t), random: n * t * t)
+            v = Array(v.prefix(n * t * t))
+            for i in v.indices where i % t > (i / t) % t { v[i] = 0 }
+            let x = Tensor(v, shape: [n, t, t])
+            let exact = Codec.causal.pack(x)!
+            #expect(exact.byteCount == 4 * n * t * (t + 1) / 2 && exact.byteCount == Codec.causal.packedByteCount(shape: [n, t, t]))
+            #expect(exact.unpack().toArray().map(\.bitPattern) == v.map(\.bitPattern), "causal \(n)×\(t)²")
+            let rounded = Codec.causalBF16.pack(x)!
+            #expect(rounded.byteCount == 2 * n * t * (t + 1) / 2)
+            let back = rounded.unpack().toArray()
+            let viaBF16 = Codec.bf16.pack(x)!.unpack().toArray()
+            #expect(back.map(\.bitPattern) == viaBF16.map(\.bitPattern), "causal-bf16 rounds as bf16")
+        }
+        var v = [Float](repeating: 1, count: 16)
+        for i in v.indices where i % 4 > i / 4 { v[i] = 0 }
+        v[1] = -0.0
+        #expect(Codec.causal.pack(Tensor(v, shape: [4, 4])) == nil)
+        #expect(Codec.causal.pack(Tensor.zeros([3, 4])) == nil)
+        #expect(!Codec.causal.applies(to: SavedTensorInfo(name: "a:b", nodeName: "a", op: "matmul", role: "b", shape: [3, 4], dtype: .float32,
+                                                          byteCount: 48, isParameter: false, isOutput: false)))
     }
 
     @Test func reluMaskKeepsWhatBackwardReads() {

@@ -62,6 +62,18 @@ long remat_count_not_binary(const float *src, long begin, long end);
 // dst[i] = bit i ? 1.0f : 0.0f for elements [begin, end).
 void remat_unpack_bits_f32(const uint8_t *bits, float *dst, long begin, long end);
 
+// Lower triangles of square matrices (causal attention probabilities): `x` is matrices of T×T,
+// rows numbered r = 0 … (count·T − 1) across them; row r of its matrix keeps its first
+// (r mod T) + 1 elements, packed one after another (matrix m starts at m·T(T+1)/2).
+// Rows of [rbegin, rend) whose elements above the diagonal are not all +0.0 (bit patterns):
+long remat_tri_count_nonzero_upper(const float *x, long T, long rbegin, long rend);
+void remat_tri_pack_f32(const float *x, float *packed, long T, long rbegin, long rend);
+// As bf16 (round to nearest even); returns the elements that overflowed to infinity.
+long remat_tri_pack_bf16(const float *x, uint16_t *packed, long T, long rbegin, long rend);
+// The full rows back: the packed elements, +0.0 above the diagonal.
+void remat_tri_unpack_f32(const float *packed, float *x, long T, long rbegin, long rend);
+void remat_tri_unpack_bf16(const uint16_t *packed, float *x, long T, long rbegin, long rend);
+
 #ifdef __cplusplus
 }
 #endif

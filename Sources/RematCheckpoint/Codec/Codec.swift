@@ -49,6 +49,14 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
     /// 1.0 (checked when packing; any other value, −0.0 included, and ``pack(_:label:)`` gives nil
     /// and the tensor stays as it is).
     case bits
+    /// Lossless for causal attention probabilities: a tensor whose last two dimensions are square
+    /// (T × T) and whose elements above the diagonal are all +0.0 (checked when packing; otherwise
+    /// ``pack(_:label:)`` gives nil and the tensor stays as it is) keeps only its lower triangle,
+    /// T(T+1)/2 of T² float32 elements per matrix. Unpacks bitwise (zeros above the diagonal).
+    case causal
+    /// ``causal`` with the lower triangle in bfloat16: ``bf16``'s bound below and on the diagonal,
+    /// exact zeros above (T(T+1) bytes per matrix).
+    case causalBF16
 
     /// How FP8 codecs choose their power-of-two scale.
     public enum FP8Scaling: Sendable, Hashable {
@@ -60,18 +68,18 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
 
     /// Every codec with its default parameters, in the order tables list them.
     public static let all: [Codec] = [.none, .bf16, .fp16, .fp8E4M3(.perTensor), .fp8E4M3(.perGroup(128)),
-                                      .fp8E5M2(.perTensor), .fp8E5M2(.perGroup(128)), .int8, .reluMask, .bits]
+                                      .fp8E5M2(.perTensor), .fp8E5M2(.perGroup(128)), .int8, .reluMask, .bits, .causal, .causalBF16]
 
     /// Whether backward gets bitwise what it would have read from the tensor itself.
     public var isLossless: Bool {
         switch self {
-        case .none, .reluMask, .bits: return true
-        case .bf16, .fp16, .fp8E4M3, .fp8E5M2, .int8: return false
+        case .none, .reluMask, .bits, .causal: return true
+        case .bf16, .fp16, .fp8E4M3, .fp8E5M2, .int8, .causalBF16: return false
         }
     }
 
     /// The command-line spelling: `none`, `bf16`, `fp16`, `fp8-e4m3`, `fp8-e4m3/g128` (per group
-    /// of 128), `fp8-e5m2`, `fp8-e5m2/gN`, `int8`, `relu-mask`, `bits`.
+    /// of 128), `fp8-e5m2`, `fp8-e5m2/gN`, `int8`, `relu-mask`, `bits`, `causal`, `causal-bf16`.
     public var description: String {
         switch self {
         case .none: return "none"
@@ -82,6 +90,8 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
         case .int8: return "int8"
         case .reluMask: return "relu-mask"
         case .bits: return "bits"
+        case .causal: return "causal"
+        case .causalBF16: return "causal-bf16"
         }
     }
 
@@ -112,16 +122,28 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
         case "int8": return .int8
         case "relu-mask": return .reluMask
         case "bits": return .bits
+        case "causal": return .causal
+        case "causal-bf16": return .causalBF16
         default: throw .unknown(text)
         }
     }
 
-    /// Whether this codec may pack the saved tensor `info` describes: float32, not a parameter,
-    /// and for ``reluMask`` ReLU's own saved output.
+    /// Whether this codec may pack the saved tensor `info` describes: float32, not a parameter;
+    /// for ``reluMask`` ReLU's own saved output; for ``causal`` and ``causalBF16`` square last
+    /// two dimensions.
     public func applies(to info: SavedTensorInfo) -> Bool {
         guard info.dtype == .float32, !info.isParameter else { return false }
-        if case .reluMask = self { return info.op == OpKind.relu.rawValue && info.isOutput }
-        return true
+        switch self {
+        case .reluMask: return info.op == OpKind.relu.rawValue && info.isOutput
+        case .causal, .causalBF16: return info.shape.count >= 2 && info.shape[info.shape.count - 1] == info.shape[info.shape.count - 2]
+        default: return true
+        }
+    }
+
+    /// Lower-triangle elements of a tensor whose last two dimensions are T × T.
+    static func triangleCount(_ shape: [Int]) -> Int {
+        guard shape.count >= 2, let t = shape.last, t > 0 else { return 0 }
+        return ShapeRules.count(shape) / (t * t) * (t * (t + 1) / 2)
     }
 
     /// Bytes a tensor of `shape` takes packed (exact; ``bits`` assumes it packs).
@@ -133,6 +155,8 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
         case .fp8E4M3(let s), .fp8E5M2(let s): return n + s.groupCount(n)
         case .int8: return n + 4 * Self.rowCount(shape)
         case .reluMask, .bits: return (n + 7) / 8
+        case .causal: return 4 * Self.triangleCount(shape)
+        case .causalBF16: return 2 * Self.triangleCount(shape)
         }
     }
 
@@ -143,7 +167,8 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Packs `tensor` (float32, any layout). Nil only for ``bits`` when some element is neither
-    /// +0.0 nor 1.0. The packed parts are new temporaries (a saved-tensor slot that keeps them
+    /// +0.0 nor 1.0, and for ``causal`` / ``causalBF16`` when the tensor is not square in its last
+    /// two dimensions or has a nonzero above a diagonal. The packed parts are new temporaries (a saved-tensor slot that keeps them
     /// counts them as activations).
     public func pack(_ tensor: Tensor, label: String = "packed") -> PackedTensor? {
         precondition(tensor.dtype == .float32, "Codec.pack: \(self) packs float32 tensors, got \(tensor.dtype) (shape \(tensor.shape))")
@@ -211,6 +236,25 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
                 saturated.add(remat_f32_to_i8_rows(src, pd, ps, cols, lo, hi), ordering: .relaxed)
             }
             return PackedTensor(codec: self, shape: tensor.shape, parts: [data, scales], saturated: saturated.load(ordering: .relaxed))
+        case .causal, .causalBF16:
+            guard tensor.rank >= 2, tensor.shape[tensor.rank - 1] == tensor.shape[tensor.rank - 2] else { return nil }
+            let t = tensor.shape[tensor.rank - 1]
+            let rows = t == 0 ? 0 : n / t
+            let grain = max(1, elementwiseGrain / max(t, 1))
+            let nonzero = Atomic<Int>(0)
+            parallelChunks(rows, grain: grain) { lo, hi in nonzero.add(remat_tri_count_nonzero_upper(src, t, lo, hi), ordering: .relaxed) }
+            if nonzero.load(ordering: .relaxed) > 0 { return nil }
+            let count = Self.triangleCount(tensor.shape)
+            if self == .causal {
+                let data = part(count, .float32, "triangle")
+                let pd = data.floatPointer
+                parallelChunks(rows, grain: grain) { lo, hi in remat_tri_pack_f32(src, pd, t, lo, hi) }
+                return PackedTensor(codec: self, shape: tensor.shape, parts: [data], saturated: 0)
+            }
+            let data = part(count, .bfloat16, "triangle")
+            let pd = data.rawPointer.assumingMemoryBound(to: UInt16.self)
+            parallelChunks(rows, grain: grain) { lo, hi in saturated.add(remat_tri_pack_bf16(src, pd, t, lo, hi), ordering: .relaxed) }
+            return PackedTensor(codec: self, shape: tensor.shape, parts: [data], saturated: saturated.load(ordering: .relaxed))
         case .reluMask, .bits:
             if self == .bits {
                 let other = Atomic<Int>(0)
@@ -257,7 +301,7 @@ public enum CodecError: Error, CustomStringConvertible, Equatable, Sendable {
     public var description: String {
         switch self {
         case .unknown(let s):
-            return "unknown codec '\(s)'; use none, bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8, relu-mask, bits"
+            return "unknown codec '\(s)'; use none, bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8, relu-mask, bits, causal, causal-bf16"
         case .badParameter(let c, let reason):
             return "codec '\(c)': \(reason)"
         case .badSelector(let w, let reason):
@@ -350,6 +394,17 @@ public final class PackedTensor: PackedSavedTensor, @unchecked Sendable {
         case .reluMask, .bits:
             let src = data.rawPointer.assumingMemoryBound(to: UInt8.self)
             parallelChunks(n, grain: elementwiseGrain) { lo, hi in remat_unpack_bits_f32(src, dst, lo, hi) }
+        case .causal, .causalBF16:
+            let t = shape[shape.count - 1]
+            let rows = n / t
+            let grain = max(1, elementwiseGrain / t)
+            if codec == .causal {
+                let src = data.floatPointer
+                parallelChunks(rows, grain: grain) { lo, hi in remat_tri_unpack_f32(src, dst, t, lo, hi) }
+            } else {
+                let src = data.rawPointer.assumingMemoryBound(to: UInt16.self)
+                parallelChunks(rows, grain: grain) { lo, hi in remat_tri_unpack_bf16(src, dst, t, lo, hi) }
+            }
         }
         return out
     }

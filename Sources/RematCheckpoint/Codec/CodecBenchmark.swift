@@ -23,7 +23,8 @@ public enum CodecBenchmark {
         public var codecs: [Row]
     }
 
-    /// Packs and unpacks a tensor of `elements` standard-normal values (a 0/1 mask for `bits`) with
+    /// Packs and unpacks a tensor of `elements` standard-normal values (a 0/1 mask for `bits`, a
+    /// stack of causal 256 × 256 matrices for `causal` and `causal-bf16`) with
     /// each codec, `reps` interleaved repetitions of encode, decode and memcpy. The tensor is
     /// rows of 1024 when `elements` is a multiple of 1024 (int8 scales each row), else one row.
     public static func run(codecs: [Codec] = Codec.all, elements: Int, reps: Int) -> Result {
@@ -36,8 +37,17 @@ public enum CodecBenchmark {
         func copy() {
             parallelChunks(4 * elements, grain: 1 << 20) { lo, hi in _ = memcpy(pd + lo, ps + lo, hi - lo) }
         }
-        let rows = codecs.map { codec -> Row in
-            let input = codec == .bits ? mask : x
+        // Causal attention probabilities for the triangle codecs: matrices of 256 × 256 with zeros
+        // above the diagonal (those rows are left out when `elements` is not a multiple of 256²).
+        let t = 256
+        let causal: Tensor? = elements % (t * t) == 0 ? {
+            var v = x.toArray()
+            for i in v.indices where i % t > (i / t) % t { v[i] = 0 }
+            return Tensor(v, shape: [elements / (t * t), t, t])
+        }() : nil
+        let usable = codecs.filter { ($0 != .causal && $0 != .causalBF16) || causal != nil }
+        let rows = usable.map { codec -> Row in
+            let input = codec == .bits ? mask : (codec == .causal || codec == .causalBF16) ? causal! : x
             var packed = codec.pack(input)!
             _ = packed.unpack()
             copy()
