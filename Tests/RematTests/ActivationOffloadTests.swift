@@ -21,6 +21,41 @@ import Remat
         try store.checkFaults()
     }
 
+    /// Over several steps (the read-ahead then follows the order the previous backward asked in),
+    /// training with offload matches training without, bitwise, and the ledger comes back.
+    @Test func trainingStepsWithOffloadMatchBitwise() throws {
+        func losses(_ offload: Bool) throws -> [UInt32] {
+            let ledger = MemoryLedger()
+            return try MemoryLedger.withLedger(ledger) {
+                let model = GPT(ActivationCompressionTests.gptConfig, seed: 1)
+                try model.applyCheckpointing(.all)
+                let store = try SpillStore(readAhead: 1)
+                defer { store.close() }
+                if offload { model.applyActivationOffload(ActivationOffload(to: store, minimumBytes: 1024)) }
+                let optimizer = Trainer.specAdamW(model)
+                var source = ArithmeticText.dataset(seed: 2)
+                var out: [UInt32] = []
+                for _ in 0..<4 {
+                    optimizer.zeroGrad()
+                    let b = source.nextBatch(batchSize: 2, length: 16)
+                    let loss = model.loss(b.input, targets: b.target)
+                    store.waitForWrites()   // every block input on disk: backward reads them all back
+                    loss.backward()
+                    try model.savedTensorPolicy?.checkAfterBackward()
+                    optimizer.step()
+                    out.append(loss.item.bitPattern)
+                    #expect(ledger.currentBytes(in: .activations) == 0 && ledger.currentBytes(in: .offloaded) == 0)
+                }
+                if offload {
+                    #expect(store.counters.filesWritten == 4 * 4 && store.counters.bytesRead == store.counters.bytesWritten)
+                    #expect(store.fileCount == 0)
+                }
+                return out
+            }
+        }
+        #expect(try losses(true) == losses(false))
+    }
+
     /// Runs a tiny GPT's forward with every saved tensor of at least 1 KiB offloaded, lets the
     /// writes finish, applies `damage` to the spill files, runs backward and returns the fault.
     func fault(_ damage: ([String]) throws -> Void) throws -> OffloadError? {

@@ -78,6 +78,7 @@ final class SpillSession: @unchecked Sendable {
     init(_ offload: ActivationOffload, tags: StorageTags) {
         self.offload = offload
         self.tags = tags
+        offload.store.beginForward()
     }
 
     func pack(_ t: Tensor, _ info: SavedTensorInfo) -> SavedPayload {

@@ -43,9 +43,10 @@ public enum OffloadError: Error, CustomStringConvertible, Equatable, Sendable {
 ///   tensor (its storage is freed when nothing else holds it) and the ledger counts the bytes as
 ///   offloaded. A backward that asks before the write finished gets the tensor as it is.
 /// - Reads: the first unpack reads its file at once; each unpack then prefetches the
-///   ``readAheadTensors`` tensors saved before it (backward's order is the reverse of the
-///   forward's: this is the schedule, not one recorded from a previous step), at most
-///   ``maximumBytesInFlight`` bytes read ahead. Read buffers are temporaries in the ledger.
+///   ``readAheadTensors`` tensors backward will ask for next: in the order the previous step's
+///   backward asked for them (by stable name), or, in a first step, those saved before it (the
+///   reverse of the forward's order); at most ``maximumBytesInFlight`` bytes read ahead. Read
+///   buffers are temporaries in the ledger.
 /// - Faults: a failed write or read, a missing, resized or corrupted file is recorded with the
 ///   tensor's and the file's names; backward gets zeros for it and ``checkFaults()`` throws the
 ///   first fault — a training step checks before the optimizer steps, so wrong gradients are
@@ -71,6 +72,14 @@ public final class SpillStore: @unchecked Sendable {
     private var thread: Thread?
     private var sequence = 0
     private var measured = Counters()
+    /// The order backward asked for the offloaded tensors (by stable name) in the previous step,
+    /// and in this one so far; this step's handles by name. The read-ahead follows the recorded
+    /// order; in a first step (or for a tensor it does not list) the reverse of the save order.
+    private var recordedOrder: [String] = []
+    private var recordedPosition: [String: Int] = [:]
+    private var currentOrder: [String] = []
+    private struct WeakHandle { weak var handle: SpillHandle? }
+    private var handlesByName: [String: WeakHandle] = [:]
 
     /// Bytes written and read, and the seconds the I/O thread spent on each; seconds backward
     /// waited for a read, and the forward for room to write.
@@ -169,6 +178,39 @@ public final class SpillStore: @unchecked Sendable {
 
     // MARK: Saving and loading (called by handles)
 
+    /// A forward begins (its first offloaded tensor): the order of the last backward becomes the
+    /// read-ahead schedule.
+    func beginForward() {
+        condition.lock()
+        if !currentOrder.isEmpty {
+            recordedOrder = currentOrder
+            recordedPosition = Dictionary(recordedOrder.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            currentOrder = []
+        }
+        handlesByName = [:]
+        condition.unlock()
+    }
+
+    /// Under the lock: `handle` was asked for; queues reads of the tensors backward will ask for
+    /// next (the recorded order, else the save order backwards).
+    func readAhead(after handle: SpillHandle) {
+        currentOrder.append(handle.info.name)
+        var queued = 0
+        if let i = recordedPosition[handle.info.name] {
+            var j = i + 1
+            while j < recordedOrder.count, queued < readAheadTensors, canReadAhead {
+                if let h = handlesByName[recordedOrder[j]]?.handle, h.prefetch() { queued += 1 }
+                j += 1
+            }
+            return
+        }
+        var p = handle.previous
+        while let h = p, queued < readAheadTensors, canReadAhead {
+            if h.prefetch() { queued += 1 }
+            p = h.previous
+        }
+    }
+
     /// Hands `tensor` (contiguous) to the I/O thread to be written; waits while too many bytes are
     /// waiting already.
     func spill(_ tensor: Tensor, info: SavedTensorInfo, ledger: MemoryLedger) -> SpillHandle {
@@ -183,6 +225,7 @@ public final class SpillStore: @unchecked Sendable {
         }
         writeBacklog += tensor.byteCount
         queue.append(handle)
+        handlesByName[info.name] = WeakHandle(handle: handle)
         condition.broadcast()
         condition.unlock()
         return handle
@@ -548,13 +591,7 @@ final class SpillHandle: @unchecked Sendable {
             if !isWriting { unlink(path) }
             settle()
             if waited { store.addWait(monotonicClock() - start) }
-            // Read ahead the tensors saved before this one: backward needs them next.
-            var p = previous
-            var queued = 0
-            while let h = p, queued < store.readAheadTensors, store.canReadAhead {
-                if h.prefetch() { queued += 1 }
-                p = h.previous
-            }
+            store.readAhead(after: self)
         }
         switch result {
         case .success(let t): return t
