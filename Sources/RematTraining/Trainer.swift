@@ -283,6 +283,19 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
         if !rules.isEmpty { v.compression = try ActivationCompression.parse(rules) }
         return v
     }
+    /// Parses a comma-separated list of variants. A comma inside a variant's selector or
+    /// `modules:` policy (`all+bf16:op=linear,matmul`, `modules:blocks.0,blocks.1+bf16`) stays in
+    /// it: a piece that does not start with a policy continues the variant before it.
+    public static func parseList(_ text: String) throws -> [StepVariant] {
+        var specs: [String] = []
+        for piece in text.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
+            let head = String(piece.split(separator: "+", maxSplits: 1, omittingEmptySubsequences: false)[0])
+            if specs.isEmpty || !head.isEmpty && (try? CheckpointPolicy.parse(head)) != nil { specs.append(piece) }
+            else { specs[specs.count - 1] += "," + piece }
+        }
+        return try specs.map(parse)
+    }
+
     /// Applies the variant to `model` (replacing its checkpointing, compression and offload);
     /// offload goes to `store`.
     public func apply(to model: Module, store: SpillStore? = nil) throws {

@@ -103,12 +103,10 @@ struct BenchTrain: ParsableCommand {
     /// --policy (with --compress), then the --compare list.
     func comparedPolicies() throws -> [StepVariant] {
         var variants = [StepVariant(try policyOption.parsed(), compression: try compression.parsed(), offload: try offload.parsedSelector())]
-        for p in (compare ?? "").split(separator: ",", omittingEmptySubsequences: false) {
-            do { variants.append(try StepVariant.parse(String(p))) } catch let e as CheckpointPolicy.ParseError {
-                throw ValidationError("--compare: \(e.description)")
-            } catch let e as CodecError {
-                throw ValidationError("--compare: \(e.description)")
-            }
+        do { variants += try StepVariant.parseList(compare ?? "") } catch let e as CheckpointPolicy.ParseError {
+            throw ValidationError("--compare: \(e.description)")
+        } catch let e as CodecError {
+            throw ValidationError("--compare: \(e.description)")
         }
         return variants
     }
@@ -123,6 +121,7 @@ struct BenchTrain: ParsableCommand {
         let (workload, b) = try options.workload()
         if let saved { try workload.model.applyPlan(saved) } else { try workload.model.applyCheckpointing(policy) }
         let compressed = try compression.parsed()
+        try checkSelectedModules(workload.model, compressed, try offload.parsedSelector())
         workload.model.applyActivationCompression(compressed)
         let spill = try offload.make()
         defer { spill?.store.close() }
@@ -144,7 +143,7 @@ struct BenchTrain: ParsableCommand {
             print(try jsonString(r))
             return
         }
-        print("\(model), batch \(b), policy \(r.policy)" + (r.compression.isEmpty ? "" : ", compression \(r.compression)") + ", \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
+        print("\(model), batch \(b), policy \(r.policy)" + (r.compression.isEmpty ? "" : ", compression \(r.compression)") + (r.offload.map { ", offload \($0)" } ?? "") + ", \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
         if let bb = r.budget_bytes, let pp = r.predicted_peak_bytes {
             print("  budget \(mib(bb)), predicted peak \(mib(pp)), solver \(r.solver ?? "?"), \(r.recomputed_ops ?? 0) ops recomputed")
         }
@@ -159,6 +158,7 @@ struct BenchTrain: ParsableCommand {
 extension BenchTrain {
     func runComparison() throws {
         let (workload, b) = try workloadOptions.workload()
+        for v in try comparedPolicies() { try checkSelectedModules(workload.model, v.compression, v.offload) }
         let r = try TrainingBenchmark.compare(workload, batchSize: b, variants: comparedPolicies(), rounds: rounds,
                                               spillDirectory: offload.offloadDir)
         if json {
@@ -191,7 +191,7 @@ struct BenchCodecs: ParsableCommand {
     func validate() throws {
         try requireRange("--elements", elements, 1...(1 << 28))
         try requireRange("--reps", reps, 1...1000)
-        if let offloadDir { try requireWritableDirectory("--offload-dir", offloadDir) }
+        if let offloadDir { try requireExistingDirectory("--offload-dir", offloadDir) }
     }
 
     func run() throws {
@@ -209,6 +209,9 @@ struct BenchCodecs: ParsableCommand {
             return
         }
         defer {
+            if !result.codecs.contains(where: { $0.codec == "causal" }) {
+                print("(causal and causal-bf16 need --elements a multiple of 65536: stacks of 256 × 256 matrices)")
+            }
             print("")
             print("spill store in \(spill.directory): \(mib(spill.bytes)) file written at \(String(format: "%.2f", spill.write_gbps)) GB/s (until flushed and dropped from the page cache), read back cold at \(String(format: "%.2f", spill.read_gbps)) GB/s (CRC-32C checked); a 4 KiB round trip takes \(String(format: "%.2f", spill.small_round_trip_ms)) ms")
         }

@@ -21,12 +21,10 @@ struct DemoCommand: ParsableCommand {
     func validate() throws {
         try requireRange("--steps", steps, 1...100_000)
         try requireRange("--rounds", rounds, 1...1000)
-        for p in policies.split(separator: ",", omittingEmptySubsequences: false) {
-            do { _ = try StepVariant.parse(String(p)) } catch let e as CheckpointPolicy.ParseError {
-                throw ValidationError("--policies: \(e.description)")
-            } catch let e as CodecError {
-                throw ValidationError("--policies: \(e.description)")
-            }
+        do { _ = try StepVariant.parseList(policies) } catch let e as CheckpointPolicy.ParseError {
+            throw ValidationError("--policies: \(e.description)")
+        } catch let e as CodecError {
+            throw ValidationError("--policies: \(e.description)")
         }
         do { _ = try MemoryBudget.parse(budget) } catch let e as PlanningError { throw ValidationError("--budget: \(e.description)") }
     }
@@ -59,7 +57,8 @@ struct DemoCommand: ParsableCommand {
 
         // The same model and optimizer under each policy and the plan, one step of each per round,
         // back to back (a load change between rounds then moves both sides of a ratio alike).
-        let variants = [StepVariant(.none)] + (try policies.split(separator: ",").map { try StepVariant.parse(String($0)) })
+        let variants = [StepVariant(.none)] + (try StepVariant.parseList(policies))
+        for v in variants { try checkSelectedModules(gpt, v.compression, v.offload) }
         let names = variants.map(\.description) + ["plan"]
         let store = variants.contains { $0.offload != nil } ? try SpillStore() : nil
         defer { store?.close() }

@@ -19,6 +19,7 @@ struct ExplainCommand: ParsableCommand {
         let policy = try policyOption.parsed()
         let (workload, b) = try workloadOptions.workload()
         let model = workload.name
+        try checkSelectedModules(workload.model, try compression.parsed(), nil)
         let e = try CheckpointExplainer.explain(workload, policy: policy, compression: compression.parsed(), batchSize: b)
         if json {
             struct Row: Encodable {

@@ -63,6 +63,12 @@ struct CompressionOption: ParsableArguments {
     }
 }
 
+/// Stops, before any work, when a `module=` selector names a module `model` does not have.
+func checkSelectedModules(_ model: Module, _ compression: ActivationCompression?, _ offload: SavedTensorSelector?) throws {
+    let selectors = (compression?.rules.map(\.selector) ?? []) + (offload.map { [$0] } ?? [])
+    do { try model.checkSelectedModules(selectors) } catch { throw ValidationError(error.description) }
+}
+
 /// `--offload` and `--offload-dir`: saved activations spilled to files.
 struct OffloadOption: ParsableArguments {
     @Option(name: .customLong("offload"), help: "Offload saved activations to files until backward: WHERE as for --compress (op=checkpoint: the inputs of checkpoint regions, with --policy all every block's input).")
@@ -72,7 +78,10 @@ struct OffloadOption: ParsableArguments {
 
     func validate() throws {
         _ = try parsedSelector()
-        if let offloadDir { try requireWritableDirectory("--offload-dir", offloadDir) }
+        if let offloadDir {
+            guard selector != nil else { throw ValidationError("--offload-dir without --offload: give --offload WHERE (op=checkpoint, all, …)") }
+            try requireExistingDirectory("--offload-dir", offloadDir)
+        }
     }
 
     func parsedSelector() throws -> SavedTensorSelector? {
@@ -156,7 +165,7 @@ func requireWritableFile(_ name: String, _ path: String, notSameAs inputs: [(Str
     if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
         throw ValidationError("\(name) \(path) is a directory; give a file path")
     }
-    let parent = (path as NSString).deletingLastPathComponent
+    let parent = parentPath(path)
     let dir = parent.isEmpty ? "." : parent
     guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
         throw ValidationError("\(name) \(path): the directory \(dir) does not exist")
@@ -165,6 +174,25 @@ func requireWritableFile(_ name: String, _ path: String, notSameAs inputs: [(Str
     for (inputName, input) in inputs where sameFile(path, input) {
         throw ValidationError("\(name) \(path) is the \(inputName) file: the command would overwrite its own input")
     }
+}
+
+/// The directory part of `path` by its last "/" ("" for a bare name, "/" at the root) — not
+/// Foundation's `deletingLastPathComponent`, which traps on a "~" component on Linux.
+func parentPath(_ path: String) -> String {
+    var q = path
+    while q.count > 1 && q.hasSuffix("/") { q.removeLast() }
+    guard let slash = q.lastIndex(of: "/") else { return "" }
+    return slash == q.startIndex ? "/" : String(q[..<slash])
+}
+
+/// Checks, before any work, that `path` is an existing, writable directory.
+func requireExistingDirectory(_ name: String, _ path: String) throws {
+    var isDirectory: ObjCBool = false
+    guard !path.isEmpty, FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw ValidationError("\(name) '\(path)': no such directory (it is not created)")
+    }
+    guard isDirectory.boolValue else { throw ValidationError("\(name) \(path) is not a directory") }
+    guard FileManager.default.isWritableFile(atPath: path) else { throw ValidationError("\(name) \(path) is not writable") }
 }
 
 /// Checks, before any work, that `path` can receive a directory of outputs: an existing directory
@@ -176,9 +204,11 @@ func requireWritableDirectory(_ name: String, _ path: String) throws {
         guard FileManager.default.isWritableFile(atPath: path) else { throw ValidationError("\(name) \(path) is not writable") }
         return
     }
-    var ancestor = (path as NSString).deletingLastPathComponent
+    var ancestor = parentPath(path)
     while !ancestor.isEmpty && !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
-        ancestor = (ancestor as NSString).deletingLastPathComponent
+        let up = parentPath(ancestor)
+        if up == ancestor { break }
+        ancestor = up
     }
     let dir = ancestor.isEmpty ? "." : ancestor
     guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {

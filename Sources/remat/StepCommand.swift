@@ -40,6 +40,7 @@ struct StepCommand: ParsableCommand {
         engine.apply()
         let workload = try ModelZoo.workload(model)
         try workload.model.applyCheckpointing(policyOption.parsed())
+        try checkSelectedModules(workload.model, try compression.parsed(), try offload.parsedSelector())
         workload.model.applyActivationCompression(try compression.parsed())
         let spill = try offload.make()
         defer { spill?.store.close() }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Remat
+import CRematKernels
 import Synchronization
 
 /// Set by SIGINT; the training loop stops cleanly after the current step.
@@ -12,6 +13,7 @@ func installInterruptHandler() {
     signal(SIGINT) { _ in
         if interruptRequested.load(ordering: .relaxed) {
             AtomicFile.removeTemporaryFileInProgress()
+            remat_spill_cleanup_all()
             _exit(130)
         }
         interruptRequested.store(true, ordering: .relaxed)
@@ -91,6 +93,7 @@ struct TrainCommand: ParsableCommand {
         let gpt = GPT(config, seed: seed)
         try gpt.applyCheckpointing(policyOption.parsed())
         let compressed = try compression.parsed()
+        try checkSelectedModules(gpt, compressed, try offload.parsedSelector())
         gpt.applyActivationCompression(compressed)
         let spill = try offload.make()
         defer { spill?.store.close() }

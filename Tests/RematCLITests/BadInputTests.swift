@@ -126,6 +126,15 @@ import Remat
             add("\(command[0]) --offload-dir missing", command + ["--offload", "all", "--offload-dir", "/nonexistent/spill"])
             add("\(command[0]) --offload with --budget", command + ["--offload", "all", "--budget", "0.5"])
         }
+        for (label, value) in [("unknown op kind", "bf16:op=liner"), ("space in a name", "bf16:op= linear"), ("two conditions", "bf16:op=linear:role=input"),
+                               ("unknown module", "bf16:module=blocks.99")] {
+            add("explain --compress \(label)", ["explain", "--batch", "1", "--compress", value])
+        }
+        add("train --offload unknown module", ["train", "--offload", "module=blocks.99"])
+        add("bench train --compare unknown op kind in a list", ["bench", "train", "--compare", "all+bf16:op=linear,liner"])
+        add("train --offload-dir without --offload", ["train", "--offload-dir", "."])
+        add("train --offload-dir with a ~ component", ["train", "--offload", "all", "--offload-dir", "~/nowhere"])
+        add("step --save-grads under a ~ component", ["step", "--batch", "b.safetensors", "--save-grads", "~/nowhere/g.safetensors"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("bench codecs --offload-dir missing", ["bench", "codecs", "--offload-dir", "/nonexistent/spill"])
         add("bench train --compare with a bad offload selector", ["bench", "train", "--compare", "all+offload:where=x"])
         add("explain --policy modules:nowhere", ["explain", "--policy", "modules:blocks.9", "--batch", "1"])

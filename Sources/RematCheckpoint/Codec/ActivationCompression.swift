@@ -25,6 +25,13 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
     /// Tensors whose storage an op tagged with one of these names (``tag(_:_:)``) put out.
     public static func tags(_ names: Set<String>) -> SavedTensorSelector { SavedTensorSelector(term: .tags(names)) }
 
+    /// The module paths a `module=` selector names (nil for the others): a caller that knows the
+    /// model checks them (``Module/checkSelectedModules(_:)``).
+    public var modulePaths: [String]? {
+        if case .modules(let p) = term { return p }
+        return nil
+    }
+
     /// Whether the saved tensor `info` is selected; `tags` are the tags on its storage.
     public func matches(_ info: SavedTensorInfo, tags: Set<String> = []) -> Bool {
         switch term {
@@ -61,8 +68,16 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
         guard !values.contains(where: \.isEmpty) else {
             throw .badSelector(text, reason: "\(parts[0])= takes names separated by single commas, none empty")
         }
+        if let bad = values.first(where: { $0.contains(where: { $0.isWhitespace || $0 == "=" || $0 == ":" }) }) {
+            throw .badSelector(text, reason: "'\(bad)' is not a name (no spaces, '=' or ':'; one selector per rule: give two rules for two conditions)")
+        }
         switch parts[0] {
-        case "op": return .ops(Set(values))
+        case "op":
+            let known = Set(OpKind.allCases.map(\.rawValue)).union(["checkpoint"])
+            if let bad = values.first(where: { !known.contains($0) }) {
+                throw .badSelector(text, reason: "unknown op kind '\(bad)'; the op kinds are \(known.sorted().joined(separator: ", "))")
+            }
+            return .ops(Set(values))
         case "role": return .roles(Set(values))
         case "module": return .modules(values)
         default: return .tags(Set(values))
@@ -226,6 +241,16 @@ final class CompressionSession: @unchecked Sendable {
 }
 
 extension Module {
+    /// Throws when a selector names a module path this model does not have (before any work).
+    public func checkSelectedModules(_ selectors: [SavedTensorSelector]) throws(CodecError) {
+        let paths = Set(namedModules.map(\.0))
+        for s in selectors {
+            for p in s.modulePaths ?? [] where !paths.contains(p) {
+                throw .badSelector(s.description, reason: "\(typeName) has no module '\(p)' (module paths are state-dict prefixes: blocks.0, blocks.0.attn)")
+            }
+        }
+    }
+
     /// Compresses the saved activations `selector` chooses with `codec` in every forward of the
     /// model (replacing any compression set before; `.none` removes it). Lossy codecs change the
     /// values backward reads within their stated bounds (``Codec``); nothing is compressed unless

@@ -305,7 +305,7 @@ public enum CodecError: Error, CustomStringConvertible, Equatable, Sendable {
         case .badParameter(let c, let reason):
             return "codec '\(c)': \(reason)"
         case .badSelector(let w, let reason):
-            return "compression rule selector '\(w)': \(reason)"
+            return "selector '\(w)': \(reason)"
         }
     }
 }

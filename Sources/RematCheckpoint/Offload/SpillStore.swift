@@ -393,28 +393,21 @@ private func monotonicClock() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-/// Directories of live stores, removed at exit if their stores did not remove them.
+/// Directories of live stores, removed at exit and when SIGINT, SIGTERM or SIGHUP ends the
+/// process (CRematKernels/spill_cleanup.c), if their stores did not remove them.
 private enum SpillDirectories {
-    static let live = Mutex<Set<String>>([])
     static let installed = Mutex(false)
 
     static func register(_ directory: String) {
-        live.withLock { _ = $0.insert(directory) }
+        _ = remat_spill_register(directory)
         installed.withLock { done in
             guard !done else { return }
             done = true
-            atexit {
-                for d in SpillDirectories.live.withLock({ $0 }) {
-                    if let names = try? FileManager.default.contentsOfDirectory(atPath: d) {
-                        for n in names { unlink(d + "/" + n) }
-                    }
-                    rmdir(d)
-                }
-            }
+            atexit { remat_spill_cleanup_all() }
         }
     }
 
-    static func unregister(_ directory: String) { live.withLock { _ = $0.remove(directory) } }
+    static func unregister(_ directory: String) { remat_spill_unregister(directory) }
 }
 
 /// One offloaded saved tensor: a slot's deferred payload.
