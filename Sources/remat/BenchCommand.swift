@@ -134,8 +134,8 @@ struct BenchTrain: ParsableCommand {
         if let spill {
             r.offload = spill.selector.description
             let c = spill.store.counters
-            r.spill_write_gb_per_s = c.writeSeconds > 0 ? Double(c.bytesWritten) / c.writeSeconds / 1e9 : nil
-            r.spill_read_gb_per_s = c.readSeconds > 0 ? Double(c.bytesRead) / c.readSeconds / 1e9 : nil
+            r.spill_write_gb_per_s = c.writeGBps
+            r.spill_read_gb_per_s = c.readGBps
             r.spill_wait_seconds = c.waitSeconds
             r.spill_save_wait_seconds = c.saveWaitSeconds
         }

@@ -110,8 +110,7 @@ struct DemoCommand: ParsableCommand {
             let steps = rounds + 1
             print("+offload: the block inputs (\(mib(c.bytesWritten / steps)) a step) written to files in \(store.directory) by a background")
             print(String(format: "  thread at idle priority and read back ahead of backward (%.2f GB/s written, %.2f GB/s read over that thread's time);",
-                         c.writeSeconds > 0 ? Double(c.bytesWritten) / c.writeSeconds / 1e9 : 0,
-                         c.readSeconds > 0 ? Double(c.bytesRead) / c.readSeconds / 1e9 : 0)
+                         c.writeGBps ?? 0, c.readGBps ?? 0)
                   + String(format: " backward waited %.0f ms in %d steps", 1000 * c.waitSeconds, steps))
         }
         print("")

@@ -88,6 +88,10 @@ public final class SpillStore: @unchecked Sendable {
         public var writeSeconds = 0.0, readSeconds = 0.0, waitSeconds = 0.0
         /// Seconds the forward waited for room in the write backlog.
         public var saveWaitSeconds = 0.0
+
+        /// Bytes written and read per second of the I/O thread's time, GB/s (nil before any).
+        public var writeGBps: Double? { writeSeconds > 0 ? Double(bytesWritten) / writeSeconds / 1e9 : nil }
+        public var readGBps: Double? { readSeconds > 0 ? Double(bytesRead) / readSeconds / 1e9 : nil }
         public var filesWritten = 0
     }
 
@@ -219,9 +223,9 @@ public final class SpillStore: @unchecked Sendable {
         let path = directory + "/\(sequence).spill"
         let handle = SpillHandle(store: self, tensor: tensor, info: info, path: path, ledger: ledger)
         if writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight {
-            let start = monotonicClock()
+            let start = monotonicSeconds()
             while writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight && !stopping { condition.wait() }
-            measured.saveWaitSeconds += monotonicClock() - start
+            measured.saveWaitSeconds += monotonicSeconds() - start
         }
         writeBacklog += tensor.byteCount
         queue.append(handle)
@@ -286,9 +290,9 @@ public final class SpillStore: @unchecked Sendable {
             condition.unlock()
             switch job {
             case .write(let tensor):
-                let start = monotonicClock()
+                let start = monotonicSeconds()
                 let result = writeFile(tensor, name: handle.info.name, path: handle.path)
-                let seconds = monotonicClock() - start
+                let seconds = monotonicSeconds() - start
                 condition.lock()
                 writeBacklog -= handle.byteCount
                 if case .success = result {
@@ -300,9 +304,9 @@ public final class SpillStore: @unchecked Sendable {
                 condition.broadcast()
                 condition.unlock()
             case .read(let checksum):
-                let start = monotonicClock()
+                let start = monotonicSeconds()
                 let result = MemoryLedger.withLedger(handle.ledger) { readFile(handle, checksum: checksum) }
-                let seconds = monotonicClock() - start
+                let seconds = monotonicSeconds() - start
                 condition.lock()
                 if case .success = result {
                     measured.bytesRead += handle.byteCount
@@ -385,12 +389,6 @@ public final class SpillStore: @unchecked Sendable {
         guard found == checksum else { return .failure(.checksumMismatch(tensor: name, file: path, expected: checksum, found: found)) }
         return .success(out)
     }
-}
-
-private func monotonicClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 /// Directories of live stores, removed at exit and when SIGINT, SIGTERM or SIGHUP ends the
@@ -549,7 +547,7 @@ final class SpillHandle: @unchecked Sendable {
 
     /// Brings the tensor back (from memory, the read-ahead or its file).
     private func load() -> Tensor {
-        let start = monotonicClock()
+        let start = monotonicSeconds()
         var waited = false
         let result: Result<Tensor, OffloadError> = store.locked {
             while true {
@@ -583,7 +581,7 @@ final class SpillHandle: @unchecked Sendable {
         store.locked {
             if !isWriting { unlink(path) }
             settle()
-            if waited { store.addWait(monotonicClock() - start) }
+            if waited { store.addWait(monotonicSeconds() - start) }
             store.readAhead(after: self)
         }
         switch result {
@@ -645,12 +643,12 @@ public struct SpillMeasurement: Codable, Sendable {
         func roundTrip(_ t: Tensor) -> (write: Double, read: Double) {
             let info = SavedTensorInfo(name: "bench:input", nodeName: "bench", op: "bench", role: "input", shape: t.shape,
                                        dtype: t.dtype, byteCount: t.byteCount, isParameter: false, isOutput: false)
-            let t0 = monotonicClock()
+            let t0 = monotonicSeconds()
             let share = SpillShare(store.spill(t, info: info, ledger: ledger))
             store.waitForWrites()
-            let t1 = monotonicClock()
+            let t1 = monotonicSeconds()
             let back = share.materialize()
-            let t2 = monotonicClock()
+            let t2 = monotonicSeconds()
             share.discard()
             withExtendedLifetime(back) {}
             return (t1 - t0, t2 - t1)
@@ -667,7 +665,6 @@ public struct SpillMeasurement: Codable, Sendable {
             smalls.append((s.write + s.read) * 1000)
         }
         try store.checkFaults()
-        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
         return SpillMeasurement(directory: parent ?? FileManager.default.temporaryDirectory.path, bytes: x.byteCount,
                                 write_gbps: median(writes), read_gbps: median(reads), small_round_trip_ms: median(smalls))
     }
