@@ -16,7 +16,7 @@ import Remat
         let offloaded = try ActivationCompressionTests.step(model, policy, nil, offload: offload)
         #expect(offloaded.loss == reference.loss)
         #expect(ActivationCompressionTests.bits(offloaded.grads) == ActivationCompressionTests.bits(reference.grads), "\(model) \(policy)")
-        #expect(store.counters.filesWritten + store.counters.bytesWritten >= 0)
+        #expect(store.counters.tensorsSpilled > 0, "\(model) \(policy): nothing was offloaded")
         #expect(store.fileCount == 0, "\(model) \(policy): \(store.fileCount) spill files left")
         try store.checkFaults()
     }
@@ -141,7 +141,11 @@ import Remat
         model.applyActivationOffload(ActivationOffload(to: store, where: .all, minimumBytes: 1024))
         var source = ArithmeticText.dataset(seed: 5)
         let b = source.nextBatch(batchSize: 4, length: 64)
-        model.loss(b.input, targets: b.target).backward()
+        let loss = model.loss(b.input, targets: b.target)
+        // Under load the idle-priority I/O thread may not have written anything yet, and a tensor
+        // still in flight is served from memory: wait, so that the writes are made and fail.
+        store.waitForWrites()
+        loss.backward()
         var caught: OffloadError? = nil
         do { try model.savedTensorPolicy?.checkAfterBackward() } catch let e as OffloadError { caught = e }
         guard case .writeFailed(_, let file, let reason)? = caught else { Issue.record("got \(String(describing: caught))"); store.close(); return }

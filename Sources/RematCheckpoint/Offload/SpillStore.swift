@@ -93,6 +93,9 @@ public final class SpillStore: @unchecked Sendable {
         public var writeGBps: Double? { writeSeconds > 0 ? Double(bytesWritten) / writeSeconds / 1e9 : nil }
         public var readGBps: Double? { readSeconds > 0 ? Double(bytesRead) / readSeconds / 1e9 : nil }
         public var filesWritten = 0
+        /// Tensors handed to the store to be spilled (a write still in flight when backward needs
+        /// the tensor is cancelled, so this can exceed `filesWritten`).
+        public var tensorsSpilled = 0
     }
 
     /// Makes the store's directory (`remat-spill-XXXXXX`) inside `parent` (default: the system's
@@ -228,6 +231,7 @@ public final class SpillStore: @unchecked Sendable {
             measured.saveWaitSeconds += monotonicSeconds() - start
         }
         writeBacklog += tensor.byteCount
+        measured.tensorsSpilled += 1
         queue.append(handle)
         handlesByName[info.name] = WeakHandle(handle: handle)
         condition.broadcast()
