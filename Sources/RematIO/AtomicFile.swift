@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Synchronization
+import Foundation
 
 /// Why an ``AtomicFile`` write failed: the target path and one sentence saying what went wrong.
 public struct AtomicFileError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -167,4 +168,35 @@ public enum AtomicFile {
 /// `strerror(errno)` as a String.
 private func errnoText(_ code: Int32) -> String {
     String(cString: strerror(code))
+}
+
+extension AtomicFile {
+    /// Writes `files` (name and bytes, in order) into the directory `path` so that they appear
+    /// together: a new directory is filled as a temporary one beside it and renamed into place; in
+    /// an existing one each file is written atomically in the order given (put last the file that
+    /// stamps the others, so that a reader can refuse a folder a failure left half old, half new).
+    public static func writeDirectory(_ path: String, files: [(name: String, bytes: [UInt8])]) throws {
+        let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: trimmed, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw AtomicFileError(path: trimmed, reason: "it exists and is not a directory") }
+            for f in files { try write(to: trimmed + "/" + f.name) { try $0.write(f.bytes) } }
+            return
+        }
+        let (parentDirectory, name) = split(trimmed)
+        let parent = parentDirectory.isEmpty ? "." : parentDirectory == "/" ? "/" : String(parentDirectory.dropLast())
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        let temp = parent + "/." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: false)
+        do {
+            for f in files { try write(to: temp + "/" + f.name) { try $0.write(f.bytes) } }
+            guard rename(temp, trimmed) == 0 else {
+                let code = errno
+                throw AtomicFileError(path: trimmed, reason: "cannot rename the temporary directory \(temp) into place (\(errnoText(code)))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: temp)
+            throw error
+        }
+    }
 }

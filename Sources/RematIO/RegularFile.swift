@@ -54,7 +54,8 @@ public func describeJSONError(_ error: Error) -> String {
     func path(_ c: [CodingKey]) -> String { c.isEmpty ? "the top level" : c.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
     switch e {
     case .dataCorrupted(let c) where c.codingPath.isEmpty: return "not valid JSON"
-    case .dataCorrupted(let c): return "\(path(c.codingPath)) holds a value that cannot be read"
+    case .dataCorrupted(let c):
+        return "\(path(c.codingPath)) holds a value that cannot be read" + (c.debugDescription.isEmpty ? "" : " (\(c.debugDescription))")
     case .keyNotFound(let key, let c): return "\(path(c.codingPath + [key])) is missing"
     case .typeMismatch(let type, let c):
         let name = String(describing: type)

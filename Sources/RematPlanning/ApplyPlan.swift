@@ -1,7 +1,8 @@
 extension Module {
     /// Runs the model's blocks under `plan`: each block with ops to recompute becomes a
     /// ``CheckpointRegion`` that recomputes those ops (by stable name) and keeps the rest; the
-    /// others run as usual. Replaces any checkpointing set before.
+    /// others run as usual; the saved tensors the plan compresses are packed by its codecs (by
+    /// slot name). Replaces any checkpointing and compression set before.
     ///
     /// Throws when the plan is for another model or other blocks (a foreign plan).
     public func applyPlan(_ plan: MemoryPlan) throws {
@@ -11,6 +12,7 @@ extension Module {
                                           found: "\(typeName) with blocks \(blocks.map(\.0).prefix(3).joined(separator: ", "))…")
         }
         execution = ExecutionStrategy(plan)
+        applyActivationCompression(plan.compressionRules)
     }
 }
 
@@ -26,7 +28,7 @@ extension MemoryPlan {
             throw PlanningError.stalePlan(expected: "\(model) on input \(inputShape)", found: "input \(graph.inputShape)")
         }
         let sim = PlanSimulator(graph)
-        let predicted = sim.simulate(try sim.recomputeSet(Set(recompute))).peakBytes
+        let predicted = sim.simulate(try sim.actions(of: self)).peakBytes
         guard predicted <= budgetBytes else {
             throw PlanningError.planExceedsBudget(predicted: predicted, budget: budgetBytes)
         }

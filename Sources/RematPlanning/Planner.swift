@@ -76,6 +76,10 @@ public enum PlanSolver: String, Sendable, CaseIterable {
     case exhaustive
 
     public static let exhaustiveLimit = 16
+    /// Most combinations of actions ``exhaustive`` enumerates when codecs are planned too.
+    public static let exhaustiveCombinations: Double = 65536
+    /// Combinations up to which ``auto`` also enumerates them all.
+    public static let autoExhaustiveCombinations: Double = 512
 
     public static func parse(_ s: String) throws -> PlanSolver {
         guard let v = PlanSolver(rawValue: s) else { throw PlanningError.unknownSolver(s) }
@@ -83,7 +87,19 @@ public enum PlanSolver: String, Sendable, CaseIterable {
     }
 }
 
-/// What to recompute in one training step, by stable op names, with what the simulator predicts.
+/// One candidate op whose saved tensors a plan compresses: the codec, the slots (stable saved
+/// tensor names) it packs, and their bytes raw and packed.
+public struct PlannedCompression: Sendable, Hashable, Codable {
+    public var op: String
+    public var codec: String
+    public var slots: [String]
+    public var bytes: Int
+    public var packedBytes: Int
+    public var lossless: Bool
+}
+
+/// What to do with the saved tensors of one training step — recompute or compress them — by
+/// stable names, with what the simulator predicts.
 public struct MemoryPlan: Sendable, Hashable, Codable {
     public var model: String
     public var inputShape: [Int]
@@ -106,6 +122,23 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
     public var recomputedCount: Int
     public var recomputedBytes: Int
     public var planningSeconds: Double
+    /// Ops whose saved tensors are compressed (empty in plans of Remat before codecs were planned).
+    public var compress: [PlannedCompression] = []
+    /// Predicted seconds of the codecs (in ``predictedStepSeconds``).
+    public var predictedCodecSeconds: Double = 0
+
+    /// The lossy choices: every compression whose codec changes what backward reads.
+    public var lossyChoices: [PlannedCompression] { compress.filter { !$0.lossless } }
+
+    /// The compression rules that run the plan's choices (one rule per codec, by slot names).
+    public var compressionRules: ActivationCompression? {
+        guard !compress.isEmpty else { return nil }
+        var byCodec: [String: Set<String>] = [:]
+        for c in compress { byCodec[c.codec, default: []].formUnion(c.slots) }
+        return ActivationCompression(byCodec.sorted { $0.key < $1.key }.map { codec, slots in
+            ActivationCompression.Rule(try! Codec.parse(codec), where: .names(slots))
+        })
+    }
 
     /// Predicted step-time overhead (1.0 = none).
     public var predictedOverhead: Double { predictedStepSeconds / Swift.max(baseStepSeconds, 1e-12) }
@@ -141,88 +174,185 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
 
     /// A human summary: counts, bytes, predicted peak and overhead.
     public var summary: String {
-        String(format: "plan (%@): recompute %d ops (%@), keep %d (%@); predicted peak %@ (budget %@, unconstrained %@), predicted step time x%.2f",
-               solver, recomputedCount, formatBytes(recomputedBytes), keptCount, formatBytes(keptBytes),
-               formatBytes(predictedPeakBytes), formatBytes(budgetBytes), formatBytes(unconstrainedPeakBytes), predictedOverhead)
+        let packed = compress.isEmpty ? "" : String(format: ", compress %d (%@ into %@%@)", compress.count,
+                                                   formatBytes(compress.reduce(0) { $0 + $1.bytes }),
+                                                   formatBytes(compress.reduce(0) { $0 + $1.packedBytes }),
+                                                   lossyChoices.isEmpty ? ", lossless" : ", \(lossyChoices.count) lossy")
+        return String(format: "plan (%@): recompute %d ops (%@)%@, keep %d (%@); predicted peak %@ (budget %@, unconstrained %@), predicted step time x%.2f",
+                      solver, recomputedCount, formatBytes(recomputedBytes), packed, keptCount, formatBytes(keptBytes),
+                      formatBytes(predictedPeakBytes), formatBytes(budgetBytes), formatBytes(unconstrainedPeakBytes), predictedOverhead)
+    }
+}
+
+extension MemoryPlan {
+    /// Reads a plan's JSON; plans written before compression was planned have no `compress`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(String.self, forKey: .model)
+        inputShape = try c.decode([Int].self, forKey: .inputShape)
+        regions = try c.decode([String].self, forKey: .regions)
+        recompute = try c.decode([String].self, forKey: .recompute)
+        solver = try c.decode(String.self, forKey: .solver)
+        budgetBytes = try c.decode(Int.self, forKey: .budgetBytes)
+        unconstrainedPeakBytes = try c.decode(Int.self, forKey: .unconstrainedPeakBytes)
+        minimumPeakBytes = try c.decode(Int.self, forKey: .minimumPeakBytes)
+        predictedPeakBytes = try c.decode(Int.self, forKey: .predictedPeakBytes)
+        predictedPeakLocation = try c.decode(String.self, forKey: .predictedPeakLocation)
+        baseStepSeconds = try c.decode(Double.self, forKey: .baseStepSeconds)
+        predictedStepSeconds = try c.decode(Double.self, forKey: .predictedStepSeconds)
+        keptCount = try c.decode(Int.self, forKey: .keptCount)
+        keptBytes = try c.decode(Int.self, forKey: .keptBytes)
+        recomputedCount = try c.decode(Int.self, forKey: .recomputedCount)
+        recomputedBytes = try c.decode(Int.self, forKey: .recomputedBytes)
+        planningSeconds = try c.decode(Double.self, forKey: .planningSeconds)
+        compress = try c.decodeIfPresent([PlannedCompression].self, forKey: .compress) ?? []
+        for p in compress {
+            guard let codec = try? Codec.parse(p.codec) else {
+                throw DecodingError.dataCorruptedError(forKey: .compress, in: c, debugDescription: "op \(p.op): '\(p.codec)' is not a codec")
+            }
+            guard codec.isLossless == p.lossless, !p.slots.isEmpty else {
+                throw DecodingError.dataCorruptedError(forKey: .compress, in: c, debugDescription: "op \(p.op): \(p.slots.isEmpty ? "no slots" : "\(p.codec) is \(codec.isLossless ? "lossless" : "lossy"), the plan says otherwise")")
+            }
+        }
+        predictedCodecSeconds = try c.decodeIfPresent(Double.self, forKey: .predictedCodecSeconds) ?? 0
     }
 }
 
 /// Decides, for every plannable op of a captured step, KEEP or RECOMPUTE so that the predicted
 /// peak fits the budget at the least recompute time.
 public enum Planner {
-    public static func plan(_ graph: StepGraph, budget: MemoryBudget, solver: PlanSolver = .auto) throws -> MemoryPlan {
-        try plan(PlanSimulator(graph), budget: budget, solver: solver)
+    public static func plan(_ graph: StepGraph, budget: MemoryBudget, solver: PlanSolver = .auto,
+                            options: PlanOptions = .default) throws -> MemoryPlan {
+        try plan(PlanSimulator(graph), budget: budget, solver: solver, options: options)
     }
 
-    public static func plan(_ sim: PlanSimulator, budget: MemoryBudget, solver: PlanSolver = .auto) throws -> MemoryPlan {
+    public static func plan(_ sim: PlanSimulator, budget: MemoryBudget, solver: PlanSolver = .auto,
+                            options: PlanOptions = .default) throws -> MemoryPlan {
         let start = monotonicSeconds()
         let none = sim.simulate([])
         let budgetBytes = budget.bytes(unconstrainedPeak: none.peakBytes)
+        let choices = actionChoices(sim, options)
+        let fourWay = choices.contains { $0.count > 1 }
         let all = Set(sim.candidates.indices)
-        let floor = sim.simulate(all)
+        let recomputeAll = sim.simulate(all)
+        let least = fourWay ? leastPeak(sim, choices) : PlanActions(recompute: all)
+        let floor = fourWay ? sim.simulate(least) : recomputeAll
         if floor.peakBytes > budgetBytes {
             throw PlanningError.budgetBelowMinimum(budget: budgetBytes, minimum: floor.peakBytes, breakdown: breakdown(floor))
         }
-        var chosen: (set: Set<Int>, prediction: PlanSimulator.Prediction, solver: String)
+        var chosen: (actions: PlanActions, prediction: PlanSimulator.Prediction, solver: String)
         if none.peakBytes <= budgetBytes {
-            chosen = ([], none, solver.rawValue)
+            chosen = (PlanActions(), none, solver.rawValue)
         } else {
-            var results: [(Set<Int>, PlanSimulator.Prediction, String)] = []
-            func consider(_ set: Set<Int>?, _ name: PlanSolver) {
-                guard let set else { return }
-                let p = sim.simulate(set)
-                if p.peakBytes <= budgetBytes { results.append((set, p, name.rawValue)) }
+            var results: [(PlanActions, PlanSimulator.Prediction, String)] = []
+            func consider(_ actions: PlanActions?, _ name: PlanSolver) {
+                guard let actions else { return }
+                let p = sim.simulate(actions)
+                if p.peakBytes <= budgetBytes { results.append((actions, p, name.rawValue)) }
             }
-            func local(_ starts: [Set<Int>]) -> Set<Int>? {
-                // From the faster fitting start (greedy's on ties).
+            func consider(_ set: Set<Int>?, _ name: PlanSolver) { consider(set.map { PlanActions(recompute: $0) }, name) }
+            // Recompute only (today's solvers, exactly), and over every action when codecs are allowed.
+            func local(_ starts: [PlanActions]) -> PlanActions? {
                 let fitting = starts.map { ($0, sim.simulate($0)) }.filter { $0.1.peakBytes <= budgetBytes }
                 guard let start = fitting.min(by: { $0.1.stepSeconds < $1.1.stepSeconds }) else { return nil }
-                return improve(sim, start.0, budget: budgetBytes)
+                if !fourWay { return PlanActions(recompute: improve(sim, start.0.recompute, budget: budgetBytes)) }
+                // Over every action: from each distinct fitting start (the moves are local, the
+                // starts far apart), the fastest result.
+                var seen = Set<PlanActions>()
+                var best: (PlanActions, Double)? = nil
+                // The three fastest distinct starts, 1300 simulations each (planning time stays
+                // under a second on gpt-small).
+                let distinct = fitting.sorted { $0.1.stepSeconds < $1.1.stepSeconds }.filter { seen.insert($0.0).inserted }.prefix(3)
+                for (s, _) in distinct {
+                    let a = improve(sim, s, choices: choices, budget: budgetBytes, maxSimulations: 1300)
+                    let t = sim.simulate(a).stepSeconds
+                    if best == nil || t < best!.1 { best = (a, t) }
+                }
+                return best?.0
             }
+            let count = sim.candidates.count
             switch solver {
             case .auto:
                 let g = greedy(sim, budget: budgetBytes), k = knapsack(sim, budget: budgetBytes)
                 consider(g, .greedy)
                 consider(k, .knapsack)
-                consider(local([g, k]), .local)
-                if sim.candidates.count <= 12 { consider(exhaustive(sim, budget: budgetBytes), .exhaustive) }
-            case .greedy: consider(greedy(sim, budget: budgetBytes), .greedy)
-            case .knapsack: consider(knapsack(sim, budget: budgetBytes), .knapsack)
-            case .local: consider(local([greedy(sim, budget: budgetBytes), knapsack(sim, budget: budgetBytes)]), .local)
-            case .exhaustive:
-                guard sim.candidates.count <= PlanSolver.exhaustiveLimit else {
-                    throw PlanningError.solverNotApplicable(solver: "exhaustive",
-                                                            reason: "it enumerates every subset of at most \(PlanSolver.exhaustiveLimit) candidate ops, and this step has \(sim.candidates.count); use auto, greedy, knapsack or local")
+                var starts = [PlanActions(recompute: g), PlanActions(recompute: k)]
+                if fourWay {
+                    let g4 = greedy(sim, choices: choices, budget: budgetBytes), k4 = knapsack(sim, choices: choices, budget: budgetBytes)
+                    consider(g4, .greedy)
+                    consider(k4, .knapsack)
+                    // Recompute-only local search too: the plan over every action is never slower.
+                    if let fit = [PlanActions(recompute: g), PlanActions(recompute: k)].filter({ sim.simulate($0).peakBytes <= budgetBytes })
+                        .min(by: { sim.simulate($0).stepSeconds < sim.simulate($1).stepSeconds }) {
+                        consider(improve(sim, fit.recompute, budget: budgetBytes), .local)
+                    }
+                    starts += [g4, k4, compressionFirst(sim, choices: choices, budget: budgetBytes), least]
                 }
-                consider(exhaustive(sim, budget: budgetBytes), .exhaustive)
+                consider(local(starts), .local)
+                if fourWay {
+                    if exhaustiveCount(choices) <= PlanSolver.autoExhaustiveCombinations { consider(exhaustive(sim, choices: choices, budget: budgetBytes), .exhaustive) }
+                } else if count <= 12 {
+                    consider(exhaustive(sim, budget: budgetBytes), .exhaustive)
+                }
+            case .greedy: consider(fourWay ? greedy(sim, choices: choices, budget: budgetBytes) : PlanActions(recompute: greedy(sim, budget: budgetBytes)), .greedy)
+            case .knapsack: consider(fourWay ? knapsack(sim, choices: choices, budget: budgetBytes) : PlanActions(recompute: knapsack(sim, budget: budgetBytes)), .knapsack)
+            case .local:
+                var starts = [PlanActions(recompute: greedy(sim, budget: budgetBytes)), PlanActions(recompute: knapsack(sim, budget: budgetBytes))]
+                if fourWay {
+                    starts += [greedy(sim, choices: choices, budget: budgetBytes), knapsack(sim, choices: choices, budget: budgetBytes),
+                               compressionFirst(sim, choices: choices, budget: budgetBytes), least]
+                }
+                consider(local(starts), .local)
+            case .exhaustive:
+                let combinations = exhaustiveCount(choices)
+                guard fourWay ? combinations <= PlanSolver.exhaustiveCombinations : count <= PlanSolver.exhaustiveLimit else {
+                    let reason = fourWay
+                        ? "it enumerates every combination of actions, at most \(PlanSolver.exhaustiveCombinations), and this step has \(combinations > Double(1 << 60) ? "more than 2^60" : String(format: "%.0f", combinations)); use auto, greedy, knapsack or local"
+                        : "it enumerates every subset of at most \(PlanSolver.exhaustiveLimit) candidate ops, and this step has \(count); use auto, greedy, knapsack or local"
+                    throw PlanningError.solverNotApplicable(solver: "exhaustive", reason: reason)
+                }
+                if fourWay { consider(exhaustive(sim, choices: choices, budget: budgetBytes), .exhaustive) }
+                else { consider(exhaustive(sim, budget: budgetBytes), .exhaustive) }
             }
             if let best = results.min(by: { a, b in
                 a.1.stepSeconds != b.1.stepSeconds ? a.1.stepSeconds < b.1.stepSeconds : a.0.count < b.0.count
             }) {
                 chosen = (best.0, best.1, solver == .auto ? "auto:" + best.2 : best.2)
             } else {
-                // No solver's plan fits: recompute everything (the floor, which fits).
-                chosen = (all, floor, "all")
+                // No solver's plan fits: the least-peak plan (which fits).
+                chosen = (least, floor, fourWay ? "least-peak" : "all")
             }
         }
-        return makePlan(sim, chosen.set, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none,
+        return makePlan(sim, chosen.actions, chosen.prediction, solver: chosen.solver, budget: budgetBytes, none: none,
                         floor: floor.peakBytes, start: start)
     }
 
-    private static func makePlan(_ sim: PlanSimulator, _ set: Set<Int>, _ p: PlanSimulator.Prediction, solver: String,
+    private static func makePlan(_ sim: PlanSimulator, _ actions: PlanActions, _ p: PlanSimulator.Prediction, solver: String,
                                  budget: Int, none: PlanSimulator.Prediction, floor: Int, start: Double) -> MemoryPlan {
         let cands = sim.candidates
-        let rec = set.sorted { cands[$0].op < cands[$1].op }
+        let rec = actions.recompute.sorted { cands[$0].op < cands[$1].op }
         let recBytes = rec.reduce(0) { $0 + cands[$1].bytes }
+        var compress: [PlannedCompression] = []
+        for (c, action) in actions.byCandidate.sorted(by: { cands[$0.key].op < cands[$1.key].op }) {
+            guard case .compress(let codec) = action else { continue }
+            let effect = sim.compressionEffect(c, codec)
+            compress.append(PlannedCompression(op: cands[c].name, codec: codec.description, slots: sim.packedSlots(c, codec).sorted(),
+                                               bytes: cands[c].bytes, packedBytes: cands[c].bytes - effect.bytes, lossless: codec.isLossless))
+        }
+        let compressedBytes = compress.reduce(0) { $0 + $1.bytes }
         let totalBytes = cands.reduce(0) { $0 + $1.bytes }
-        return MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
-                          recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
-                          unconstrainedPeakBytes: none.peakBytes, minimumPeakBytes: floor, predictedPeakBytes: p.peakBytes,
-                          predictedPeakLocation: p.peakLocation,
-                          baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
-                          keptCount: cands.count - rec.count, keptBytes: totalBytes - recBytes,
-                          recomputedCount: rec.count, recomputedBytes: recBytes,
-                          planningSeconds: monotonicSeconds() - start)
+        var plan = MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
+                              recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
+                              unconstrainedPeakBytes: none.peakBytes, minimumPeakBytes: floor, predictedPeakBytes: p.peakBytes,
+                              predictedPeakLocation: p.peakLocation,
+                              baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
+                              keptCount: cands.count - rec.count - compress.count, keptBytes: totalBytes - recBytes - compressedBytes,
+                              recomputedCount: rec.count, recomputedBytes: recBytes,
+                              planningSeconds: 0)
+        plan.compress = compress
+        plan.predictedCodecSeconds = p.codecSeconds
+        plan.planningSeconds = monotonicSeconds() - start
+        return plan
     }
 
     static func breakdown(_ p: PlanSimulator.Prediction) -> String {

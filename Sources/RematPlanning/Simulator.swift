@@ -1,3 +1,51 @@
+/// What a plan does with the saved tensors of one candidate op.
+public enum SavedTensorAction: Sendable, Hashable, CustomStringConvertible {
+    /// Its slots hold the tensors.
+    case keep
+    /// Dropped at the end of the forward, rebuilt by a recompute of its block.
+    case recompute
+    /// Its slots hold the tensors packed by the codec (``Codec``) from when they are saved until
+    /// backward unpacks them.
+    case compress(Codec)
+    /// Spilled to the spill store from when they are saved until backward reads them back.
+    case offload
+
+    public var description: String {
+        switch self {
+        case .keep: return "keep"
+        case .recompute: return "recompute"
+        case .compress(let c): return "compress(\(c))"
+        case .offload: return "offload"
+        }
+    }
+
+    /// Whether backward reads bitwise what keeping would give it.
+    public var isLossless: Bool {
+        if case .compress(let c) = self { return c.isLossless }
+        return true
+    }
+}
+
+/// One action per candidate (indices into ``PlanSimulator/candidates``); a candidate not listed
+/// is kept.
+public struct PlanActions: Sendable, Hashable {
+    public private(set) var byCandidate: [Int: SavedTensorAction]
+
+    public init(_ actions: [Int: SavedTensorAction] = [:]) { byCandidate = actions.filter { $0.value != .keep } }
+    /// Recompute the candidates in `set`, keep the rest.
+    public init(recompute set: Set<Int>) { byCandidate = Dictionary(uniqueKeysWithValues: set.map { ($0, .recompute) }) }
+
+    public subscript(c: Int) -> SavedTensorAction {
+        get { byCandidate[c] ?? .keep }
+        set { byCandidate[c] = newValue == .keep ? nil : newValue }
+    }
+
+    /// The candidates recomputed.
+    public var recompute: Set<Int> { Set(byCandidate.compactMap { $0.value == .recompute ? $0.key : nil }) }
+    /// Candidates with an action other than keep.
+    public var count: Int { byCandidate.count }
+}
+
 /// Predicts the peak memory and the time of a training step under a plan (a set of RECOMPUTE ops).
 ///
 /// It composes the two captured sequences with the executor's own rules (``CheckpointRegion``
@@ -26,6 +74,26 @@ public final class PlanSimulator: @unchecked Sendable {
     /// The backward part of the unplanned sequence, backward nodes resolved to op indices
     /// (-1: a node with no forward op of that name).
     private let backwardEvents: [(event: StepGraph.Event, op: Int)]
+    /// Per candidate: what each codec that saves bytes on it packs (``Packing``), cheapest first.
+    private let packings: [[(codec: Codec, packs: [Packing])]]
+    private let categories = MemoryCategory.allCases
+    private let categoryIndex: [MemoryCategory: Int]
+    private let tensorCategory: [Int]
+
+    /// One packed form a codec makes of a candidate's tensor: allocated when its first slot saves
+    /// (`saver`, a forward op), decoded into `rawBytes` of new storage when backward first needs
+    /// it (`firstBackwardOp`), both freed when the unplanned step frees the tensor. `freesRaw`: every
+    /// slot holding the tensor is packed, so the tensor itself dies after its last forward use.
+    struct Packing: Sendable, Hashable {
+        var tensor: Int
+        var saver: Int
+        var firstBackwardOp: Int
+        var packedBytes: Int
+        var rawBytes: Int
+        var freesRaw: Bool
+        var encodeSeconds: Double
+        var decodeSeconds: Double
+    }
 
     public struct Prediction: Sendable, Hashable {
         public var peakBytes: Int
@@ -37,6 +105,10 @@ public final class PlanSimulator: @unchecked Sendable {
         public var recomputedOps: Int
         /// Where the peak happens: `forward of OP`, `backward of OP`, or `recompute of BLOCK (for the backward of OP)`.
         public var peakLocation: String
+        /// Seconds the codecs take (encode in the forward, decode in the backward).
+        public var codecSeconds: Double = 0
+        /// Bytes of packed forms alive at the peak.
+        public var packedBytesAtPeak: Int = 0
     }
 
     public init(_ graph: StepGraph) {
@@ -79,6 +151,75 @@ public final class PlanSimulator: @unchecked Sendable {
             if case .backwardOp(let n) = ev { return (ev, opIndex[n] ?? -1) }
             return (ev, -1)
         }
+        packings = Self.packings(graph, candidates, opIndex: opIndex)
+        let categoryIndex = Dictionary(uniqueKeysWithValues: MemoryCategory.allCases.enumerated().map { ($0.element, $0.offset) })
+        self.categoryIndex = categoryIndex
+        tensorCategory = graph.tensors.map { categoryIndex[$0.category]! }
+    }
+
+    /// What each codec packs of each candidate, as ``CompressionSession`` packs: slots in forward
+    /// order; one packed form per tensor and view (offset and shape), and a view saved after a slot that covers
+    /// the whole tensor shares that slot's form. Codecs that save no bytes on a candidate, and
+    /// every codec when the graph has no measured costs, are left out.
+    private static func packings(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int]) -> [[(codec: Codec, packs: [Packing])]] {
+        guard let costs = graph.actionCosts else { return candidates.map { _ in [] } }
+        var backwardRank: [Int: Int] = [:]   // op index → first backward position
+        for (k, n) in graph.backwardOrder.enumerated() { if let o = opIndex[n], backwardRank[o] == nil { backwardRank[o] = k } }
+        var slotsOfTensor: [Int: [StepGraph.Slot]] = [:]
+        for s in graph.slots { slotsOfTensor[s.tensor, default: []].append(s) }
+        let codecs = Codec.all.filter { $0 != .none }
+        return candidates.map { cand in
+            var options: [(codec: Codec, packs: [Packing], saved: Int)] = []
+            for codec in codecs {
+                var packs: [Packing] = []
+                var ok = true
+                for t in cand.tensors {
+                    let slots = (slotsOfTensor[t] ?? []).sorted { (opIndex[$0.saver] ?? 0, $0.name) < (opIndex[$1.saver] ?? 0, $1.name) }
+                    let packed = slots.filter { graph.codec(codec, packs: $0) }
+                    guard !packed.isEmpty else { continue }
+                    let freesRaw = packed.count == slots.count
+                    var byLayout: [[Int]: Int] = [:]   // offset and shape → index in packs
+                    var whole: Int? = nil
+                    let bytes = graph.tensors[t].bytes
+                    for sl in packed {
+                        guard let saver = opIndex[sl.saver], let firstBack = backwardRank[saver] else { ok = false; break }
+                        let n = sl.shape.reduce(1, *)
+                        if let w = whole ?? byLayout[[sl.offset] + sl.shape] {
+                            packs[w].firstBackwardOp = Swift.min(packs[w].firstBackwardOp, firstBack)
+                            continue
+                        }
+                        guard let (enc, dec) = costs.seconds(codec, bytes: 4 * n) else { ok = false; break }
+                        packs.append(Packing(tensor: t, saver: saver, firstBackwardOp: firstBack,
+                                             packedBytes: codec.packedByteCount(shape: sl.shape), rawBytes: 4 * n,
+                                             freesRaw: freesRaw, encodeSeconds: enc, decodeSeconds: dec))
+                        byLayout[[sl.offset] + sl.shape] = packs.count - 1
+                        if 4 * n == bytes && sl.offset == 0 { whole = packs.count - 1 }
+                    }
+                    if !ok { break }
+                }
+                guard ok, !packs.isEmpty else { continue }
+                // Bytes no longer held between the forward and the backward.
+                var saved = 0
+                for t in Set(packs.map(\.tensor)) where packs.first(where: { $0.tensor == t })!.freesRaw { saved += graph.tensors[t].bytes }
+                saved -= packs.reduce(0) { $0 + $1.packedBytes }
+                if saved > 0 { options.append((codec, packs, saved)) }
+            }
+            return options.map { ($0.codec, $0.packs) }
+        }
+    }
+
+    /// The codecs that save bytes on candidate `c` (measured costs, applicable to its slots).
+    public func codecs(for c: Int) -> [Codec] { packings[c].map(\.codec) }
+
+    /// Bytes compressing candidate `c` with `codec` frees between the forward and the backward
+    /// (its tensors less their packed forms; 0 when the codec does not apply), and the codec's
+    /// seconds (encode and decode).
+    public func compressionEffect(_ c: Int, _ codec: Codec) -> (bytes: Int, seconds: Double) {
+        guard let packs = packings[c].first(where: { $0.codec == codec })?.packs else { return (0, 0) }
+        var bytes = 0
+        for t in Set(packs.map(\.tensor)) where packs.first(where: { $0.tensor == t })!.freesRaw { bytes += graph.tensors[t].bytes }
+        bytes -= packs.reduce(0) { $0 + $1.packedBytes }
+        return (bytes, packs.reduce(0.0) { $0 + $1.encodeSeconds + $1.decodeSeconds })
     }
 
     /// Plan as op names → candidate set (unknown names are an error).
@@ -93,22 +234,74 @@ public final class PlanSimulator: @unchecked Sendable {
         return set
     }
 
+    /// A plan's actions on this graph; unknown op names, and compressions whose codec does not
+    /// pack the slots named, are an error.
+    public func actions(of plan: MemoryPlan) throws -> PlanActions {
+        var actions = PlanActions(recompute: try recomputeSet(Set(plan.recompute)))
+        let byName = Dictionary(uniqueKeysWithValues: candidates.enumerated().map { ($0.element.name, $0.offset) })
+        var unknown: [String] = []
+        for p in plan.compress {
+            guard let c = byName[p.op] else { unknown.append(p.op); continue }
+            guard let codec = try? Codec.parse(p.codec), codecs(for: c).contains(codec) else {
+                throw PlanningError.stalePlan(expected: "\(p.codec) applicable to \(p.op)'s saved tensors", found: "it does not pack them here")
+            }
+            guard actions[c] == .keep else {
+                throw PlanningError.stalePlan(expected: "one action per op", found: "\(p.op) both recomputed and compressed")
+            }
+            actions[c] = .compress(codec)
+        }
+        if !unknown.isEmpty { throw PlanningError.unknownNames(plan: "for \(graph.model) \(graph.inputShape)", names: unknown) }
+        return actions
+    }
+
+    /// The slots (stable names) `codec` packs of candidate `c`'s tensors.
+    public func packedSlots(_ c: Int, _ codec: Codec) -> [String] {
+        let tensors = Set(candidates[c].tensors)
+        return graph.slots.filter { tensors.contains($0.tensor) && graph.codec(codec, packs: $0) }.map(\.name)
+    }
+
     /// The prediction for recomputing the candidates in `plan` (indices into ``candidates``).
-    public func simulate(_ plan: Set<Int>) -> Prediction { simulate(plan, recordingPeak: nil) }
+    public func simulate(_ plan: Set<Int>) -> Prediction { simulate(PlanActions(recompute: plan), recordingPeak: nil) }
+
+    /// The prediction for `actions`.
+    public func simulate(_ actions: PlanActions) -> Prediction { simulate(actions, recordingPeak: nil) }
 
     /// The tensors the step allocated that are alive at the predicted peak under `plan` (largest
     /// first), besides what was alive before the step: what a budget would have to drop.
-    public func tensorsAtPeak(_ plan: Set<Int>) -> [StepGraph.TensorInfo] {
+    public func tensorsAtPeak(_ plan: Set<Int>) -> [StepGraph.TensorInfo] { tensorsAtPeak(PlanActions(recompute: plan)) }
+
+    /// The tensors the step allocated that are alive (unpacked) at the predicted peak under `actions`.
+    public func tensorsAtPeak(_ actions: PlanActions) -> [StepGraph.TensorInfo] {
         let box = PeakRecorder()
-        _ = simulate(plan, recordingPeak: box)
+        _ = simulate(actions, recordingPeak: box)
         return box.alive.enumerated().filter { $0.element && !graph.tensors[$0.offset].preexisting }
             .map { graph.tensors[$0.offset] }.sorted { ($0.bytes, $1.id) > ($1.bytes, $0.id) }
     }
 
     private final class PeakRecorder { var alive: [Bool] = [] }
 
-    private func simulate(_ plan: Set<Int>, recordingPeak recorder: PeakRecorder?) -> Prediction {
+    private func simulate(_ actions: PlanActions, recordingPeak recorder: PeakRecorder?) -> Prediction {
+        let plan = actions.recompute
         let tensors = graph.tensors
+        // Packed forms: by the forward op that makes them, the backward op that first decodes
+        // them, and the tensor whose free frees them.
+        var packsBySaver: [Int: [Packing]] = [:], packsByBackwardOp: [Int: [Int]] = [:], packsOfTensor: [Int: [Int]] = [:]
+        var allPacks: [Packing] = []
+        var packedRaw = [Bool](repeating: false, count: tensors.count)   // freed after the forward: every slot packs it
+        var codecSeconds = 0.0
+        for (c, action) in actions.byCandidate {
+            guard case .compress(let codec) = action, let packs = packings[c].first(where: { $0.codec == codec })?.packs else { continue }
+            for p in packs {
+                let k = allPacks.count
+                allPacks.append(p)
+                packsBySaver[p.saver, default: []].append(p)
+                packsByBackwardOp[p.firstBackwardOp, default: []].append(k)
+                packsOfTensor[p.tensor, default: []].append(k)
+                if p.freesRaw { packedRaw[p.tensor] = true }
+                codecSeconds += p.encodeSeconds + p.decodeSeconds
+            }
+        }
+        var packedLive = 0
         var recomputeTensor = [Bool](repeating: false, count: tensors.count)
         var planOps = Set<Int>()
         var regionHasPlan = [Bool](repeating: false, count: graph.regions.count)
@@ -122,8 +315,10 @@ public final class PlanSimulator: @unchecked Sendable {
         for (i, t) in tensors.enumerated() where t.preexisting { alive[i] = true }
         var live = graph.baselineBytes
         var peak = live
-        var cat = graph.baselineByCategory
+        // Live bytes by category, indexed (a dictionary here would hash on every event).
+        var cat = categories.map { graph.baselineByCategory[$0] ?? 0 }
         var peakCat = cat
+        let activations = categoryIndex[.activations]!
         // Where we are (forward event index; backward op; block recomputing), and where the peak was.
         var position = (forwardEvent: 0, backwardOp: -1, recomputing: -1)
         var peakPosition = position
@@ -131,17 +326,32 @@ public final class PlanSimulator: @unchecked Sendable {
             guard !alive[t] else { return }
             alive[t] = true
             live += tensors[t].bytes
-            cat[tensors[t].category, default: 0] += tensors[t].bytes
+            cat[tensorCategory[t]] += tensors[t].bytes
             if live > peak {
-                peak = live; peakCat = cat; peakPosition = position
+                peak = live; peakCat = cat; peakPosition = position; packedAtPeak = packedLive
                 recorder?.alive = alive
             }
+        }
+        var packedAtPeak = 0
+        // Packed forms and their decoded copies (activations while alive).
+        var decoded = [Bool](repeating: false, count: allPacks.count)
+        func addBytes(_ bytes: Int) {
+            live += bytes
+            cat[activations] += bytes
+            if live > peak {
+                peak = live; peakCat = cat; peakPosition = position; packedAtPeak = packedLive
+                recorder?.alive = alive
+            }
+        }
+        func removeBytes(_ bytes: Int) {
+            live -= bytes
+            cat[activations] -= bytes
         }
         func free(_ t: Int) {
             guard alive[t] else { return }
             alive[t] = false
             live -= tensors[t].bytes
-            cat[tensors[t].category, default: 0] -= tensors[t].bytes
+            cat[tensorCategory[t]] -= tensors[t].bytes
         }
         // Forward.
         for (k, ev) in graph.droppedForward.enumerated() {
@@ -149,9 +359,11 @@ public final class PlanSimulator: @unchecked Sendable {
             switch ev {
             case .allocate(let t): allocate(t)
             case .free(let t):
-                // A candidate the plan keeps stays in its slot.
-                if !tensors[t].savedBy.isEmpty && !recomputeTensor[t] { continue }
+                // A candidate the plan keeps stays in its slot (unless every slot holds it packed).
+                if !tensors[t].savedBy.isEmpty && !recomputeTensor[t] && !packedRaw[t] { continue }
                 free(t)
+            case .forwardOp(let i):
+                for p in packsBySaver[i] ?? [] { packedLive += p.packedBytes; addBytes(p.packedBytes) }
             default: break
             }
         }
@@ -163,10 +375,14 @@ public final class PlanSimulator: @unchecked Sendable {
         }
         var recomputeSeconds = 0.0
         var recomputedOps = 0
+        var backwardRank = -1
         for (ev, op) in backwardEvents {
             switch ev {
             case .backwardOp:
                 position.backwardOp = op
+                // Unpacked when the op's backward starts (by its rank among the backward nodes).
+                backwardRank += 1
+                for k in packsByBackwardOp[backwardRank] ?? [] where !decoded[k] { decoded[k] = true; addBytes(allPacks[k].rawBytes) }
                 if op >= 0, holds[op], let r = graph.ops[op].region, regionHasPlan[r], !triggered[r] {
                     triggered[r] = true
                     position.recomputing = r
@@ -177,14 +393,23 @@ public final class PlanSimulator: @unchecked Sendable {
                     recomputedOps += n
                 }
             case .allocate(let t): allocate(t)
-            case .free(let t): free(t)
+            case .free(let t):
+                for k in packsOfTensor[t] ?? [] where allPacks[k].packedBytes > 0 || decoded[k] {
+                    packedLive -= allPacks[k].packedBytes
+                    removeBytes(allPacks[k].packedBytes + (decoded[k] ? allPacks[k].rawBytes : 0))
+                    allPacks[k].packedBytes = 0
+                    decoded[k] = false
+                }
+                free(t)
             default: break
             }
         }
-        return Prediction(peakBytes: peak, peakByCategory: peakCat.filter { $0.value != 0 },
-                          stepSeconds: graph.stepSeconds + recomputeSeconds,
+        var byCategory: [MemoryCategory: Int] = [:]
+        for (k, v) in peakCat.enumerated() where v != 0 { byCategory[categories[k]] = v }
+        return Prediction(peakBytes: peak, peakByCategory: byCategory,
+                          stepSeconds: graph.stepSeconds + recomputeSeconds + codecSeconds,
                           recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps,
-                          peakLocation: describe(peakPosition))
+                          peakLocation: describe(peakPosition), codecSeconds: codecSeconds, packedBytesAtPeak: packedAtPeak)
     }
 
     private func describe(_ p: (forwardEvent: Int, backwardOp: Int, recomputing: Int)) -> String {

@@ -34,7 +34,8 @@ public struct StepRunner {
 /// forward with every candidate dropped (``DroppedForwardPass``: where each tensor dies when no
 /// slot holds it). Each pass records typed events (``CaptureLog``) through the op and backward
 /// observers and its own module execution (which marks the planning regions), between the
-/// ledger's. The model runs unplanned, whatever its own execution (the passes run it under theirs);
+/// ledger's. The model runs unplanned and untreated, whatever its own execution and saved-tensor
+/// policy (the passes run it under theirs, without compression or offload);
 /// its parameters are trained by these steps, as in any profiling warm-up.
 public enum StepCapture {
     public static func capture(_ runner: StepRunner, timingRuns: Int = 3) throws -> StepGraph {
@@ -42,14 +43,39 @@ public enum StepCapture {
         let regions = model.planningRegions
         guard !regions.isEmpty else { throw PlanningError.noBlocks(model: model.typeName) }
         let regionIndex = Dictionary(uniqueKeysWithValues: regions.enumerated().map { ($0.element.0, $0.offset) })
+        // Untreated as well as unplanned: what the step saves, as it is (a plan's own compression,
+        // or the user's, would hide the tensors it packs).
+        let treatment = model.savedTensorPolicy
+        model.savedTensorPolicy = nil
+        defer { model.savedTensorPolicy = treatment }
 
-        // Warm-up.
-        withModuleExecution(CaptureExecution(regions: regionIndex, log: nil, planned: nil)) { runner.step() }
+        // Warm-up, noting which value-dependent codecs each saved tensor allows.
+        let valueCodecs = ValueCodecs()
+        withModuleExecution(CaptureExecution(regions: regionIndex, log: nil, planned: nil)) {
+            AutogradContext.with({ $0.opObserver = { node, _ in valueCodecs.observe(node) } }) { runner.step() }
+        }
         let timing = TimingPass.run(runner, runs: Swift.max(1, timingRuns), regions: regionIndex)
         var (graph, tensorOfStorage) = TimelinePass.run(runner, regions: regionIndex, timing: timing)
         graph.regions = regions.map(\.0)
         try DroppedForwardPass.run(runner, regions: regionIndex, tensorOfStorage: tensorOfStorage, into: &graph)
+        for i in graph.slots.indices { graph.slots[i].valueCodecs = valueCodecs.bySlot[graph.slots[i].name] ?? [] }
+        graph.actionCosts = ActionCosts.measuredOnce()
         return graph
+    }
+}
+
+/// Which of the codecs that depend on the values (bits, causal) each saved tensor of a step
+/// allows, by slot name.
+final class ValueCodecs: @unchecked Sendable {
+    var bySlot: [String: Set<Codec>] = [:]
+    func observe(_ node: Node) {
+        for s in node.savedTensors where !s.info.isParameter && s.info.dtype == .float32 {
+            guard case .tensor(let t)? = s.payload else { continue }
+            var allowed = Set<Codec>()
+            if Codec.bits.packs(t) { allowed.insert(.bits) }
+            if Codec.causal.applies(to: s.info), Codec.causal.packs(t) { allowed.formUnion([.causal, .causalBF16]) }
+            if !allowed.isEmpty { bySlot[s.info.name] = allowed }
+        }
     }
 }
 
@@ -63,7 +89,7 @@ final class CaptureLog: @unchecked Sendable {
         var kind: String
         var inputs: [String]
         var outputStorage: Int
-        var slots: [(name: String, storage: Int, role: String)]
+        var slots: [(name: String, storage: Int, role: String, shape: [Int], isOutput: Bool, dtype: DType, offset: Int)]
 
         init(_ node: Node, _ output: Tensor) {
             name = node.name
@@ -75,7 +101,7 @@ final class CaptureLog: @unchecked Sendable {
             outputStorage = output.storage.id
             slots = node.savedTensors.compactMap { s in
                 guard !s.info.isParameter, case .tensor(let t)? = s.payload else { return nil }
-                return (s.info.name, t.storage.id, s.info.role)
+                return (s.info.name, t.storage.id, s.info.role, s.info.shape, s.info.isOutput, s.info.dtype, t.offset)
             }
         }
     }
@@ -241,7 +267,7 @@ enum TimelinePass {
         }
         var ops: [StepGraph.Op] = []
         var opIndex: [String: Int] = [:]
-        var slots: [(name: String, saver: String, storage: Int, role: String)] = []
+        var slots: [(name: String, saver: String, storage: Int, role: String, shape: [Int], isOutput: Bool, dtype: DType, offset: Int)] = []
         var ownerOfStorage: [Int: Int] = [:]
         var outputStorage: [Int: Int] = [:]
         var consumersOfStorage: [Int: [Int]] = [:]
@@ -252,7 +278,7 @@ enum TimelinePass {
                                     seconds: timing.forward[r.name] ?? 0, outputTensor: nil))
             for s in r.slots {
                 if ownerOfStorage[s.storage] == nil { ownerOfStorage[s.storage] = i }
-                slots.append((s.name, r.name, s.storage, s.role))
+                slots.append((s.name, r.name, s.storage, s.role, s.shape, s.isOutput, s.dtype, s.offset))
             }
             if ownerOfStorage[r.outputStorage] == nil { ownerOfStorage[r.outputStorage] = i }
             outputStorage[i] = r.outputStorage
@@ -323,7 +349,10 @@ enum TimelinePass {
         for s in slots {
             guard let t = tensorOf[s.storage] else { continue }   // data or parameters from before the step
             tensors[t].savedBy.append(s.name)
-            graphSlots.append(StepGraph.Slot(name: s.name, saver: s.saver, tensor: t))
+            var slot = StepGraph.Slot(name: s.name, saver: s.saver, tensor: t, role: s.role, shape: s.shape, isOutput: s.isOutput,
+                                      dtype: s.dtype)
+            slot.offset = s.offset
+            graphSlots.append(slot)
         }
         // Liveness through slots, in backward order.
         var backwardRank = 0

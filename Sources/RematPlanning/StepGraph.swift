@@ -81,11 +81,58 @@ public struct StepGraph: Sendable, Equatable {
     public var droppedForward: [Event]
     /// For each saved-tensor slot: its name, the op that saved it, the tensor it holds.
     public var slots: [Slot]
+    /// What compressing (and offloading) costs on the machine that captured the step (nil: not
+    /// measured, as in a profile written before they were: only keep and recompute are planned).
+    public var actionCosts: ActionCosts? = nil
 
     public struct Slot: Sendable, Hashable {
         public var name: String
         public var saver: String
         public var tensor: Int
+        /// The slot's role in its op (`input`, `output`, `lhs`, …), the shape of the tensor it saves
+        /// (a view may cover part of the storage) and whether that is the saver's own output: what
+        /// a codec needs to know whether it applies and how many bytes it packs into (empty for a
+        /// profile written before they were recorded: no codec is offered for it).
+        public var role: String
+        public var shape: [Int]
+        public var isOutput: Bool
+        public var dtype: DType
+        /// The codecs that depend on the values (``Codec/bits``, ``Codec/causal``,
+        /// ``Codec/causalBF16``) which the captured values allow (``Codec/packs(_:)``).
+        public var valueCodecs: Set<Codec> = []
+        /// Where the saved view starts in its storage, in elements (views of one storage at other
+        /// offsets are packed apart).
+        public var offset: Int = 0
+
+        public init(name: String, saver: String, tensor: Int, role: String = "", shape: [Int] = [], isOutput: Bool = false,
+                    dtype: DType = .float32) {
+            self.name = name
+            self.saver = saver
+            self.tensor = tensor
+            self.role = role
+            self.shape = shape
+            self.isOutput = isOutput
+            self.dtype = dtype
+        }
+    }
+
+    /// The facts a codec checks, for slot `s` (``Codec/applies(to:)``).
+    public func info(of s: Slot) -> SavedTensorInfo {
+        let kind = ops.first { $0.name == s.saver }?.kind ?? ""
+        let n = s.shape.reduce(1, *)
+        return SavedTensorInfo(name: s.name, nodeName: s.saver, op: kind, role: s.role, shape: s.shape, dtype: s.dtype,
+                               byteCount: n * s.dtype.byteSize, isParameter: false, isOutput: s.isOutput)
+    }
+
+    /// Whether `codec` packs what slot `s` saves: it applies to the slot, and for the codecs that
+    /// depend on the values, the captured values allowed it. False when the slot's facts were not
+    /// recorded (an older profile).
+    public func codec(_ codec: Codec, packs s: Slot) -> Bool {
+        guard !s.role.isEmpty, codec != .none, codec.applies(to: info(of: s)) else { return false }
+        switch codec {
+        case .bits, .causal, .causalBF16: return s.valueCodecs.contains(codec)
+        default: return true
+        }
     }
 
     /// Ops that can be planned: in a block, owning tensors that only slots of their own block save.

@@ -26,6 +26,8 @@ extension StepGraph {
         /// Version 2: the bytes and FNV-1a 64 checksum of each of the other files, so a folder
         /// that mixes files of two profiles is refused.
         var files: [String: FileStamp]? = nil
+        /// What compressing costs on the capturing machine (absent in older profiles).
+        var action_costs: ActionCosts? = nil
     }
 
     private struct FileStamp: Codable, Equatable {
@@ -55,28 +57,12 @@ extension StepGraph {
     /// checksum of each, so that ``readStats(from:)`` refuses a folder a failure left half old,
     /// half new.
     public func writeStats(to directory: String) throws {
-        let trimmed = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: trimmed, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw AtomicFileError(path: trimmed, reason: "it exists and is not a directory") }
-            return try writeStatsFiles(into: trimmed + "/")
-        }
-        let parent = (trimmed as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: parent.isEmpty ? "." : parent, withIntermediateDirectories: true)
-        let temp = (parent.isEmpty ? "" : parent + "/") + "." + (trimmed as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: false)
-        do {
-            try writeStatsFiles(into: temp + "/")
-            guard rename(temp, trimmed) == 0 else {
-                throw AtomicFileError(path: trimmed, reason: "cannot rename the temporary directory \(temp) into place (\(String(cString: strerror(errno))))")
-            }
-        } catch {
-            try? FileManager.default.removeItem(atPath: temp)
-            throw error
-        }
+        try AtomicFile.writeDirectory(directory, files: statsFileContents())
     }
 
-    private func writeStatsFiles(into dir: String) throws {
+    /// The profile files' bytes, `step.json` (which stamps the others) last.
+    private func statsFileContents() throws -> [(name: String, bytes: [UInt8])] {
+        var files: [(name: String, bytes: [UInt8])] = []
         let f = ops.count
         let backward = backwardOrder
         let opByName = Dictionary(ops.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
@@ -85,7 +71,7 @@ extension StepGraph {
         func write(_ table: CSVTable, _ name: String) throws {
             let bytes = Array(table.text.utf8)
             stamps[name] = FileStamp(bytes)
-            try AtomicFile.write(to: dir + name) { try $0.write(bytes) }
+            files.append((name, bytes))
         }
 
         // node_stats.csv: forward ops, then backward nodes, with the live-bytes peak of each.
@@ -141,8 +127,12 @@ extension StepGraph {
         }
         try write(acts, "activation_stats.csv")
 
-        var slotTable = CSVTable(header: ["slot_name", "saver", "tensor_id"])
-        for s in slots { slotTable.rows.append([s.name, s.saver, String(s.tensor)]) }
+        var slotTable = CSVTable(header: ["slot_name", "saver", "tensor_id", "role", "shape", "is_output", "dtype", "value_codecs", "offset"])
+        for s in slots {
+            slotTable.rows.append([s.name, s.saver, String(s.tensor), s.role, s.shape.map(String.init).joined(separator: "x"),
+                                   s.isOutput ? "true" : "false", s.dtype.rawValue,
+                                   s.valueCodecs.map(\.description).sorted().joined(separator: ";"), String(s.offset)])
+        }
         try write(slotTable, "saved_slots.csv")
 
         var events = CSVTable(header: ["sequence", "index", "event", "argument"])
@@ -171,11 +161,13 @@ extension StepGraph {
         // step.json last, stamping the files it belongs with.
         let meta = StepMeta(model: model, input_shape: inputShape, blocks: regions, baseline_bytes: baselineBytes,
                             baseline_by_category: Dictionary(uniqueKeysWithValues: baselineByCategory.map { ($0.key.description, $0.value) }),
-                            measured_peak_bytes: measuredPeakBytes, step_seconds: stepSeconds, forward_ops: f, files: stamps)
+                            measured_peak_bytes: measuredPeakBytes, step_seconds: stepSeconds, forward_ops: f, files: stamps,
+                            action_costs: actionCosts)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let json = try enc.encode(meta)
-        try AtomicFile.write(to: dir + "step.json") { try $0.write(Array(json)) }
+        files.append(("step.json", Array(json)))
+        return files
     }
 
     /// Peak live bytes while each forward op and each backward node runs, from the unplanned step.
@@ -239,6 +231,12 @@ extension StepGraph {
         try check("every baseline_by_category value must be from 0 to \(maximumBytes)", meta.baseline_by_category.values.allSatisfy { (0...maximumBytes).contains($0) })
         try check("step_seconds \(meta.step_seconds) must be a time from 0 to \(maximumSeconds) s", meta.step_seconds.isFinite && (0...maximumSeconds).contains(meta.step_seconds))
         try check("forward_ops \(meta.forward_ops) must be from 0 to 10000000", (0...10_000_000).contains(meta.forward_ops))
+        if let costs = meta.action_costs {
+            for (name, r) in costs.codecs.sorted(by: { $0.key < $1.key }) {
+                try check("action_costs: codec '\(name)' is not a codec", (try? Codec.parse(name)) != nil)
+                try check("action_costs: \(name)'s rates must be from 0.001 to 10000 GB/s", [r.encode_gbps, r.decode_gbps].allSatisfy { $0.isFinite && (0.001...10_000).contains($0) })
+            }
+        }
         var texts: [String: String] = [:]
         for name in statsFiles.dropFirst() {
             let data: [UInt8]
@@ -387,7 +385,42 @@ extension StepGraph {
             let r = Reader(table: slotTable, file: slotFile, row: i)
             let t = try r.int("tensor_id")
             guard t >= 0, t < tensors.count else { throw r.fail("tensor_id \(t) is not in activation_stats.csv") }
-            slots.append(Slot(name: try r.text("slot_name"), saver: try r.text("saver"), tensor: t))
+            var slot = Slot(name: try r.text("slot_name"), saver: try r.text("saver"), tensor: t)
+            if slotTable.header.contains("shape") {   // written since codecs are planned
+                slot.role = try r.text("role")
+                let shapeText = try r.text("shape")
+                let dims = shapeText.isEmpty ? [] : shapeText.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+                guard dims.allSatisfy({ $0 != nil && (0...(1 << 40)).contains($0!) }), dims.count <= 8 else {
+                    throw r.fail("shape '\(shapeText)' is not up to 8 sizes joined by x (2x16x64)")
+                }
+                slot.shape = dims.map { $0! }
+                let dtypeText = try r.text("dtype")
+                guard let dtype = DType(rawValue: dtypeText) else {
+                    throw r.fail("dtype '\(dtypeText)' (expected one of \(DType.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                slot.dtype = dtype
+                slot.offset = try r.int("offset", in: 0...maximumBytes)
+                for spelling in try r.list("value_codecs") {
+                    guard let c = try? Codec.parse(spelling), [Codec.bits, .causal, .causalBF16].contains(c) else {
+                        throw r.fail("value_codecs '\(spelling)' (expected bits, causal or causal-bf16, joined by ;)")
+                    }
+                    slot.valueCodecs.insert(c)
+                }
+                var viewBytes = dtype.byteSize
+                for d in slot.shape {
+                    let (v, overflow) = viewBytes.multipliedReportingOverflow(by: d)
+                    viewBytes = overflow ? Int.max : v
+                }
+                guard slot.shape.isEmpty || viewBytes <= tensors[t].bytes else {
+                    throw r.fail("shape '\(shapeText)' holds more \(dtypeText) elements than tensor \(t)'s \(tensors[t].bytes) bytes")
+                }
+                switch try r.text("is_output") {
+                case "true": slot.isOutput = true
+                case "false": slot.isOutput = false
+                case let s: throw r.fail("is_output '\(s)' (expected true or false)")
+                }
+            }
+            slots.append(slot)
         }
 
         let (eventTable, eventFile) = try table("memory_events.csv")
@@ -434,6 +467,6 @@ extension StepGraph {
                          baselineBytes: meta.baseline_bytes, baselineByCategory: byCategory,
                          measuredPeakBytes: meta.measured_peak_bytes, stepSeconds: meta.step_seconds,
                          backwardSeconds: backwardSeconds, keptSequence: kept, backwardStartIndex: backwardStart,
-                         droppedForward: dropped, slots: slots)
+                         droppedForward: dropped, slots: slots, actionCosts: meta.action_costs)
     }
 }

@@ -6,9 +6,13 @@
 /// user it is).
 extension StepGraph {
     /// A random step with `blocks` blocks of `opsPerBlock` ops each (plus a stem op before and a
-    /// head op after, outside every block). Deterministic in `seed`.
-    public static func random(seed: UInt64, blocks: Int, opsPerBlock: Int) -> StepGraph {
+    /// head op after, outside every block). Deterministic in `seed`. With `codecs`, a third of
+    /// the ops are ReLUs (whose saved output relu-mask packs), every slot records its shape, and
+    /// the step has codec costs of the same order as its ops' times (rates from 20 to 200 MB/s
+    /// on these small tensors), so that compressing competes with recomputing.
+    public static func random(seed: UInt64, blocks: Int, opsPerBlock: Int, codecs: Bool = false) -> StepGraph {
         var rng = SplitMix(seed: seed)
+        var codecRng = SplitMix(seed: seed ^ 0x5EED)
         let unit = 4096
         var ops: [Op] = []
         var tensors: [TensorInfo] = []
@@ -55,7 +59,8 @@ extension StepGraph {
                 if k == opsPerBlock - 1 && inBlock.count >= 1 && !inputs.contains(last) && rng.next(in: 0...1) == 0 {
                     inputs.append(last)   // a residual connection
                 }
-                inBlock.append(addOp("\(path)/op\(k)#0", kind: "op\(k % 3)", region: b, inputs: inputs))
+                let kind = codecs && codecRng.next(in: 0...2) == 0 ? "relu" : "op\(k % 3)"
+                inBlock.append(addOp("\(path)/op\(k)#0", kind: kind, region: b, inputs: inputs))
             }
             last = inBlock.last!
         }
@@ -64,7 +69,13 @@ extension StepGraph {
         for s in saved {
             let name = ops[s.saver].name + ":" + (tensors[s.tensor].owner == s.saver ? (tensors[s.tensor].name.hasSuffix(":internal") ? "internal" : "result") : "input")
             if slots.contains(where: { $0.name == name && $0.tensor == s.tensor }) { continue }
-            slots.append(Slot(name: name, saver: ops[s.saver].name, tensor: s.tensor))
+            var slot = Slot(name: name, saver: ops[s.saver].name, tensor: s.tensor)
+            if codecs {
+                slot.role = String(name[name.index(after: name.lastIndex(of: ":")!)...])
+                slot.shape = [tensors[s.tensor].bytes / 4]
+                slot.isOutput = slot.role == "result"
+            }
+            slots.append(slot)
             tensors[s.tensor].savedBy.append(name)
         }
         let saverRanks: [Int: [Int]] = Dictionary(grouping: slots, by: \.tensor).mapValues { group in
@@ -137,6 +148,13 @@ extension StepGraph {
         graph.droppedForward = dropped.events
         graph.backwardSeconds = backwardSeconds
         graph.stepSeconds = ops.reduce(0.0) { $0 + $1.seconds } * 3
+        if codecs {
+            var rates: [String: ActionCosts.CodecRate] = [:]
+            for c in Codec.all where c != .none {
+                rates[c.description] = .init(encode_gbps: Double(codecRng.next(in: 20...200)) / 1000, decode_gbps: Double(codecRng.next(in: 20...200)) / 1000)
+            }
+            graph.actionCosts = ActionCosts(codecs: rates, elements: 0, threads: 1)
+        }
         graph.measuredPeakBytes = PlanSimulator(graph).simulate([]).peakBytes
         return graph
     }

@@ -12,6 +12,8 @@
 public final class MemoryBudgetPlanner {
     public let budget: MemoryBudget
     public let solver: PlanSolver
+    /// The actions plans may choose (``PlanOptions``: lossless ones by default).
+    public let options: PlanOptions
     /// Timed steps per capture (per-op times are their medians).
     public var timingRuns: Int
     /// Called with one line per event: a plan made, a fallback (once per shape).
@@ -32,9 +34,11 @@ public final class MemoryBudgetPlanner {
     public private(set) var isPreparing = false
     private var appliedShape: [Int]? = nil
 
-    public init(_ budget: MemoryBudget, solver: PlanSolver = .auto, timingRuns: Int = 2, log: @escaping (String) -> Void = { print($0) }) {
+    public init(_ budget: MemoryBudget, solver: PlanSolver = .auto, options: PlanOptions = .default, timingRuns: Int = 2,
+                log: @escaping (String) -> Void = { print($0) }) {
         self.budget = budget
         self.solver = solver
+        self.options = options
         self.timingRuns = timingRuns
         self.log = log
     }
@@ -68,7 +72,7 @@ public final class MemoryBudgetPlanner {
         let shape = batch.input.shape
         do {
             let graph = try trainer.preservingState { try StepCapture.capture(trainer, batch: batch, timingRuns: timingRuns) }
-            let plan = try Planner.plan(graph, budget: budget, solver: solver)
+            let plan = try Planner.plan(graph, budget: budget, solver: solver, options: options)
             log("memory budget \(formatBytes(plan.budgetBytes)) for input \(shape): \(plan.summary)")
             return .plan(plan)
         } catch {
@@ -90,10 +94,10 @@ extension Trainer {
     /// Profiles a step on `batch` (``StepCapture``: a few real training steps), plans for `budget`
     /// and applies the plan to the model. Returns the plan and the captured step.
     @discardableResult
-    public func planMemory(budget: MemoryBudget, batch: TrainingBatch, solver: PlanSolver = .auto,
+    public func planMemory(budget: MemoryBudget, batch: TrainingBatch, solver: PlanSolver = .auto, options: PlanOptions = .default,
                            timingRuns: Int = 2) throws -> (plan: MemoryPlan, graph: StepGraph) {
         let graph = try StepCapture.capture(stepRunner(batch), timingRuns: timingRuns)
-        let plan = try Planner.plan(graph, budget: budget, solver: solver)
+        let plan = try Planner.plan(graph, budget: budget, solver: solver, options: options)
         try model.applyPlan(plan)
         return (plan, graph)
     }

@@ -99,7 +99,7 @@ public enum SingleStep {
     /// optimizer, the weights put back bitwise afterwards) and runs under the plan; the gradients
     /// are bitwise those of the unplanned step.
     public static func run(_ workload: Workload, weightsPath: String?, batchPath: String,
-                           budget: MemoryBudget? = nil, solver: PlanSolver = .auto) throws
+                           budget: MemoryBudget? = nil, solver: PlanSolver = .auto, options: PlanOptions = .default) throws
         -> (loss: Float, gradients: [(String, Tensor)], plan: MemoryPlan?) {
         let model = workload.model
         if let weightsPath { try model.loadStateDict(SafetensorsFile.read(path: weightsPath).tensors) }
@@ -113,7 +113,7 @@ public enum SingleStep {
         var plan: MemoryPlan? = nil
         if let budget {
             let trainer = Trainer(model: model, optimizer: workload.makeOptimizer(), gradientClip: nil)
-            plan = try trainer.preservingState { try trainer.planMemory(budget: budget, batch: batch, solver: solver).plan }
+            plan = try trainer.preservingState { try trainer.planMemory(budget: budget, batch: batch, solver: solver, options: options).plan }
         }
         model.zeroGrad()
         let loss = model.loss(batch.input, targets: batch.target)

@@ -195,12 +195,12 @@ public enum TrainingBenchmark {
     /// As above, under a memory budget: the step is profiled and planned on the first batch, then
     /// the timed steps run under the plan (`budget_bytes`, `predicted_peak_bytes`, `solver` are set).
     public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
-                           budget: MemoryBudget?, solver: PlanSolver = .auto,
+                           budget: MemoryBudget?, solver: PlanSolver = .auto, options: PlanOptions = .default,
                            ledger: MemoryLedger = .shared) throws -> TrainingBenchmarkResult {
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
         let nextBatch = workload.batches(batchSize, 7)
         var plan: MemoryPlan? = nil
-        if let budget { plan = try trainer.planMemory(budget: budget, batch: nextBatch(), solver: solver).plan }
+        if let budget { plan = try trainer.planMemory(budget: budget, batch: nextBatch(), solver: solver, options: options).plan }
         let name = workload.name
         var times: [Double] = []
         var last: StepReport? = nil

@@ -94,6 +94,7 @@ struct BenchTrain: ParsableCommand {
         } else if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
+        try budgetOptions.requireBudgetForPlannerOptions()
         if budgetOptions.budget != nil {
             try compression.requireAbsent(with: "--budget")
             try offload.requireAbsent(with: "--budget")
@@ -128,7 +129,8 @@ struct BenchTrain: ParsableCommand {
         workload.model.applyActivationOffload(spill)
         let model = workload.name
         let budget = try budgetOptions.parsedBudget()
-        var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver())
+        var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver(),
+                                          options: budgetOptions.parsedPlanOptions())
         if budget == nil { r.policy = saved == nil ? policy.description : "plan" }
         r.compression = compressed?.description ?? ""
         if let spill {

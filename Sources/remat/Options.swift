@@ -58,7 +58,7 @@ struct CompressionOption: ParsableArguments {
     /// Stops when `other` (an option that plans memory itself) is combined with --compress.
     func requireAbsent(with other: String) throws {
         if !rules.isEmpty {
-            throw ValidationError("--compress cannot be combined with \(other) yet: the planner does not price codecs; give --compress with --policy")
+            throw ValidationError("--compress cannot be combined with \(other): a plan chooses the codec of each saved tensor itself (lossless ones by default, lossy ones with --allow-lossy when planning); give --compress with --policy")
         }
     }
 }
@@ -107,10 +107,31 @@ struct BudgetOptions: ParsableArguments {
     var budget: String?
     @Option(help: "Planner solver with --budget: \(PlanSolver.allCases.map(\.rawValue).joined(separator: ", ")).")
     var solver = "auto"
+    @Option(name: .customLong("allow-lossy"), help: "Lossy codecs a plan may compress saved tensors with, comma-separated (bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8); the plan lists each lossy choice. Lossless ones (relu-mask, bits, causal) are always allowed.")
+    var allowLossy: String?
+    @Flag(help: "Plan keep or recompute only (no codecs), as the planner did before codecs were planned.")
+    var recomputeOnly = false
 
     func validate() throws {
         _ = try parsedBudget()
         _ = try parsedSolver()
+        _ = try parsedPlanOptions()
+        if allowLossy != nil && recomputeOnly { throw ValidationError("--allow-lossy and --recompute-only contradict each other: give one") }
+    }
+
+    /// Requires --budget when the planner's own options are given (`what` names the alternative, if any).
+    func requireBudgetForPlannerOptions(or what: String? = nil) throws {
+        guard budget == nil else { return }
+        for (given, name) in [(allowLossy != nil, "--allow-lossy"), (recomputeOnly, "--recompute-only"), (solver != "auto", "--solver")] where given {
+            throw ValidationError("\(name) shapes a plan: give --budget\(what.map { " or \($0)" } ?? "") with it")
+        }
+    }
+
+    func parsedPlanOptions() throws -> PlanOptions {
+        if recomputeOnly { return .recomputeOnly }
+        do { return PlanOptions(allowLossy: try allowLossy.map(PlanOptions.parseLossy) ?? []) } catch {
+            throw ValidationError("--allow-lossy: \(error.description)")
+        }
     }
 
     func parsedBudget() throws -> MemoryBudget? {

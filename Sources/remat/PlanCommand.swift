@@ -81,9 +81,22 @@ struct PlanBudget: ParsableCommand {
     @Flag(help: "Print the plan as JSON.") var json = false
     @Option(parsing: .unconditional, help: "Also list the N largest tensors alive at the predicted peak, N from 0 to 100000 (what a lower budget would have to drop).")
     var showPeak = 0
+    @Flag(help: "Instead of one budget: the budget → predicted step time frontier, from the unconstrained peak down to the least peak, recompute-only beside the actions allowed (lossless codecs; --allow-lossy adds lossy ones), with the knee marked.")
+    var sweep = false
+    @Option(parsing: .unconditional, help: "Budgets on the frontier with --sweep, 3 to 200.") var points = 12
+    @Option(help: "With --sweep: a directory to write frontier.csv and frontier.json into (they appear together).") var out: String?
 
     func validate() throws {
-        guard budgetOptions.budget != nil else { throw ValidationError("--budget is required: bytes with a unit (300MiB) or a fraction (0.6)") }
+        if sweep {
+            guard budgetOptions.budget == nil else { throw ValidationError("--sweep plans at every budget from the unconstrained peak down: give no --budget with it") }
+            guard showPeak == 0 else { throw ValidationError("--show-peak lists one plan's peak: give --budget, not --sweep") }
+            try requireRange("--points", points, 3...200)
+            if let out { try requireWritableDirectory("--out", out) }
+        } else {
+            guard budgetOptions.budget != nil else { throw ValidationError("--budget is required: bytes with a unit (300MiB) or a fraction (0.6), or --sweep for the frontier") }
+            guard out == nil, points == 12 else { throw ValidationError("--points and --out go with --sweep") }
+        }
+        if budgetOptions.recomputeOnly && sweep { throw ValidationError("--sweep already shows recompute-only beside the other actions: drop --recompute-only") }
         try requireRange("--show-peak", showPeak, 0...100_000)
         if let stats {
             guard workloadOptions.model == nil, workloadOptions.batch == nil else {
@@ -98,7 +111,7 @@ struct PlanBudget: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        let budget = try budgetOptions.parsedBudget()!, solver = try budgetOptions.parsedSolver()
+        let solver = try budgetOptions.parsedSolver()
         let graph: StepGraph
         let what: String
         if let stats {
@@ -109,7 +122,9 @@ struct PlanBudget: ParsableCommand {
             (graph, b) = try captureWorkload(workloadOptions, timingRuns: 2)
             what = "\(workloadOptions.name), batch \(b)"
         }
-        let plan = try Planner.plan(graph, budget: budget, solver: solver)
+        if sweep { return try runSweep(graph, what: what, solver: solver) }
+        let budget = try budgetOptions.parsedBudget()!
+        let plan = try Planner.plan(graph, budget: budget, solver: solver, options: budgetOptions.parsedPlanOptions())
         if json {
             print(try plan.jsonString())
             return
@@ -117,15 +132,68 @@ struct PlanBudget: ParsableCommand {
         print("\(what): \(plan.summary)")
         let sim = PlanSimulator(graph)
         print(String(format: "planning took %.3f s over %d candidate ops", plan.planningSeconds, sim.candidates.count))
-        for n in plan.recompute { print("  recompute \(n)") }
+        if graph.actionCosts == nil {
+            print("this profile has no codec costs (written before codecs were planned): keep or recompute only")
+        }
+        let bytesOf = Dictionary(uniqueKeysWithValues: sim.candidates.map { ($0.name, $0.bytes) })
+        func column(_ s: String, _ n: Int) -> String { s.padding(toLength: Swift.max(n, s.count), withPad: " ", startingAt: 0) }
+        if !plan.recompute.isEmpty { print("recompute: \(plan.recomputedCount) ops, \(formatBytes(plan.recomputedBytes))") }
+        for n in plan.recompute { print("  recompute \(column(formatBytes(bytesOf[n] ?? 0), 10)) \(n)") }
+        if !plan.compress.isEmpty {
+            print("compress: \(plan.compress.count) ops, \(formatBytes(plan.compress.reduce(0) { $0 + $1.bytes })) into \(formatBytes(plan.compress.reduce(0) { $0 + $1.packedBytes }))"
+                  + (plan.lossyChoices.isEmpty ? " (all lossless)" : " (\(plan.lossyChoices.count) lossy: \(Set(plan.lossyChoices.map(\.codec)).sorted().joined(separator: ", ")))"))
+        }
+        for c in plan.compress {
+            print("  compress  \(column(formatBytes(c.bytes), 10)) → \(column(formatBytes(c.packedBytes), 10)) \(column(c.codec, 11)) \(c.lossless ? "lossless" : "LOSSY   ") \(c.op)")
+        }
+        print("keep: \(plan.keptCount) ops, \(formatBytes(plan.keptBytes))")
         if showPeak > 0 {
-            let atPeak = sim.tensorsAtPeak(try sim.recomputeSet(Set(plan.recompute)))
+            let atPeak = sim.tensorsAtPeak(try sim.actions(of: plan))
             let total = atPeak.reduce(0) { $0 + $1.bytes }
             print("at the predicted peak (\(plan.predictedPeakLocation)): \(atPeak.count) tensors of the step, \(formatBytes(total)), besides \(formatBytes(graph.baselineBytes)) from before it; largest:")
             for t in atPeak.prefix(showPeak) {
                 print("  \(formatBytes(t.bytes).padding(toLength: 10, withPad: " ", startingAt: 0)) \(t.category.description.padding(toLength: 12, withPad: " ", startingAt: 0)) \(t.name)")
             }
         }
+    }
+}
+
+extension PlanBudget {
+    /// The frontiers, printed side by side (or as JSON), and written to --out.
+    func runSweep(_ graph: StepGraph, what: String, solver: PlanSolver) throws {
+        let sim = PlanSimulator(graph)
+        let options = try budgetOptions.parsedPlanOptions()
+        // One grid of budgets for both, down to the lower least peak.
+        let withCodecs = graph.actionCosts != nil
+        let least = try Planner.leastPeak(sim, options: withCodecs ? options : .recomputeOnly, solver: solver)
+        let grid = Planner.budgetGrid(sim, down: least, points: points)
+        var frontiers = [try Planner.frontier(sim, options: .recomputeOnly, budgets: grid, solver: solver)]
+        if withCodecs { frontiers.append(try Planner.frontier(sim, options: options, budgets: grid, solver: solver)) }
+        if let out {
+            var csv = frontiers[0].csv
+            for f in frontiers.dropFirst() { csv.rows += f.csv.rows }
+            try AtomicFile.writeDirectory(out, files: [("frontier.csv", Array(csv.text.utf8)),
+                                                       ("frontier.json", Array(try jsonString(frontiers).utf8))])
+        }
+        if json {
+            print(try jsonString(frontiers))
+            return
+        }
+        print("\(what): budget → predicted step time, \(points) budgets from the unconstrained peak (\(formatBytes(frontiers[0].unconstrainedPeakBytes))) down to the least peak (\(formatBytes(least)))")
+        if graph.actionCosts == nil { print("this profile has no codec costs (written before codecs were planned): recompute only") }
+        for f in frontiers {
+            print("\(f.actions): least peak \(formatBytes(f.leastPeakBytes))" + (f.knee.map { k in
+                String(format: "; knee at %@ (x%.3f): past it each MiB saved costs more than the frontier's average MiB", formatBytes(f.points[k].predictedPeakBytes), f.points[k].overhead)
+            } ?? ""))
+            print("  budget      peak        time      recomputed  compressed  lossy")
+            for (i, p) in f.points.enumerated() {
+                let cells = [formatBytes(p.budgetBytes), formatBytes(p.predictedPeakBytes), String(format: "x%.3f", p.overhead),
+                             String(p.recomputed), String(p.compressed), String(p.lossy)]
+                print("  " + zip(cells, [12, 12, 10, 12, 12, 6]).map { $0.padding(toLength: Swift.max($1, $0.count), withPad: " ", startingAt: 0) }.joined()
+                      + (i == f.knee ? "  ← knee" : ""))
+            }
+        }
+        if let out { print("wrote \(out.hasSuffix("/") ? out : out + "/")frontier.csv and frontier.json") }
     }
 }
 

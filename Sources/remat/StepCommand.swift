@@ -25,6 +25,7 @@ struct StepCommand: ParsableCommand {
         if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
+        try budgetOptions.requireBudgetForPlannerOptions()
         if budgetOptions.budget != nil {
             try compression.requireAbsent(with: "--budget")
             try offload.requireAbsent(with: "--budget")
@@ -46,7 +47,8 @@ struct StepCommand: ParsableCommand {
         defer { spill?.store.close() }
         workload.model.applyActivationOffload(spill)
         let (loss, grads, plan) = try SingleStep.run(workload, weightsPath: weights, batchPath: batch,
-                                                     budget: budgetOptions.parsedBudget(), solver: budgetOptions.parsedSolver())
+                                                     budget: budgetOptions.parsedBudget(), solver: budgetOptions.parsedSolver(),
+                                                     options: budgetOptions.parsedPlanOptions())
         if let saveGrads { try SafetensorsFile.write(grads, to: saveGrads) }
         if json {
             struct Output: Encodable { let loss: Float }

@@ -71,6 +71,7 @@ struct TrainCommand: ParsableCommand {
         if budgetOptions.budget != nil && policyOption.policy != "none" {
             throw ValidationError("--budget plans the checkpointing itself; drop --policy \(policyOption.policy)")
         }
+        try budgetOptions.requireBudgetForPlannerOptions()
         if budgetOptions.budget != nil {
             try compression.requireAbsent(with: "--budget")
             try offload.requireAbsent(with: "--budget")
@@ -109,7 +110,7 @@ struct TrainCommand: ParsableCommand {
         var memory = "policy \(policyOption.policy)" + (compressed.map { ", compression \($0)" } ?? "")
             + (spill.map { ", offload \($0.selector) to \($0.store.directory)" } ?? "")
         if let parsed = try budgetOptions.parsedBudget() {
-            trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver())
+            trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver(), options: try budgetOptions.parsedPlanOptions())
             memory = "memory budget \(parsed)"
         }
         print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), \(Runtime.threads) threads")

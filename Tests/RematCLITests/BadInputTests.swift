@@ -104,6 +104,16 @@ import Remat
             add("plan --solver '\(s)'", ["plan", "--budget", "0.5", "--solver", s])
             add("train --solver '\(s)'", ["train", "--budget", "0.5", "--solver", s])
         }
+        for (label, value) in [("unknown codec", "bf17"), ("a lossless codec", "relu-mask"), ("none", "none"), ("empty", ""),
+                               ("empty item", "bf16,,fp16"), ("bad group", "fp8-e4m3/g0")] {
+            add("plan --allow-lossy \(label)", ["plan", "--budget", "0.5", "--allow-lossy", value])
+            add("train --allow-lossy \(label)", ["train", "--budget", "0.5", "--allow-lossy", value])
+            add("bench train --allow-lossy \(label)", ["bench", "train", "--budget", "0.5", "--allow-lossy", value])
+        }
+        add("plan --allow-lossy with --recompute-only", ["plan", "--budget", "0.5", "--allow-lossy", "bf16", "--recompute-only"])
+        add("train --allow-lossy without --budget", ["train", "--allow-lossy", "bf16"])
+        add("bench train --recompute-only without --budget", ["bench", "train", "--recompute-only"])
+        add("step --solver without --budget", ["step", "--batch", "b.safetensors", "--solver", "greedy"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("--budget with --policy", ["train", "--budget", "0.5", "--policy", "all"])
         add("step --budget with --policy", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--policy", "all"]) { s in try tokenBatch(s.file("b.safetensors")) }
         // Policies.

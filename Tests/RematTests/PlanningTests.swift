@@ -127,12 +127,15 @@ struct PlanningTests {
         for k in 1...4 {
             let budget = floor + (none - floor) * k / 5
             let exact = try #require(Planner.exhaustive(sim, budget: budget))
-            let best = try Planner.plan(sim, budget: .bytes(budget), solver: .auto)
+            let best = try Planner.plan(sim, budget: .bytes(budget), solver: .auto, options: .recomputeOnly)
             #expect(best.predictedPeakBytes <= budget)
             #expect(abs(best.predictedStepSeconds - sim.simulate(exact).stepSeconds) < 1e-12,
                     "budget \(budget): auto \(best.predictedStepSeconds) vs exhaustive \(sim.simulate(exact).stepSeconds)")
+            // Over every action (lossless codecs too) the plan is never slower than recompute only.
+            let fourWay = try Planner.plan(sim, budget: .bytes(budget), solver: .auto)
+            #expect(fourWay.predictedPeakBytes <= budget && fourWay.predictedStepSeconds <= best.predictedStepSeconds + 1e-15)
             for s in [PlanSolver.greedy, .knapsack] {
-                let p = try Planner.plan(sim, budget: .bytes(budget), solver: s)
+                let p = try Planner.plan(sim, budget: .bytes(budget), solver: s, options: .recomputeOnly)
                 #expect(p.predictedPeakBytes <= budget, "\(s) exceeds the budget")
                 #expect(p.predictedStepSeconds >= sim.simulate(exact).stepSeconds - 1e-12, "\(s) beats exhaustive search?")
             }

@@ -10,6 +10,7 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
         case roles(Set<String>)
         case modules([String])
         case tags(Set<String>)
+        case names(Set<String>)
     }
     let term: Term
 
@@ -24,6 +25,9 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
     public static func modules(_ paths: [String]) -> SavedTensorSelector { SavedTensorSelector(term: .modules(paths)) }
     /// Tensors whose storage an op tagged with one of these names (``tag(_:_:)``) put out.
     public static func tags(_ names: Set<String>) -> SavedTensorSelector { SavedTensorSelector(term: .tags(names)) }
+    /// Tensors saved under these stable names (`blocks.0.mlp/gelu#0:input`): what a memory plan
+    /// selects, one tensor at a time.
+    public static func names(_ names: Set<String>) -> SavedTensorSelector { SavedTensorSelector(term: .names(names)) }
 
     /// The module paths a `module=` selector names (nil for the others): a caller that knows the
     /// model checks them (``Module/checkSelectedModules(_:)``).
@@ -42,6 +46,7 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
             let path = info.modulePath
             return paths.contains { path == $0 || path.hasPrefix($0 + ".") }
         case .tags(let names): return !names.isDisjoint(with: tags)
+        case .names(let names): return names.contains(info.name)
         }
     }
 
@@ -53,6 +58,7 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
         case .roles(let s): return "role=" + s.sorted().joined(separator: ",")
         case .modules(let p): return "module=" + p.joined(separator: ",")
         case .tags(let s): return "tag=" + s.sorted().joined(separator: ",")
+        case .names(let s): return "name=" + s.sorted().joined(separator: ",")
         }
     }
 
@@ -60,15 +66,17 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
     public static func parse(_ text: String) throws(CodecError) -> SavedTensorSelector {
         if text == "all" { return .all }
         let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-        let keys = ["op", "role", "module", "tag"]
+        let keys = ["op", "role", "module", "tag", "name"]
         guard parts.count == 2, keys.contains(parts[0]) else {
-            throw .badSelector(text, reason: "use all, op=KINDS, role=ROLES, module=PATHS or tag=NAMES (comma-separated)")
+            throw .badSelector(text, reason: "use all, op=KINDS, role=ROLES, module=PATHS, tag=NAMES or name=SAVED-TENSORS (comma-separated)")
         }
         let values = parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard !values.contains(where: \.isEmpty) else {
             throw .badSelector(text, reason: "\(parts[0])= takes names separated by single commas, none empty")
         }
-        if let bad = values.first(where: { $0.contains(where: { $0.isWhitespace || $0 == "=" || $0 == ":" }) }) {
+        // A saved tensor's stable name has one ':' before its role (`blocks.0/gelu#0:input`).
+        let allowsColon = parts[0] == "name"
+        if let bad = values.first(where: { $0.contains(where: { $0.isWhitespace || $0 == "=" || ($0 == ":" && !allowsColon) }) }) {
             throw .badSelector(text, reason: "'\(bad)' is not a name (no spaces, '=' or ':'; one selector per rule: give two rules for two conditions)")
         }
         switch parts[0] {
@@ -80,6 +88,7 @@ public struct SavedTensorSelector: Sendable, Hashable, CustomStringConvertible {
             return .ops(Set(values))
         case "role": return .roles(Set(values))
         case "module": return .modules(values)
+        case "name": return .names(Set(values))
         default: return .tags(Set(values))
         }
     }

@@ -140,6 +140,33 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Whether ``pack(_:label:)`` packs `tensor` (its values, for the codecs that depend on them:
+    /// ``bits`` needs every element +0.0 or 1.0, ``causal`` and ``causalBF16`` zeros above every
+    /// diagonal); true for every other codec that ``applies(to:)`` a float32 tensor. Stops at the
+    /// first element that rules it out.
+    public func packs(_ tensor: Tensor) -> Bool {
+        guard tensor.dtype == .float32 else { return false }
+        switch self {
+        case .bits, .causal, .causalBF16:
+            let t = tensor.isContiguous ? tensor : tensor.contiguousCopy()
+            let src = UnsafePointer(t.floatPointer), n = t.count
+            if self == .bits {
+                let other = Atomic<Int>(0)
+                parallelChunks(n, grain: elementwiseGrain) { lo, hi in other.add(remat_count_not_binary(src, lo, hi), ordering: .relaxed) }
+                return other.load(ordering: .relaxed) == 0
+            }
+            guard t.rank >= 2, t.shape[t.rank - 1] == t.shape[t.rank - 2] else { return false }
+            let side = t.shape[t.rank - 1]
+            let rows = side == 0 ? 0 : n / side
+            let nonzero = Atomic<Int>(0)
+            parallelChunks(rows, grain: max(1, elementwiseGrain / max(side, 1))) { lo, hi in
+                nonzero.add(remat_tri_count_nonzero_upper(src, side, lo, hi), ordering: .relaxed)
+            }
+            return nonzero.load(ordering: .relaxed) == 0
+        default: return true
+        }
+    }
+
     /// Lower-triangle elements of a tensor whose last two dimensions are T × T.
     static func triangleCount(_ shape: [Int]) -> Int {
         guard shape.count >= 2, let t = shape.last, t > 0 else { return 0 }
