@@ -399,6 +399,13 @@ public struct PlanFrontier: Sendable, Hashable, Codable {
         return points.count - 1
     }
 
+    /// What a set of actions is called in frontiers and sweeps: `recompute-only`, `lossless`,
+    /// `lossy:bf16,fp8-e4m3`.
+    public static func name(of options: PlanOptions) -> String {
+        !options.compression ? "recompute-only"
+            : options.allowLossy.isEmpty ? "lossless" : "lossy:" + options.allowLossy.map(\.description).sorted().joined(separator: ",")
+    }
+
     /// The frontier as CSV, one row per point.
     public var csv: CSVTable {
         var t = CSVTable(header: ["actions", "budget_bytes", "predicted_peak_bytes", "predicted_step_seconds", "overhead",
@@ -448,9 +455,7 @@ extension Planner {
                                 overhead: p.predictedOverhead, recomputed: p.recomputedCount, compressed: p.compress.count,
                                 lossy: p.lossyChoices.count, solver: p.solver))
         }
-        let name = !options.compression ? "recompute-only"
-            : options.allowLossy.isEmpty ? "lossless" : "lossy:" + options.allowLossy.map(\.description).sorted().joined(separator: ",")
-        return PlanFrontier(model: sim.graph.model, inputShape: sim.graph.inputShape, actions: name,
+        return PlanFrontier(model: sim.graph.model, inputShape: sim.graph.inputShape, actions: PlanFrontier.name(of: options),
                             unconstrainedPeakBytes: none.peakBytes, leastPeakBytes: least, baseStepSeconds: sim.graph.stepSeconds,
                             points: result, knee: PlanFrontier.knee(result, unconstrained: none.peakBytes, base: sim.graph.stepSeconds))
     }

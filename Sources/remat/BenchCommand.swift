@@ -5,7 +5,7 @@ import Remat
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks: kernels, training steps, convolutions and saved-tensor codecs.",
-        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self, BenchCodecs.self])
+        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self])
 }
 
 struct BenchKernels: ParsableCommand {
@@ -175,6 +175,61 @@ extension BenchTrain {
             print(v.policy.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "  %7.1f    ", v.median_step_ms) + ratio
                   + "   " + mib(v.peak_bytes).leftPad(11) + "   " + mib(v.peak_by_category["activations"] ?? 0).leftPad(19)
                   + "   " + mib(v.activation_peak_bytes).leftPad(15))
+        }
+    }
+}
+
+struct BenchSweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "A measured budget sweep: plans at N budgets (recompute only, lossless, and with --allow-lossy codecs), each run beside none, interleaved.",
+        discussion: """
+            Profiles the workload's step once, plans at N budgets evenly spaced from the unconstrained peak down to \
+            the least peak any of the action sets reaches, then runs every plan and none on one model and optimizer, \
+            one step of each per round. Prints per plan: the budget, predicted and measured peak (ledger), and the \
+            predicted and measured step time over none's (median of the rounds, the range beside).
+            """)
+
+    @OptionGroup var engine: EngineOptions
+    @OptionGroup var workloadOptions: WorkloadOptions
+    @Option(parsing: .unconditional, help: "Budgets, 2 to 50.") var points = 8
+    @Option(parsing: .unconditional, help: "Rounds of interleaved steps, 1 to 100.") var rounds = 3
+    @Option(name: .customLong("allow-lossy"), help: "Also sweep plans that may use these lossy codecs (comma-separated: bf16, fp8-e4m3, …).")
+    var allowLossy: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        try requireRange("--points", points, 2...50)
+        try requireRange("--rounds", rounds, 1...100)
+        _ = try lossy()
+    }
+
+    func lossy() throws -> Set<Codec>? {
+        do { return try allowLossy.map(PlanOptions.parseLossy) } catch { throw ValidationError("--allow-lossy: \(error.description)") }
+    }
+
+    func run() throws {
+        engine.apply()
+        let (workload, b) = try workloadOptions.workload()
+        var options: [PlanOptions] = [.recomputeOnly, .default]
+        if let l = try lossy() { options.append(PlanOptions(allowLossy: l)) }
+        let r = try TrainingBenchmark.planSweep(workload, batchSize: b, options: options, points: points, rounds: rounds)
+        if json {
+            print(try jsonString(r))
+            return
+        }
+        print(String(format: "%@ batch %d, %d threads: none %.0f ms, peak %@ (activations %@); planning %.1f s; %d rounds",
+                     r.model, r.batch, r.threads, r.none_median_step_ms, formatBytes(r.unconstrained_peak_bytes),
+                     formatBytes(r.none_activation_peak_bytes), r.planning_seconds, r.rounds))
+        for (name, l) in r.least_peak_bytes.sorted(by: { $0.key < $1.key }) { print("least peak, \(name): \(formatBytes(l))") }
+        print("actions           budget      predicted   measured    error    time pred  time meas (range)      rec  comp lossy")
+        for row in r.rows {
+            let cells = [row.actions, formatBytes(row.budget_bytes), formatBytes(row.predicted_peak_bytes), formatBytes(row.measured_peak_bytes),
+                         String(format: "%+.2f%%", 100 * row.peak_error), String(format: "x%.3f", row.predicted_ratio),
+                         String(format: "x%.3f (%.2f–%.2f)", row.measured_ratio, row.ratio_min, row.ratio_max),
+                         String(row.recomputed_ops), String(row.compressed_ops), String(row.lossy_ops)]
+            print(zip(cells, [18, 12, 12, 12, 9, 11, 23, 5, 5, 5]).map { $0.padding(toLength: Swift.max($1, $0.count + 1), withPad: " ", startingAt: 0) }.joined()
+                  + (row.measured_peak_bytes > row.budget_bytes ? "  OVER BUDGET" : ""))
         }
     }
 }

@@ -53,7 +53,7 @@ struct DemoCommand: ParsableCommand {
 
         // A plan for the budget: profile one step, decide what to recompute.
         let b = try MemoryBudget.parse(budget)
-        let (plan, _) = try trainer.planMemory(budget: b, batch: source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
+        let (plan, graph) = try trainer.planMemory(budget: b, batch: source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
 
         // The same model and optimizer under each policy and the plan, one step of each per round,
         // back to back (a load change between rounds then moves both sides of a ratio alike).
@@ -116,13 +116,24 @@ struct DemoCommand: ParsableCommand {
         print("")
         let p = names.count - 1
         print("plan: under a budget of \(mib(plan.budgetBytes)) (\(b)), solver \(plan.solver):")
-        print("  recompute \(plan.recomputedCount) ops (\(mib(plan.recomputedBytes))), keep \(plan.keptCount) (\(mib(plan.keptBytes)))")
+        print("  recompute \(plan.recomputedCount) ops (\(mib(plan.recomputedBytes)))"
+              + (plan.compress.isEmpty ? "" : ", compress \(plan.compress.count) losslessly (\(mib(plan.compress.reduce(0) { $0 + $1.bytes })) into \(mib(plan.compress.reduce(0) { $0 + $1.packedBytes })))")
+              + ", keep \(plan.keptCount) (\(mib(plan.keptBytes)))")
         print("  peak: predicted \(mib(plan.predictedPeakBytes)), measured \(mib(peaks[p])) (none: \(mib(peaks[0])), saved \(String(format: "%.0f%%", 100 * Double(peaks[0] - peaks[p]) / Double(peaks[0]))))")
         print(String(format: "  step time: %.2fx of none (predicted %.2fx)", timing.medianRatio(p), plan.predictedOverhead))
+        // The budget → time frontier of that step (predicted), and its knee.
+        let frontier = try Planner.frontier(PlanSimulator(graph), points: 8)
+        if let k = frontier.knee {
+            let knee = frontier.points[k]
+            print(String(format: "  frontier (predicted, lossless plans at 8 budgets from %@ down to %@): knee at %@, x%.2f —",
+                         mib(frontier.unconstrainedPeakBytes), mib(frontier.leastPeakBytes), mib(knee.predictedPeakBytes), knee.overhead))
+            print("  below it each MiB saved costs more time than the average MiB (remat plan --model gpt-mini --sweep)")
+        }
         print("")
         print("next:")
         print("  remat explain --model gpt-mini --policy save-matmuls   every saved tensor, kept or recomputed")
-        print("  remat plan --model gpt-mini --budget 200MiB            what to recompute under a budget, and why")
+        print("  remat plan --model gpt-mini --budget 200MiB            what to recompute or compress under a budget, and why")
+        print("  remat plan --model gpt-mini --sweep --allow-lossy bf16  the budget → step time frontier, with bf16 allowed")
         print("  remat train --data FILE --budget 0.6 --save DIR        train on your own text under a budget")
         print("  remat explain --model gpt-mini --policy save-matmuls --compress fp8-e4m3   what each saved tensor is packed to")
         print("  remat bench train --model gpt-mini --compare all,save-matmuls,none+bf16 --rounds 5   this table for any workload")
