@@ -1,7 +1,7 @@
 /// A measured budget sweep: one capture of a workload's step, plans at a grid of budgets for
 /// each set of actions (recompute only, lossless, lossy codecs allowed, …), then every plan run
-/// on one model and optimizer with `none`, interleaved (``InterleavedTiming``: one step of each
-/// per round), so that each plan's measured peak (ledger) and step-time ratio to `none` sit
+/// on one model and optimizer with `none`, interleaved (``InterleavedTiming``: one untimed and
+/// one timed step of each per round), so that each plan's measured peak (ledger) and step-time ratio to `none` sit
 /// beside the simulator's prediction.
 public struct PlanSweepResult: Codable, Sendable {
     public struct Row: Codable, Sendable {
@@ -64,9 +64,13 @@ extension TrainingBenchmark {
         for v in 0...plans.count { try use(v); _ = try trainer.checkedStep(nextBatch()) }
         var last = [StepReport?](repeating: nil, count: plans.count + 1)
         var failure: Error? = nil
+        // Each variant takes one untimed step before its timed one: a step right after another
+        // variant's first touches the pages that variant's smaller peak gave back, which a loop
+        // repeating one plan never pays (and which would bias the ratios to none, the first).
         let timing = InterleavedTiming.run(variants: plans.count + 1, rounds: rounds) { v in
             do {
                 try use(v)
+                _ = try trainer.checkedStep(nextBatch())
                 let r = try trainer.checkedStep(nextBatch())
                 last[v] = r
                 return r.stepMilliseconds
