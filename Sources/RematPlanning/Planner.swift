@@ -389,46 +389,10 @@ public enum Planner {
 
     /// Covering knapsack: the least standalone recompute time whose bytes reach the reduction the
     /// simulator asks for; when recompute bursts push the peak over, ask for more and solve again.
+    /// (The multiple-choice knapsack over every action with recompute as the only choice: the
+    /// same tables, ties and repairs, so the same plans.)
     public static func knapsack(_ sim: PlanSimulator, budget: Int, buckets: Int = 1024) -> Set<Int> {
-        let cands = sim.candidates
-        guard !cands.isEmpty else { return [] }
-        let costs = cands.indices.map { sim.standaloneCost($0) }
-        let total = cands.reduce(0) { $0 + $1.bytes }
-        let unit = Swift.max(1, (total + buckets - 1) / buckets)
-        let weights = cands.map { ($0.bytes + unit - 1) / unit }
-        let totalWeight = weights.reduce(0, +)
-        var need = Swift.max(1, (sim.simulate([]).peakBytes - budget + unit - 1) / unit)
-        var last: Set<Int> = Set(cands.indices)
-        for _ in 0..<40 {
-            let cap = Swift.min(need, totalWeight)
-            // tables[k][b]: least time using the first k candidates to reach ≥ b buckets (b = cap: ≥ cap).
-            var tables: [[Double]] = [[Double](repeating: .infinity, count: cap + 1)]
-            tables[0][0] = 0
-            for (k, w) in weights.enumerated() {
-                var next = tables[k]
-                for bb in 0...cap where tables[k][bb] < .infinity {
-                    let nb = Swift.min(cap, bb + w)
-                    next[nb] = Swift.min(next[nb], tables[k][bb] + costs[k])
-                }
-                tables.append(next)
-            }
-            guard tables[cands.count][cap] < .infinity else { break }
-            var set = Set<Int>()
-            var b = cap
-            for i in stride(from: cands.count - 1, through: 0, by: -1) where tables[i + 1][b] != tables[i][b] {
-                // Candidate i was taken: step back to the bucket it came from.
-                guard let pb = (0...b).first(where: { Swift.min(cap, $0 + weights[i]) == b && tables[i][$0] + costs[i] == tables[i + 1][b] })
-                else { break }
-                set.insert(i)
-                b = pb
-            }
-            let p = sim.simulate(set)
-            last = set
-            if p.peakBytes <= budget { return set }
-            need = Swift.min(totalWeight, need + Swift.max(1, (p.peakBytes - budget + unit - 1) / unit))
-            if cap == totalWeight { break }
-        }
-        return last
+        knapsack(sim, choices: sim.candidates.map { _ in [.recompute] }, budget: budget, buckets: buckets).recompute
     }
 
     /// Local search from a fitting plan: drop what the budget does not need, and swap a recomputed
