@@ -387,7 +387,8 @@ public final class PlanSimulator: @unchecked Sendable {
                     triggered[r] = true
                     position.recomputing = r
                     let (s, n) = recompute(region: r, planOps: planOps, recomputeTensor: recomputeTensor,
-                                           aliveNow: alive, allocate: allocate, free: free)
+                                           aliveNow: alive, allocate: allocate, free: free,
+                                           bytes: { $0 > 0 ? addBytes($0) : removeBytes(-$0) })
                     position.recomputing = -1
                     recomputeSeconds += s
                     recomputedOps += n
@@ -424,21 +425,31 @@ public final class PlanSimulator: @unchecked Sendable {
     }
 
     private func recompute(region r: Int, planOps: Set<Int>, recomputeTensor: [Bool], aliveNow: [Bool],
-                           allocate: (Int) -> Void, free: (Int) -> Void) -> (Double, Int) {
+                           allocate: (Int) -> Void, free: (Int) -> Void, bytes: (Int) -> Void) -> (Double, Int) {
         let targets = Set(regionOps[r].filter { planOps.contains($0) })
         let runIndices = recomputeOps(region: r, targets: targets, isAlive: { aliveNow[$0] })
         var made = Set<Int>()
+        // An op that runs makes all its tensors anew: one the plan keeps (an internal tensor of an
+        // op on the recompute path) is alive already, and the recompute's copy is extra bytes
+        // until it dies.
+        var copies = Set<Int>()
         for (ev, op) in regionWindows[r] {
             switch ev {
             case .allocate(let t):
                 guard let op, runIndices.contains(op) else { continue }
+                if aliveNow[t] {
+                    if copies.insert(t).inserted { bytes(graph.tensors[t].bytes) }
+                    continue
+                }
                 allocate(t)
                 made.insert(t)
             case .free(let t):
+                if copies.remove(t) != nil { bytes(-graph.tensors[t].bytes) }
                 if made.contains(t) && !recomputeTensor[t] { free(t) }
             default: break
             }
         }
+        for t in copies { bytes(-graph.tensors[t].bytes) }
         for t in made where !recomputeTensor[t] { free(t) }   // dropped when the recompute ends
         return (seconds(of: runIndices), runIndices.count)
     }

@@ -30,8 +30,11 @@ import Remat
         let sim = PlanSimulator(graph)
         let recomputeFloor = sim.simulate(Set(sim.candidates.indices)).peakBytes
         let none = sim.simulate([]).peakBytes
-        for f in fractions {
-            let plan = try Planner.plan(sim, budget: .bytes(recomputeFloor + Int(Double(none - recomputeFloor) * f)), options: options)
+        // The fractions of the way from recompute-only's least peak, and the least peak of these
+        // actions itself (-1), where a simulator that missed a byte would put the step over.
+        for f in fractions + [-1] {
+            let budget = f < 0 ? try Planner.leastPeak(sim, options: options) : recomputeFloor + Int(Double(none - recomputeFloor) * f)
+            let plan = try Planner.plan(sim, budget: .bytes(budget), options: options)
             let m = try measure(make, batch: batch, plan: plan)
             let err = abs(Double(plan.predictedPeakBytes - m.peak)) / Double(m.peak)
             #expect(err <= 0.01, "fraction \(f): predicted \(plan.predictedPeakBytes), measured \(m.peak)")
