@@ -5,7 +5,8 @@ path, command = sys.argv[1], sys.argv[2]
 r = json.load(open(path))
 mib = lambda b: f"{b / 2**20:.1f}"
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+cpu += " with AVX-512" if "avx512f" in open("/proc/cpuinfo").read() else " (AVX2)"
+commit = sys.argv[3] if len(sys.argv) > 3 else subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 print(f"# Budget sweep over keep / recompute / compress: {r['model']} batch {r['batch']}\n")
 print(f"Command: `{command}` (raw: `{path}`), commit {commit}, {cpu}, {r['threads']} threads, "
       f"{r['rounds']} rounds (each plan and `none` one untimed and one timed step per round, interleaved).\n")
