@@ -331,9 +331,12 @@ extension TrainingBenchmark {
         }
         var last = [StepReport?](repeating: nil, count: steps.count)
         var failure: Error? = nil
+        // An untimed step before each timed one: the first step after another variant touches the
+        // pages that variant's smaller peak gave back, which a loop repeating one variant never pays.
         let timing = InterleavedTiming.run(variants: steps.count, rounds: rounds) { v in
             do {
                 try steps[v].apply(to: workload.model, store: store)
+                _ = try trainer.checkedStep(nextBatch())
                 let r = try trainer.checkedStep(nextBatch())
                 last[v] = r
                 return r.stepMilliseconds

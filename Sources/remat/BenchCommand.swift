@@ -70,7 +70,7 @@ struct BenchTrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
     @OptionGroup var budgetOptions: BudgetOptions
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
-    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: one step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128).") var compare: String?
+    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128).") var compare: String?
     @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
     @Flag(help: "Print JSON.") var json = false
 
@@ -186,7 +186,7 @@ struct BenchSweep: ParsableCommand {
         discussion: """
             Profiles the workload's step once, plans at N budgets evenly spaced from the unconstrained peak down to \
             the least peak any of the action sets reaches, then runs every plan and none on one model and optimizer, \
-            one step of each per round. Prints per plan: the budget, predicted and measured peak (ledger), and the \
+            an untimed and a timed step of each per round. Prints per plan: the budget, predicted and measured peak (ledger), and the \
             predicted and measured step time over none's (median of the rounds, the range beside).
             """)
 

@@ -55,7 +55,7 @@ struct DemoCommand: ParsableCommand {
         let b = try MemoryBudget.parse(budget)
         let (plan, graph) = try trainer.planMemory(budget: b, batch: source.nextBatch(batchSize: config.batchSize, length: config.contextLength))
 
-        // The same model and optimizer under each policy and the plan, one step of each per round,
+        // The same model and optimizer under each policy and the plan, an untimed and a timed step of each per round,
         // back to back (a load change between rounds then moves both sides of a ratio alike).
         let variants = [StepVariant(.none)] + (try StepVariant.parseList(policies))
         for v in variants { try checkSelectedModules(gpt, v.compression, v.offload) }
@@ -69,9 +69,12 @@ struct DemoCommand: ParsableCommand {
         for v in names.indices { try use(v); _ = try step() }   // warm-up: each layout's buffers once
         var peaks = [Int](repeating: 0, count: names.count), activations = peaks
         var failure: Error? = nil
+        // An untimed step before each timed one (as TrainingBenchmark.compare): the first step
+        // after another row's touches the pages that row's smaller peak gave back.
         let timing = InterleavedTiming.run(variants: names.count, rounds: rounds) { v in
             do {
                 try use(v)
+                _ = try step()
                 let r = try step()
                 peaks[v] = r.peakBytes
                 activations[v] = r.activationPeakBytes
@@ -85,7 +88,8 @@ struct DemoCommand: ParsableCommand {
         try StepVariant(.none).apply(to: gpt)
 
         print("what each way of saving memory bought (peak of a training step, measured by the memory ledger;")
-        print("step times: medians of \(rounds) rounds that time every row back to back, ratios to none within each round):")
+        print("step times: medians of \(rounds) rounds that time every row back to back, each after an untimed step of its own;")
+        print("ratios to none within each round):")
         let width = max(14, names.map(\.count).max() ?? 0)
         print("way".padding(toLength: width, withPad: " ", startingAt: 0) + "  step ms   vs none (rounds)       peak memory   activation peak   saved vs none")
         for v in names.indices {
@@ -107,7 +111,7 @@ struct DemoCommand: ParsableCommand {
         }
         if let store {
             let c = store.counters
-            let steps = rounds + 1
+            let steps = 2 * rounds + 1   // the warm-up, then an untimed and a timed step per round
             print("+offload: the block inputs (\(mib(c.bytesWritten / steps)) a step) written to files in \(store.directory) by a background")
             print(String(format: "  thread at idle priority and read back ahead of backward (%.2f GB/s written, %.2f GB/s read over that thread's time);",
                          c.writeGBps ?? 0, c.readGBps ?? 0)
