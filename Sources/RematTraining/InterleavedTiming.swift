@@ -46,3 +46,32 @@ public enum InterleavedTiming {
         return Result(times: times)
     }
 }
+
+extension InterleavedTiming {
+    /// Times `variants` training steps interleaved (``run(variants:rounds:order:measure:)``): per
+    /// round and variant, `apply(v)`, an untimed `step()` and a timed one. The untimed step is
+    /// there because the first step after another variant's touches the pages that variant's
+    /// smaller peak gave back, which a loop repeating one variant never pays (it biased every
+    /// ratio to the first, largest-peak variant low by a few percent). Returns the timing and each
+    /// variant's last timed report; the first error stops the rounds and is thrown.
+    public static func steps(variants: Int, rounds: Int, apply: (Int) throws -> Void,
+                             step: () throws -> StepReport) throws -> (timing: Result, reports: [StepReport]) {
+        var last = [StepReport?](repeating: nil, count: variants)
+        var failure: Error? = nil
+        let timing = run(variants: variants, rounds: rounds) { v in
+            guard failure == nil else { return 1 }
+            do {
+                try apply(v)
+                _ = try step()
+                let r = try step()
+                last[v] = r
+                return r.stepMilliseconds
+            } catch {
+                failure = error
+                return 1
+            }
+        }
+        if let failure { throw failure }
+        return (timing, last.map { $0! })
+    }
+}

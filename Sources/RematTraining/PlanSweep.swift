@@ -62,37 +62,21 @@ extension TrainingBenchmark {
             if v > 0 { try workload.model.applyPlan(plans[v - 1].1) }
         }
         for v in 0...plans.count { try use(v); _ = try trainer.checkedStep(nextBatch()) }
-        var last = [StepReport?](repeating: nil, count: plans.count + 1)
-        var failure: Error? = nil
-        // Each variant takes one untimed step before its timed one: a step right after another
-        // variant's first touches the pages that variant's smaller peak gave back, which a loop
-        // repeating one plan never pays (and which would bias the ratios to none, the first).
-        let timing = InterleavedTiming.run(variants: plans.count + 1, rounds: rounds) { v in
-            do {
-                try use(v)
-                _ = try trainer.checkedStep(nextBatch())
-                let r = try trainer.checkedStep(nextBatch())
-                last[v] = r
-                return r.stepMilliseconds
-            } catch {
-                failure = failure ?? error
-                return 1
-            }
-        }
-        if let failure { throw failure }
+        let (timing, last) = try InterleavedTiming.steps(variants: plans.count + 1, rounds: rounds, apply: use,
+                                                         step: { try trainer.checkedStep(nextBatch()) })
         try StepVariant(.none).apply(to: workload.model)
         let rows = plans.enumerated().map { i, entry in
             let (name, p) = entry, v = i + 1
             return PlanSweepResult.Row(actions: name, budget_bytes: p.budgetBytes, predicted_peak_bytes: p.predictedPeakBytes,
-                                       measured_peak_bytes: last[v]!.peakBytes, predicted_ratio: p.predictedOverhead,
+                                       measured_peak_bytes: last[v].peakBytes, predicted_ratio: p.predictedOverhead,
                                        measured_ratio: timing.medianRatio(v), ratio_min: timing.ratioRange(v).lowerBound,
                                        ratio_max: timing.ratioRange(v).upperBound, recomputed_ops: p.recomputedCount,
                                        compressed_ops: p.compress.count, lossy_ops: p.lossyChoices.count, solver: p.solver,
-                                       activation_peak_bytes: last[v]!.activationPeakBytes)
+                                       activation_peak_bytes: last[v].activationPeakBytes)
         }
         return PlanSweepResult(model: workload.name, batch: batchSize, threads: Runtime.threads, rounds: rounds,
                                unconstrained_peak_bytes: sim.simulate([]).peakBytes, none_median_step_ms: timing.medianTime(0),
-                               none_activation_peak_bytes: last[0]!.activationPeakBytes, planning_seconds: planning,
+                               none_activation_peak_bytes: last[0].activationPeakBytes, planning_seconds: planning,
                                least_peak_bytes: least, rows: rows)
     }
 }

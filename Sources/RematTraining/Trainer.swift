@@ -329,30 +329,16 @@ extension TrainingBenchmark {
             try v.apply(to: workload.model, store: store)
             _ = try trainer.checkedStep(nextBatch())
         }
-        var last = [StepReport?](repeating: nil, count: steps.count)
-        var failure: Error? = nil
-        // An untimed step before each timed one: the first step after another variant touches the
-        // pages that variant's smaller peak gave back, which a loop repeating one variant never pays.
-        let timing = InterleavedTiming.run(variants: steps.count, rounds: rounds) { v in
-            do {
-                try steps[v].apply(to: workload.model, store: store)
-                _ = try trainer.checkedStep(nextBatch())
-                let r = try trainer.checkedStep(nextBatch())
-                last[v] = r
-                return r.stepMilliseconds
-            } catch {
-                failure = failure ?? error
-                return 0
-            }
-        }
-        if let failure { throw failure }
+        let (timing, last) = try InterleavedTiming.steps(variants: steps.count, rounds: rounds,
+                                                         apply: { try steps[$0].apply(to: workload.model, store: store) },
+                                                         step: { try trainer.checkedStep(nextBatch()) })
         try StepVariant(.none).apply(to: workload.model)
         let variants = steps.indices.map { v in
             PolicyComparisonResult.Variant(policy: steps[v].description, median_step_ms: timing.medianTime(v),
                                            ratio_to_first: timing.medianRatio(v), ratio_min: timing.ratioRange(v).lowerBound,
                                            ratio_max: timing.ratioRange(v).upperBound, step_ms: timing.times[v],
-                                           peak_bytes: last[v]!.peakBytes, peak_by_category: last[v]!.peakByCategory,
-                                           activation_peak_bytes: last[v]!.activationPeakBytes)
+                                           peak_bytes: last[v].peakBytes, peak_by_category: last[v].peakByCategory,
+                                           activation_peak_bytes: last[v].activationPeakBytes)
         }
         return PolicyComparisonResult(model: workload.name, batch: batchSize, threads: Runtime.threads, rounds: rounds, variants: variants)
     }

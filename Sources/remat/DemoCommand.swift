@@ -67,24 +67,9 @@ struct DemoCommand: ParsableCommand {
         }
         func step() throws -> StepReport { try trainer.checkedStep(source.nextBatch(batchSize: config.batchSize, length: config.contextLength)) }
         for v in names.indices { try use(v); _ = try step() }   // warm-up: each layout's buffers once
-        var peaks = [Int](repeating: 0, count: names.count), activations = peaks
-        var failure: Error? = nil
-        // An untimed step before each timed one (as TrainingBenchmark.compare): the first step
-        // after another row's touches the pages that row's smaller peak gave back.
-        let timing = InterleavedTiming.run(variants: names.count, rounds: rounds) { v in
-            do {
-                try use(v)
-                _ = try step()
-                let r = try step()
-                peaks[v] = r.peakBytes
-                activations[v] = r.activationPeakBytes
-                return r.stepMilliseconds
-            } catch {
-                failure = failure ?? error
-                return 1
-            }
-        }
-        if let failure { throw failure }
+        // An untimed step of each row before its timed one (InterleavedTiming.steps says why).
+        let (timing, rowReports) = try InterleavedTiming.steps(variants: names.count, rounds: rounds, apply: use, step: step)
+        let peaks = rowReports.map(\.peakBytes), activations = rowReports.map(\.activationPeakBytes)
         try StepVariant(.none).apply(to: gpt)
 
         print("what each way of saving memory bought (peak of a training step, measured by the memory ledger;")
