@@ -57,7 +57,6 @@ extension Planner {
             others.remove(c)
             return (sim.candidates[c].bytes, sim.marginalCost(c, given: others))
         case .compress(let codec): return sim.compressionEffect(c, codec)
-        case .offload: return (0, 0)
         }
     }
 
@@ -246,7 +245,7 @@ extension Planner {
         let standalone = sim.candidates.indices.map { sim.standaloneCost($0) }
         func cost(_ c: Int, _ a: SavedTensorAction) -> Double {
             switch a {
-            case .keep, .offload: return 0
+            case .keep: return 0
             case .recompute: return standalone[c]
             case .compress(let codec): return sim.compressionEffect(c, codec).seconds
             }

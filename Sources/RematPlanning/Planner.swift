@@ -251,19 +251,25 @@ public enum Planner {
                 if p.peakBytes <= budgetBytes { results.append((actions, p, name.rawValue)) }
             }
             func consider(_ set: Set<Int>?, _ name: PlanSolver) { consider(set.map { PlanActions(recompute: $0) }, name) }
-            // Recompute only (today's solvers, exactly), and over every action when codecs are allowed.
-            func local(_ starts: [PlanActions]) -> PlanActions? {
-                let fitting = starts.map { ($0, sim.simulate($0)) }.filter { $0.1.peakBytes <= budgetBytes }
-                guard let start = fitting.min(by: { $0.1.stepSeconds < $1.1.stepSeconds }) else { return nil }
-                if !fourWay { return PlanActions(recompute: improve(sim, start.0.recompute, budget: budgetBytes)) }
+            // The starts that fit, fastest first.
+            func fitting(_ starts: [PlanActions]) -> [PlanActions] {
+                starts.map { ($0, sim.simulate($0)) }.filter { $0.1.peakBytes <= budgetBytes }
+                    .sorted { $0.1.stepSeconds < $1.1.stepSeconds }.map(\.0)
+            }
+            // Local search over keep / recompute (today's, exactly) from the fastest fitting start.
+            func localRecompute(_ starts: [Set<Int>]) -> PlanActions? {
+                fitting(starts.map { PlanActions(recompute: $0) }).first.map { PlanActions(recompute: improve(sim, $0.recompute, budget: budgetBytes)) }
+            }
+            // Recompute only, or over every action when codecs are allowed.
+            func local(_ recomputeStarts: [Set<Int>], _ otherStarts: [PlanActions]) -> PlanActions? {
+                if !fourWay { return localRecompute(recomputeStarts) }
                 // Over every action: from each distinct fitting start (the moves are local, the
-                // starts far apart), the fastest result.
+                // starts far apart), the fastest result. The three fastest distinct starts, 1300
+                // simulations each (planning time stays near a second on gpt-small).
                 var seen = Set<PlanActions>()
                 var best: (PlanActions, Double)? = nil
-                // The three fastest distinct starts, 1300 simulations each (planning time stays
-                // under a second on gpt-small).
-                let distinct = fitting.sorted { $0.1.stepSeconds < $1.1.stepSeconds }.filter { seen.insert($0.0).inserted }.prefix(3)
-                for (s, _) in distinct {
+                let distinct = fitting(recomputeStarts.map { PlanActions(recompute: $0) } + otherStarts).filter { seen.insert($0).inserted }.prefix(3)
+                for s in distinct {
                     let a = improve(sim, s, choices: choices, budget: budgetBytes, maxSimulations: 1300)
                     let t = sim.simulate(a).stepSeconds
                     if best == nil || t < best!.1 { best = (a, t) }
@@ -276,19 +282,16 @@ public enum Planner {
                 let g = greedy(sim, budget: budgetBytes), k = knapsack(sim, budget: budgetBytes)
                 consider(g, .greedy)
                 consider(k, .knapsack)
-                var starts = [PlanActions(recompute: g), PlanActions(recompute: k)]
+                var starts: [PlanActions] = []
                 if fourWay {
                     let g4 = greedy(sim, choices: choices, budget: budgetBytes), k4 = knapsack(sim, choices: choices, budget: budgetBytes)
                     consider(g4, .greedy)
                     consider(k4, .knapsack)
                     // Recompute-only local search too: the plan over every action is never slower.
-                    if let fit = [PlanActions(recompute: g), PlanActions(recompute: k)].filter({ sim.simulate($0).peakBytes <= budgetBytes })
-                        .min(by: { sim.simulate($0).stepSeconds < sim.simulate($1).stepSeconds }) {
-                        consider(improve(sim, fit.recompute, budget: budgetBytes), .local)
-                    }
-                    starts += [g4, k4, compressionFirst(sim, choices: choices, budget: budgetBytes), least]
+                    consider(localRecompute([g, k]), .local)
+                    starts = [g4, k4, compressionFirst(sim, choices: choices, budget: budgetBytes), least]
                 }
-                consider(local(starts), .local)
+                consider(local([g, k], starts), .local)
                 if fourWay {
                     if exhaustiveCount(choices) <= PlanSolver.autoExhaustiveCombinations { consider(exhaustive(sim, choices: choices, budget: budgetBytes), .exhaustive) }
                 } else if count <= 12 {
@@ -297,12 +300,9 @@ public enum Planner {
             case .greedy: consider(fourWay ? greedy(sim, choices: choices, budget: budgetBytes) : PlanActions(recompute: greedy(sim, budget: budgetBytes)), .greedy)
             case .knapsack: consider(fourWay ? knapsack(sim, choices: choices, budget: budgetBytes) : PlanActions(recompute: knapsack(sim, budget: budgetBytes)), .knapsack)
             case .local:
-                var starts = [PlanActions(recompute: greedy(sim, budget: budgetBytes)), PlanActions(recompute: knapsack(sim, budget: budgetBytes))]
-                if fourWay {
-                    starts += [greedy(sim, choices: choices, budget: budgetBytes), knapsack(sim, choices: choices, budget: budgetBytes),
-                               compressionFirst(sim, choices: choices, budget: budgetBytes), least]
-                }
-                consider(local(starts), .local)
+                let starts = fourWay ? [greedy(sim, choices: choices, budget: budgetBytes), knapsack(sim, choices: choices, budget: budgetBytes),
+                                        compressionFirst(sim, choices: choices, budget: budgetBytes), least] : []
+                consider(local([greedy(sim, budget: budgetBytes), knapsack(sim, budget: budgetBytes)], starts), .local)
             case .exhaustive:
                 let combinations = exhaustiveCount(choices)
                 guard fourWay ? combinations <= PlanSolver.exhaustiveCombinations : count <= PlanSolver.exhaustiveLimit else {

@@ -7,15 +7,12 @@ public enum SavedTensorAction: Sendable, Hashable, CustomStringConvertible {
     /// Its slots hold the tensors packed by the codec (``Codec``) from when they are saved until
     /// backward unpacks them.
     case compress(Codec)
-    /// Spilled to the spill store from when they are saved until backward reads them back.
-    case offload
 
     public var description: String {
         switch self {
         case .keep: return "keep"
         case .recompute: return "recompute"
         case .compress(let c): return "compress(\(c))"
-        case .offload: return "offload"
         }
     }
 
@@ -74,8 +71,15 @@ public final class PlanSimulator: @unchecked Sendable {
     /// The backward part of the unplanned sequence, backward nodes resolved to op indices
     /// (-1: a node with no forward op of that name).
     private let backwardEvents: [(event: StepGraph.Event, op: Int)]
-    /// Per candidate: what each codec that saves bytes on it packs (``Packing``), cheapest first.
-    private let packings: [[(codec: Codec, packs: [Packing])]]
+    /// Per candidate: what each codec that saves bytes on it packs (``Packing``), with the bytes
+    /// that frees between the forward and the backward and the codec's seconds.
+    private let packings: [[CodecOption]]
+    struct CodecOption {
+        var codec: Codec
+        var packs: [Packing]
+        var bytes: Int
+        var seconds: Double
+    }
     private let categories = MemoryCategory.allCases
     private let categoryIndex: [MemoryCategory: Int]
     private let tensorCategory: [Int]
@@ -107,8 +111,6 @@ public final class PlanSimulator: @unchecked Sendable {
         public var peakLocation: String
         /// Seconds the codecs take (encode in the forward, decode in the backward).
         public var codecSeconds: Double = 0
-        /// Bytes of packed forms alive at the peak.
-        public var packedBytesAtPeak: Int = 0
     }
 
     public init(_ graph: StepGraph) {
@@ -161,21 +163,22 @@ public final class PlanSimulator: @unchecked Sendable {
     /// order; one packed form per tensor and view (offset and shape), and a view saved after a slot that covers
     /// the whole tensor shares that slot's form. Codecs that save no bytes on a candidate, and
     /// every codec when the graph has no measured costs, are left out.
-    private static func packings(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int]) -> [[(codec: Codec, packs: [Packing])]] {
+    private static func packings(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int]) -> [[CodecOption]] {
         guard let costs = graph.actionCosts else { return candidates.map { _ in [] } }
+        let kinds = graph.ops.map(\.kind)
         var backwardRank: [Int: Int] = [:]   // op index → first backward position
         for (k, n) in graph.backwardOrder.enumerated() { if let o = opIndex[n], backwardRank[o] == nil { backwardRank[o] = k } }
         var slotsOfTensor: [Int: [StepGraph.Slot]] = [:]
         for s in graph.slots { slotsOfTensor[s.tensor, default: []].append(s) }
         let codecs = Codec.all.filter { $0 != .none }
         return candidates.map { cand in
-            var options: [(codec: Codec, packs: [Packing], saved: Int)] = []
+            var options: [CodecOption] = []
             for codec in codecs {
                 var packs: [Packing] = []
                 var ok = true
                 for t in cand.tensors {
                     let slots = (slotsOfTensor[t] ?? []).sorted { (opIndex[$0.saver] ?? 0, $0.name) < (opIndex[$1.saver] ?? 0, $1.name) }
-                    let packed = slots.filter { graph.codec(codec, packs: $0) }
+                    let packed = slots.filter { graph.codec(codec, packs: $0, saverKind: opIndex[$0.saver].map { kinds[$0] } ?? "") }
                     guard !packed.isEmpty else { continue }
                     let freesRaw = packed.count == slots.count
                     var byLayout: [[Int]: Int] = [:]   // offset and shape → index in packs
@@ -202,9 +205,12 @@ public final class PlanSimulator: @unchecked Sendable {
                 var saved = 0
                 for t in Set(packs.map(\.tensor)) where packs.first(where: { $0.tensor == t })!.freesRaw { saved += graph.tensors[t].bytes }
                 saved -= packs.reduce(0) { $0 + $1.packedBytes }
-                if saved > 0 { options.append((codec, packs, saved)) }
+                if saved > 0 {
+                    options.append(CodecOption(codec: codec, packs: packs, bytes: saved,
+                                               seconds: packs.reduce(0.0) { $0 + $1.encodeSeconds + $1.decodeSeconds }))
+                }
             }
-            return options.map { ($0.codec, $0.packs) }
+            return options
         }
     }
 
@@ -215,11 +221,8 @@ public final class PlanSimulator: @unchecked Sendable {
     /// (its tensors less their packed forms; 0 when the codec does not apply), and the codec's
     /// seconds (encode and decode).
     public func compressionEffect(_ c: Int, _ codec: Codec) -> (bytes: Int, seconds: Double) {
-        guard let packs = packings[c].first(where: { $0.codec == codec })?.packs else { return (0, 0) }
-        var bytes = 0
-        for t in Set(packs.map(\.tensor)) where packs.first(where: { $0.tensor == t })!.freesRaw { bytes += graph.tensors[t].bytes }
-        bytes -= packs.reduce(0) { $0 + $1.packedBytes }
-        return (bytes, packs.reduce(0.0) { $0 + $1.encodeSeconds + $1.decodeSeconds })
+        guard let o = packings[c].first(where: { $0.codec == codec }) else { return (0, 0) }
+        return (o.bytes, o.seconds)
     }
 
     /// Plan as op names → candidate set (unknown names are an error).
@@ -257,7 +260,7 @@ public final class PlanSimulator: @unchecked Sendable {
     /// The slots (stable names) `codec` packs of candidate `c`'s tensors.
     public func packedSlots(_ c: Int, _ codec: Codec) -> [String] {
         let tensors = Set(candidates[c].tensors)
-        return graph.slots.filter { tensors.contains($0.tensor) && graph.codec(codec, packs: $0) }.map(\.name)
+        return graph.slots.filter { tensors.contains($0.tensor) && graph.codec(codec, packs: $0, saverKind: opIndex[$0.saver].map { graph.ops[$0].kind } ?? "") }.map(\.name)
     }
 
     /// The prediction for recomputing the candidates in `plan` (indices into ``candidates``).
@@ -285,7 +288,7 @@ public final class PlanSimulator: @unchecked Sendable {
         let tensors = graph.tensors
         // Packed forms: by the forward op that makes them, the backward op that first decodes
         // them, and the tensor whose free frees them.
-        var packsBySaver: [Int: [Packing]] = [:], packsByBackwardOp: [Int: [Int]] = [:], packsOfTensor: [Int: [Int]] = [:]
+        var packsBySaver: [Int: [Int]] = [:], packsByBackwardOp: [Int: [Int]] = [:], packsOfTensor: [Int: [Int]] = [:]
         var allPacks: [Packing] = []
         var packedRaw = [Bool](repeating: false, count: tensors.count)   // freed after the forward: every slot packs it
         var codecSeconds = 0.0
@@ -294,14 +297,13 @@ public final class PlanSimulator: @unchecked Sendable {
             for p in packs {
                 let k = allPacks.count
                 allPacks.append(p)
-                packsBySaver[p.saver, default: []].append(p)
+                packsBySaver[p.saver, default: []].append(k)
                 packsByBackwardOp[p.firstBackwardOp, default: []].append(k)
                 packsOfTensor[p.tensor, default: []].append(k)
                 if p.freesRaw { packedRaw[p.tensor] = true }
                 codecSeconds += p.encodeSeconds + p.decodeSeconds
             }
         }
-        var packedLive = 0
         var recomputeTensor = [Bool](repeating: false, count: tensors.count)
         var planOps = Set<Int>()
         var regionHasPlan = [Bool](repeating: false, count: graph.regions.count)
@@ -322,26 +324,26 @@ public final class PlanSimulator: @unchecked Sendable {
         // Where we are (forward event index; backward op; block recomputing), and where the peak was.
         var position = (forwardEvent: 0, backwardOp: -1, recomputing: -1)
         var peakPosition = position
+        func notePeak() {
+            guard live > peak else { return }
+            peak = live; peakCat = cat; peakPosition = position
+            recorder?.alive = alive
+        }
         func allocate(_ t: Int) {
             guard !alive[t] else { return }
             alive[t] = true
             live += tensors[t].bytes
             cat[tensorCategory[t]] += tensors[t].bytes
-            if live > peak {
-                peak = live; peakCat = cat; peakPosition = position; packedAtPeak = packedLive
-                recorder?.alive = alive
-            }
+            notePeak()
         }
-        var packedAtPeak = 0
-        // Packed forms and their decoded copies (activations while alive).
+        // Packed forms and their decoded copies (activations while alive), and bytes a recompute
+        // makes again of a tensor still alive.
+        var packAlive = [Bool](repeating: false, count: allPacks.count)
         var decoded = [Bool](repeating: false, count: allPacks.count)
         func addBytes(_ bytes: Int) {
             live += bytes
             cat[activations] += bytes
-            if live > peak {
-                peak = live; peakCat = cat; peakPosition = position; packedAtPeak = packedLive
-                recorder?.alive = alive
-            }
+            notePeak()
         }
         func removeBytes(_ bytes: Int) {
             live -= bytes
@@ -363,7 +365,7 @@ public final class PlanSimulator: @unchecked Sendable {
                 if !tensors[t].savedBy.isEmpty && !recomputeTensor[t] && !packedRaw[t] { continue }
                 free(t)
             case .forwardOp(let i):
-                for p in packsBySaver[i] ?? [] { packedLive += p.packedBytes; addBytes(p.packedBytes) }
+                for k in packsBySaver[i] ?? [] { packAlive[k] = true; addBytes(allPacks[k].packedBytes) }
             default: break
             }
         }
@@ -395,10 +397,10 @@ public final class PlanSimulator: @unchecked Sendable {
                 }
             case .allocate(let t): allocate(t)
             case .free(let t):
-                for k in packsOfTensor[t] ?? [] where allPacks[k].packedBytes > 0 || decoded[k] {
-                    packedLive -= allPacks[k].packedBytes
-                    removeBytes(allPacks[k].packedBytes + (decoded[k] ? allPacks[k].rawBytes : 0))
-                    allPacks[k].packedBytes = 0
+                // The unplanned step frees the tensor here: its packed forms and decoded copies go.
+                for k in packsOfTensor[t] ?? [] where packAlive[k] || decoded[k] {
+                    removeBytes((packAlive[k] ? allPacks[k].packedBytes : 0) + (decoded[k] ? allPacks[k].rawBytes : 0))
+                    packAlive[k] = false
                     decoded[k] = false
                 }
                 free(t)
@@ -410,7 +412,7 @@ public final class PlanSimulator: @unchecked Sendable {
         return Prediction(peakBytes: peak, peakByCategory: byCategory,
                           stepSeconds: graph.stepSeconds + recomputeSeconds + codecSeconds,
                           recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps,
-                          peakLocation: describe(peakPosition), codecSeconds: codecSeconds, packedBytesAtPeak: packedAtPeak)
+                          peakLocation: describe(peakPosition), codecSeconds: codecSeconds)
     }
 
     private func describe(_ p: (forwardEvent: Int, backwardOp: Int, recomputing: Int)) -> String {

@@ -116,19 +116,19 @@ public struct StepGraph: Sendable, Equatable {
         }
     }
 
-    /// The facts a codec checks, for slot `s` (``Codec/applies(to:)``).
-    public func info(of s: Slot) -> SavedTensorInfo {
-        let kind = ops.first { $0.name == s.saver }?.kind ?? ""
+    /// The facts a codec checks (``Codec/applies(to:)``) for slot `s`, whose saver is an op of
+    /// kind `saverKind`.
+    func info(of s: Slot, saverKind: String) -> SavedTensorInfo {
         let n = s.shape.reduce(1, *)
-        return SavedTensorInfo(name: s.name, nodeName: s.saver, op: kind, role: s.role, shape: s.shape, dtype: s.dtype,
+        return SavedTensorInfo(name: s.name, nodeName: s.saver, op: saverKind, role: s.role, shape: s.shape, dtype: s.dtype,
                                byteCount: n * s.dtype.byteSize, isParameter: false, isOutput: s.isOutput)
     }
 
-    /// Whether `codec` packs what slot `s` saves: it applies to the slot, and for the codecs that
-    /// depend on the values, the captured values allowed it. False when the slot's facts were not
-    /// recorded (an older profile).
-    public func codec(_ codec: Codec, packs s: Slot) -> Bool {
-        guard !s.role.isEmpty, codec != .none, codec.applies(to: info(of: s)) else { return false }
+    /// Whether `codec` packs what slot `s` saves (its saver an op of kind `saverKind`): it
+    /// applies to the slot, and for the codecs that depend on the values, the captured values
+    /// allowed it. False when the slot's facts were not recorded (an older profile).
+    public func codec(_ codec: Codec, packs s: Slot, saverKind: String) -> Bool {
+        guard !s.role.isEmpty, codec != .none, codec.applies(to: info(of: s, saverKind: saverKind)) else { return false }
         switch codec {
         case .bits, .causal, .causalBF16: return s.valueCodecs.contains(codec)
         default: return true

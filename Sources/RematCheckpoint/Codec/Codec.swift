@@ -142,8 +142,8 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether ``pack(_:label:)`` packs `tensor` (its values, for the codecs that depend on them:
     /// ``bits`` needs every element +0.0 or 1.0, ``causal`` and ``causalBF16`` zeros above every
-    /// diagonal); true for every other codec that ``applies(to:)`` a float32 tensor. Stops at the
-    /// first element that rules it out.
+    /// diagonal; one pass over the values, with the checks ``pack(_:label:)`` makes); true for
+    /// every other codec on a float32 tensor.
     public func packs(_ tensor: Tensor) -> Bool {
         guard tensor.dtype == .float32 else { return false }
         switch self {
