@@ -419,12 +419,17 @@ public struct PlanFrontier: Sendable, Hashable, Codable {
 }
 
 extension Planner {
-    /// The least predicted peak any plan over `options`' actions reaches.
-    public static func leastPeak(_ sim: PlanSimulator, options: PlanOptions = .default, solver: PlanSolver = .auto) throws -> Int {
-        do { _ = try plan(sim, budget: .bytes(1), solver: solver, options: options) } catch PlanningError.budgetBelowMinimum(_, let minimum, _) {
-            return minimum
-        }
-        return 1
+    /// The least predicted peak any plan over `options`' actions reaches (the minimum a budget
+    /// below it is refused with).
+    public static func leastPeak(_ sim: PlanSimulator, options: PlanOptions = .default) -> Int {
+        leastPeakPlan(sim, actionChoices(sim, options)).prediction.peakBytes
+    }
+
+    /// The plan with the least predicted peak over `choices` and its prediction: everything
+    /// recomputed when recompute is the only action, else ``leastPeak(_:_:)``'s search.
+    static func leastPeakPlan(_ sim: PlanSimulator, _ choices: [[SavedTensorAction]]) -> (actions: PlanActions, prediction: PlanSimulator.Prediction) {
+        let actions = choices.contains { $0.count > 1 } ? leastPeak(sim, choices) : PlanActions(recompute: Set(sim.candidates.indices))
+        return (actions, sim.simulate(actions))
     }
 
     /// `points` budgets evenly spaced from the unconstrained peak down to `least`.
@@ -438,7 +443,7 @@ extension Planner {
     public static func frontier(_ sim: PlanSimulator, options: PlanOptions = .default, points: Int = 12,
                                 solver: PlanSolver = .auto) throws -> PlanFrontier {
         precondition(points >= 2, "Planner.frontier: at least 2 points, got \(points)")
-        let least = try leastPeak(sim, options: options, solver: solver)
+        let least = leastPeak(sim, options: options)
         return try frontier(sim, options: options, budgets: budgetGrid(sim, down: least, points: points), solver: solver)
     }
 
@@ -446,7 +451,7 @@ extension Planner {
     /// `options`' actions are left out, so two frontiers on one grid compare budget by budget.
     public static func frontier(_ sim: PlanSimulator, options: PlanOptions, budgets: [Int], solver: PlanSolver = .auto) throws -> PlanFrontier {
         let none = sim.simulate([])
-        let least = try leastPeak(sim, options: options, solver: solver)
+        let least = leastPeak(sim, options: options)
         var result: [PlanFrontier.Point] = []
         for budget in budgets.sorted(by: >) where budget >= least {
             let p = try plan(sim, budget: .bytes(budget), solver: solver, options: options)

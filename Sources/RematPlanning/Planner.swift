@@ -233,10 +233,7 @@ public enum Planner {
         let budgetBytes = budget.bytes(unconstrainedPeak: none.peakBytes)
         let choices = actionChoices(sim, options)
         let fourWay = choices.contains { $0.count > 1 }
-        let all = Set(sim.candidates.indices)
-        let recomputeAll = sim.simulate(all)
-        let least = fourWay ? leastPeak(sim, choices) : PlanActions(recompute: all)
-        let floor = fourWay ? sim.simulate(least) : recomputeAll
+        let (least, floor) = leastPeakPlan(sim, choices)
         if floor.peakBytes > budgetBytes {
             throw PlanningError.budgetBelowMinimum(budget: budgetBytes, minimum: floor.peakBytes, breakdown: breakdown(floor))
         }

@@ -45,7 +45,7 @@ extension TrainingBenchmark {
         var least: [String: Int] = [:]
         var lowest = Int.max
         for o in options {
-            let l = try Planner.leastPeak(sim, options: o)
+            let l = Planner.leastPeak(sim, options: o)
             least[PlanFrontier.name(of: o)] = l
             lowest = Swift.min(lowest, l)
         }

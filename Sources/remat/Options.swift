@@ -119,11 +119,11 @@ struct BudgetOptions: ParsableArguments {
         if allowLossy != nil && recomputeOnly { throw ValidationError("--allow-lossy and --recompute-only contradict each other: give one") }
     }
 
-    /// Requires --budget when the planner's own options are given (`what` names the alternative, if any).
-    func requireBudgetForPlannerOptions(or what: String? = nil) throws {
+    /// Requires --budget when the planner's own options are given.
+    func requireBudgetForPlannerOptions() throws {
         guard budget == nil else { return }
         for (given, name) in [(allowLossy != nil, "--allow-lossy"), (recomputeOnly, "--recompute-only"), (solver != "auto", "--solver")] where given {
-            throw ValidationError("\(name) shapes a plan: give --budget\(what.map { " or \($0)" } ?? "") with it")
+            throw ValidationError("\(name) shapes a plan: give --budget with it")
         }
     }
 

@@ -165,7 +165,7 @@ extension PlanBudget {
         let options = try budgetOptions.parsedPlanOptions()
         // One grid of budgets for both, down to the lower least peak.
         let withCodecs = graph.actionCosts != nil
-        let least = try Planner.leastPeak(sim, options: withCodecs ? options : .recomputeOnly, solver: solver)
+        let least = Planner.leastPeak(sim, options: withCodecs ? options : .recomputeOnly)
         let grid = Planner.budgetGrid(sim, down: least, points: points)
         var frontiers = [try Planner.frontier(sim, options: .recomputeOnly, budgets: grid, solver: solver)]
         if withCodecs { frontiers.append(try Planner.frontier(sim, options: options, budgets: grid, solver: solver)) }

@@ -33,7 +33,7 @@ import Remat
         // The fractions of the way from recompute-only's least peak, and the least peak of these
         // actions itself (-1), where a simulator that missed a byte would put the step over.
         for f in fractions + [-1] {
-            let budget = f < 0 ? try Planner.leastPeak(sim, options: options) : recomputeFloor + Int(Double(none - recomputeFloor) * f)
+            let budget = f < 0 ? Planner.leastPeak(sim, options: options) : recomputeFloor + Int(Double(none - recomputeFloor) * f)
             let plan = try Planner.plan(sim, budget: .bytes(budget), options: options)
             let m = try measure(make, batch: batch, plan: plan)
             let err = abs(Double(plan.predictedPeakBytes - m.peak)) / Double(m.peak)
@@ -153,8 +153,8 @@ import Remat
         let graph = try StepCapture.capture(PlanningTests.gptTrainer(ledger: MemoryLedger()), batch: PlanningTests.tokenBatch(PlanningTests.config), timingRuns: 1)
         let sim = PlanSimulator(graph)
         let options = PlanOptions(allowLossy: [.bf16])
-        let least = try Planner.leastPeak(sim, options: options)
-        #expect(least <= (try Planner.leastPeak(sim, options: .recomputeOnly)))
+        let least = Planner.leastPeak(sim, options: options)
+        #expect(least <= Planner.leastPeak(sim, options: .recomputeOnly))
         let grid = Planner.budgetGrid(sim, down: least, points: 6)
         let recompute = try Planner.frontier(sim, options: .recomputeOnly, budgets: grid)
         let fourWay = try Planner.frontier(sim, options: options, budgets: grid)
