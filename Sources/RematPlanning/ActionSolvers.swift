@@ -48,12 +48,12 @@ extension Planner {
     }
 
     /// Bytes an action frees between the forward and the backward, and what it costs, given the
-    /// other choices of `actions` (a recompute's path depends on what else is recomputed).
-    static func effect(_ sim: PlanSimulator, _ c: Int, _ action: SavedTensorAction, in actions: PlanActions) -> (bytes: Int, seconds: Double) {
+    /// candidates `recomputed` (a recompute's path depends on what else is recomputed).
+    static func effect(_ sim: PlanSimulator, _ c: Int, _ action: SavedTensorAction, recomputed: Set<Int>) -> (bytes: Int, seconds: Double) {
         switch action {
         case .keep: return (0, 0)
         case .recompute:
-            var others = actions.recompute
+            var others = recomputed
             others.remove(c)
             return (sim.candidates[c].bytes, sim.marginalCost(c, given: others))
         case .compress(let codec): return sim.compressionEffect(c, codec)
@@ -63,7 +63,7 @@ extension Planner {
     /// The plan with the least predicted peak the actions reach: everything recomputed, then each
     /// candidate moved to whichever action lowers the peak (a compressed tensor keeps a recompute
     /// burst away), until no single change lowers it.
-    static func leastPeak(_ sim: PlanSimulator, _ choices: [[SavedTensorAction]]) -> PlanActions {
+    static func leastPeakSearch(_ sim: PlanSimulator, _ choices: [[SavedTensorAction]]) -> PlanActions {
         var actions = PlanActions(recompute: Set(sim.candidates.indices))
         var best = sim.simulate(actions)
         var improved = true
@@ -96,10 +96,11 @@ extension Planner {
         while p.peakBytes > budget {
             var best: (c: Int, a: SavedTensorAction)? = nil
             var bestRatio = -1.0
+            let recomputed = actions.recompute
             for c in sim.candidates.indices {
-                let current = effect(sim, c, actions[c], in: actions)
+                let current = effect(sim, c, actions[c], recomputed: recomputed)
                 for a in choices[c] where a != actions[c] {
-                    let e = effect(sim, c, a, in: actions)
+                    let e = effect(sim, c, a, recomputed: recomputed)
                     let gain = e.bytes - current.bytes
                     guard gain > 0 else { continue }
                     let ratio = Double(gain) / Swift.max(e.seconds - current.seconds, 1e-9)
@@ -114,9 +115,10 @@ extension Planner {
         // Undo: each chosen op to the cheapest action that still fits.
         let order = actions.byCandidate.keys.sorted { (sim.candidates[$0].bytes, $0) < (sim.candidates[$1].bytes, $1) }
         for c in order {
-            let options = ([SavedTensorAction.keep] + choices[c]).map { a in (a, effect(sim, c, a, in: actions).seconds) }
+            let recomputed = actions.recompute
+            let options = ([SavedTensorAction.keep] + choices[c]).map { a in (a, effect(sim, c, a, recomputed: recomputed).seconds) }
                 .sorted { $0.1 < $1.1 }
-            let currentCost = effect(sim, c, actions[c], in: actions).seconds
+            let currentCost = effect(sim, c, actions[c], recomputed: recomputed).seconds
             for (a, cost) in options where a != actions[c] && cost < currentCost {
                 var trial = actions
                 trial[c] = a
@@ -135,27 +137,27 @@ extension Planner {
         for c in sim.candidates.indices {
             let codecs = choices[c].filter { if case .compress = $0 { return true }; return false }
             let best = codecs.max { a, b in
-                let ea = effect(sim, c, a, in: actions), eb = effect(sim, c, b, in: actions)
+                let ea = effect(sim, c, a, recomputed: []), eb = effect(sim, c, b, recomputed: [])
                 return Double(ea.bytes) / Swift.max(ea.seconds, 1e-12) < Double(eb.bytes) / Swift.max(eb.seconds, 1e-12)
             }
             actions[c] = best ?? .recompute
         }
-        if sim.simulate(actions).peakBytes > budget {
-            // Not enough: recompute by greedy on top.
-            var p = sim.simulate(actions)
-            while p.peakBytes > budget {
-                let open = sim.candidates.indices.filter { actions[$0] != .recompute }
-                guard let c = open.max(by: { (sim.candidates[$0].bytes, $1) < (sim.candidates[$1].bytes, $0) }) else { break }
-                actions[c] = .recompute
-                p = sim.simulate(actions)
-            }
+        // Not enough: recompute the largest candidates not recomputed yet until it fits.
+        var p = sim.simulate(actions)
+        while p.peakBytes > budget {
+            let open = sim.candidates.indices.filter { actions[$0] != .recompute }
+            guard let c = open.max(by: { (sim.candidates[$0].bytes, $1) < (sim.candidates[$1].bytes, $0) }) else { break }
+            actions[c] = .recompute
+            p = sim.simulate(actions)
         }
+        let recomputedBefore = actions.recompute
         let order = actions.byCandidate.keys.sorted { a, b in
-            (effect(sim, a, actions[a], in: actions).seconds, b) > (effect(sim, b, actions[b], in: actions).seconds, a)
+            (effect(sim, a, actions[a], recomputed: recomputedBefore).seconds, b) > (effect(sim, b, actions[b], recomputed: recomputedBefore).seconds, a)
         }
         for c in order {
-            let currentCost = effect(sim, c, actions[c], in: actions).seconds
-            let options = ([SavedTensorAction.keep] + choices[c]).map { ($0, effect(sim, c, $0, in: actions).seconds) }
+            let recomputed = actions.recompute
+            let currentCost = effect(sim, c, actions[c], recomputed: recomputed).seconds
+            let options = ([SavedTensorAction.keep] + choices[c]).map { ($0, effect(sim, c, $0, recomputed: recomputed).seconds) }
                 .filter { $0.1 < currentCost }.sorted { $0.1 < $1.1 }
             for (a, _) in options {
                 var trial = actions
@@ -176,7 +178,7 @@ extension Planner {
         let empty = PlanActions()
         let items: [[(action: SavedTensorAction, bytes: Int, seconds: Double)]] = cands.indices.map { c in
             choices[c].map { a in
-                let e = a == .recompute ? (cands[c].bytes, sim.standaloneCost(c)) : effect(sim, c, a, in: empty)
+                let e = a == .recompute ? (cands[c].bytes, sim.standaloneCost(c)) : effect(sim, c, a, recomputed: [])
                 return (a, Swift.max(0, e.0), e.1)
             }
         }
@@ -426,9 +428,9 @@ extension Planner {
     }
 
     /// The plan with the least predicted peak over `choices` and its prediction: everything
-    /// recomputed when recompute is the only action, else ``leastPeak(_:_:)``'s search.
+    /// recomputed when recompute is the only action, else ``leastPeakSearch(_:_:)``.
     static func leastPeakPlan(_ sim: PlanSimulator, _ choices: [[SavedTensorAction]]) -> (actions: PlanActions, prediction: PlanSimulator.Prediction) {
-        let actions = choices.contains { $0.count > 1 } ? leastPeak(sim, choices) : PlanActions(recompute: Set(sim.candidates.indices))
+        let actions = choices.contains { $0.count > 1 } ? leastPeakSearch(sim, choices) : PlanActions(recompute: Set(sim.candidates.indices))
         return (actions, sim.simulate(actions))
     }
 
