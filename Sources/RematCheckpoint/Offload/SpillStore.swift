@@ -53,6 +53,13 @@ public enum OffloadError: Error, CustomStringConvertible, Equatable, Sendable {
 ///   never applied. Files are removed when their slot is released, after a fault, when the store
 ///   goes and at exit.
 ///
+/// - Predictable memory (``predictable``, the store memory plans run with): the ledger changes
+///   only where the training thread is, so a plan's peak can be predicted exactly. A save first
+///   waits for every earlier write to finish (one write in flight) and only then lets go of the
+///   tensors written (the ledger counts them offloaded there, not when the I/O thread finishes);
+///   backward's first ask does the same; a read's buffer is allocated when the read is queued,
+///   on the thread that queues it.
+///
 /// Ownership: shared by the training thread and the store's I/O thread; every state change is
 /// under the store's lock.
 public final class SpillStore: @unchecked Sendable {
@@ -62,8 +69,12 @@ public final class SpillStore: @unchecked Sendable {
     public let maximumBytesInFlight: Int
     /// How many tensors backward reads ahead of the one it asks for.
     public let readAheadTensors: Int
+    /// Memory changes only at the training thread's save points (see above).
+    public let predictable: Bool
 
     private let condition = NSCondition()
+    /// Predictable stores: handles written whose tensors are still held until the next save point.
+    private var retained: [SpillHandle] = []
     private var queue: [SpillHandle] = []
     private var writeBacklog = 0
     private var readAhead = 0
@@ -100,7 +111,7 @@ public final class SpillStore: @unchecked Sendable {
 
     /// Makes the store's directory (`remat-spill-XXXXXX`) inside `parent` (default: the system's
     /// temporary directory) and checks that it can be written.
-    public init(in parent: String? = nil, maximumBytesInFlight: Int = 64 << 20, readAhead: Int = 2) throws(OffloadError) {
+    public init(in parent: String? = nil, maximumBytesInFlight: Int = 64 << 20, readAhead: Int = 2, predictable: Bool = false) throws(OffloadError) {
         let base = parent ?? FileManager.default.temporaryDirectory.path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: base, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -113,6 +124,7 @@ public final class SpillStore: @unchecked Sendable {
         directory = String(cString: made)
         self.maximumBytesInFlight = max(1, maximumBytesInFlight)
         self.readAheadTensors = max(0, readAhead)
+        self.predictable = predictable
         let probe = directory + "/probe"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if fd < 0 {
@@ -225,7 +237,10 @@ public final class SpillStore: @unchecked Sendable {
         sequence += 1
         let path = directory + "/\(sequence).spill"
         let handle = SpillHandle(store: self, tensor: tensor, info: info, path: path, ledger: ledger)
-        if writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight {
+        var dropped: [Tensor] = []
+        if predictable {
+            dropped = savePoint()
+        } else if writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight {
             let start = monotonicSeconds()
             while writeBacklog > 0 && writeBacklog + tensor.byteCount > maximumBytesInFlight && !stopping { condition.wait() }
             measured.saveWaitSeconds += monotonicSeconds() - start
@@ -236,8 +251,28 @@ public final class SpillStore: @unchecked Sendable {
         handlesByName[info.name] = WeakHandle(handle: handle)
         condition.broadcast()
         condition.unlock()
+        withExtendedLifetime(dropped) {}   // freed here, outside the lock
         return handle
     }
+
+    /// Under the lock, predictable stores: waits for every write queued or running, then lets go
+    /// of the tensors written (returned, to be released outside the lock).
+    func savePoint() -> [Tensor] {
+        if writeBacklog > 0 {
+            let start = monotonicSeconds()
+            while writeBacklog > 0 && !stopping { condition.wait() }
+            measured.saveWaitSeconds += monotonicSeconds() - start
+        }
+        let handles = retained
+        retained.removeAll()
+        return handles.compactMap { $0.dropRetained() }
+    }
+
+    /// Under the lock: `handle` was written and keeps its tensor until the next save point.
+    func retain(_ handle: SpillHandle) { retained.append(handle) }
+
+    /// Under the lock: `handle` no longer keeps a tensor for a save point.
+    func forget(_ handle: SpillHandle) { retained.removeAll { $0 === handle } }
 
     func recordFault(_ fault: OffloadError) {
         condition.lock()
@@ -290,14 +325,25 @@ public final class SpillStore: @unchecked Sendable {
                 return
             }
             let handle = queue.removeFirst()
-            let job = handle.beginIO()
+            var job = handle.beginIO()
             condition.unlock()
+            // The I/O thread lets go of the job (and the tensor it wrote) before it reports: once
+            // the lock is taken again, the tensor's memory belongs to the handle alone, so the
+            // training thread frees it exactly where it lets go (a low-priority thread may not
+            // run again for a long while).
+            var wrote: Result<UInt32, OffloadError>? = nil
+            var read: Result<Tensor, OffloadError>? = nil
+            let start = monotonicSeconds()
             switch job {
-            case .write(let tensor):
-                let start = monotonicSeconds()
-                let result = writeFile(tensor, name: handle.info.name, path: handle.path)
-                let seconds = monotonicSeconds() - start
-                condition.lock()
+            case .write(let tensor): wrote = writeFile(tensor, name: handle.info.name, path: handle.path)
+            case .read(let checksum, let buffer):
+                read = MemoryLedger.withLedger(handle.ledger) { readFile(handle, checksum: checksum, into: buffer) }
+            case .none: break
+            }
+            job = .none
+            let seconds = monotonicSeconds() - start
+            condition.lock()
+            if let result = wrote {
                 writeBacklog -= handle.byteCount
                 if case .success = result {
                     measured.bytesWritten += handle.byteCount
@@ -305,23 +351,16 @@ public final class SpillStore: @unchecked Sendable {
                     measured.filesWritten += 1
                 }
                 handle.finishWrite(result)
-                condition.broadcast()
-                condition.unlock()
-            case .read(let checksum):
-                let start = monotonicSeconds()
-                let result = MemoryLedger.withLedger(handle.ledger) { readFile(handle, checksum: checksum) }
-                let seconds = monotonicSeconds() - start
-                condition.lock()
-                if case .success = result {
+            } else if read != nil {
+                if case .success = read! {
                     measured.bytesRead += handle.byteCount
                     measured.readSeconds += seconds
                 }
-                handle.finishRead(result)
-                condition.broadcast()
-                condition.unlock()
-            case .none:
-                break
+                handle.finishRead(read!)
+                read = nil   // the buffer is the handle's now
             }
+            condition.broadcast()
+            condition.unlock()
         }
     }
 
@@ -363,7 +402,7 @@ public final class SpillStore: @unchecked Sendable {
         return .success(crc)
     }
 
-    private func readFile(_ handle: SpillHandle, checksum: UInt32) -> Result<Tensor, OffloadError> {
+    private func readFile(_ handle: SpillHandle, checksum: UInt32, into buffer: Tensor?) -> Result<Tensor, OffloadError> {
         let (name, path) = (handle.info.name, handle.path)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -377,7 +416,7 @@ public final class SpillStore: @unchecked Sendable {
             return .failure(.wrongSize(tensor: name, file: path, expected: handle.byteCount, found: Int(st.st_size)))
         }
         _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
-        let out = Tensor(uninitializedShape: handle.info.shape, dtype: handle.info.dtype, label: name)
+        let out = buffer ?? Tensor(uninitializedShape: handle.info.shape, dtype: handle.info.dtype, label: name)
         let pointer = out.rawPointer
         var done = 0
         while done < handle.byteCount {
@@ -444,10 +483,14 @@ final class SpillHandle: @unchecked Sendable {
     private var slots = 0
     private var unpacksLeft = 0
     private var served: Tensor? = nil
+    /// Predictable stores: the tensor written, kept until the next save point, and the buffer a
+    /// queued read fills (allocated when it was queued).
+    private var retainedTensor: Tensor? = nil
+    private var readBuffer: Tensor? = nil
 
     enum Job {
         case write(Tensor)
-        case read(UInt32)
+        case read(UInt32, Tensor?)
         case none
     }
 
@@ -468,22 +511,29 @@ final class SpillHandle: @unchecked Sendable {
             return .write(t)
         case .queuedRead(let crc):
             state = .reading
-            return .read(crc)
+            let buffer = readBuffer
+            readBuffer = nil
+            return .read(crc, buffer)
         default:
             return .none   // released or served from memory meanwhile
         }
     }
 
     func finishWrite(_ result: Result<UInt32, OffloadError>) {
-        guard case .writing = state else {   // used or released while writing
+        guard case .writing(let t) = state else {   // used or released while writing
             unlink(path)
             return
         }
         switch result {
         case .success(let crc):
             state = .onDisk(crc)
-            ledger.recordOffloaded(byteCount, name: info.name)
-            countedOffloaded = true
+            if store.predictable {
+                retainedTensor = t
+                store.retain(self)
+            } else {
+                ledger.recordOffloaded(byteCount, name: info.name)
+                countedOffloaded = true
+            }
         case .failure(let e):
             state = .failed(e)
         }
@@ -500,10 +550,31 @@ final class SpillHandle: @unchecked Sendable {
     /// Under the lock: queues a read if the tensor is on disk and the read-ahead has room.
     func prefetch() -> Bool {
         guard case .onDisk(let crc) = state, store.canReadAhead else { return false }
+        queueRead(crc, urgent: false)
+        return true
+    }
+
+    /// Under the lock: the read of the file (checksum `crc`) joins the queue; a predictable
+    /// store allocates its buffer now.
+    private func queueRead(_ crc: UInt32, urgent: Bool) {
         state = .queuedRead(crc)
         inReadAhead = true
-        store.queueRead(self, urgent: false)
-        return true
+        if store.predictable {
+            readBuffer = MemoryLedger.withLedger(ledger) { Tensor(uninitializedShape: info.shape, dtype: info.dtype, label: info.name) }
+        }
+        store.queueRead(self, urgent: urgent)
+    }
+
+    /// Under the lock, at a predictable store's save point: lets go of the tensor kept since it
+    /// was written (returned, released outside the lock); the ledger counts the bytes offloaded.
+    func dropRetained() -> Tensor? {
+        guard let t = retainedTensor else { return nil }
+        retainedTensor = nil
+        if case .onDisk = state, !countedOffloaded {
+            ledger.recordOffloaded(byteCount, name: info.name)
+            countedOffloaded = true
+        }
+        return t
     }
 
     /// Under the lock: the handle no longer holds read-ahead or offloaded bytes.
@@ -553,7 +624,25 @@ final class SpillHandle: @unchecked Sendable {
     private func load() -> Tensor {
         let start = monotonicSeconds()
         var waited = false
+        var dropped: [Tensor] = []
         let result: Result<Tensor, OffloadError> = store.locked {
+            // A predictable store: the tensor asked for, if still in memory, is taken as it is;
+            // then every write finishes and the tensors written are let go.
+            var taken: Tensor? = nil
+            if store.predictable {
+                switch state {
+                case .queuedWrite(let t): store.writeCancelled(self); state = .released; taken = t
+                case .writing(let t): state = .released; taken = t
+                case .onDisk where retainedTensor != nil:
+                    taken = retainedTensor
+                    retainedTensor = nil
+                    store.forget(self)
+                    state = .released
+                default: break
+                }
+                dropped = store.savePoint()
+            }
+            if let taken { return .success(taken) }
             while true {
                 switch state {
                 case .queuedWrite(let t):
@@ -565,9 +654,7 @@ final class SpillHandle: @unchecked Sendable {
                     state = .released   // finishWrite removes the file
                     return .success(t)
                 case .onDisk(let crc):
-                    state = .queuedRead(crc)
-                    inReadAhead = true
-                    store.queueRead(self, urgent: true)
+                    queueRead(crc, urgent: true)
                 case .queuedRead, .reading:
                     waited = true
                     store.waitForChange()
@@ -582,6 +669,7 @@ final class SpillHandle: @unchecked Sendable {
                 }
             }
         }
+        withExtendedLifetime(dropped) {}
         store.locked {
             if !isWriting { unlink(path) }
             settle()
@@ -611,6 +699,11 @@ final class SpillHandle: @unchecked Sendable {
         default: unlink(path)
         }
         settle()
+        if retainedTensor != nil {
+            retainedTensor = nil
+            store.forget(self)
+        }
+        readBuffer = nil
         state = .released
         store.signalChange()
     }
@@ -672,4 +765,63 @@ public struct SpillMeasurement: Codable, Sendable {
         return SpillMeasurement(directory: parent ?? FileManager.default.temporaryDirectory.path, bytes: x.byteCount,
                                 write_gbps: median(writes), read_gbps: median(reads), small_round_trip_ms: median(smalls))
     }
+}
+
+extension SpillMeasurement {
+    /// How the spill store's I/O thread and compute share this machine: `work` (with the step's
+    /// threads) timed alone and while spill round trips of `bytes` run beside it, alternately,
+    /// `reps` times. Per pair, `overlap` is the I/O seconds done beside `work` (the bytes moved,
+    /// at `rates`) per second of `work`, and `interference` the extra seconds of `work` per I/O
+    /// second; medians, each in [0, 1]. The I/O thread runs below the compute threads, so on a
+    /// machine whose cores all compute, `overlap` is small and the I/O waits.
+    public static func sharing(in parent: String? = nil, bytes: Int, rates: SpillMeasurement, reps: Int,
+                               work: () -> Void) throws(OffloadError) -> (overlap: Double, interference: Double) {
+        let store = try SpillStore(in: parent)
+        defer { store.close() }
+        let ledger = MemoryLedger(label: "spill sharing")
+        let x = MemoryLedger.withLedger(ledger) { Tensor.randn([max(1, bytes / 4)], generator: RandomGenerator(seed: 5)) }
+        let info = SavedTensorInfo(name: "bench:input", nodeName: "bench", op: "bench", role: "input", shape: x.shape,
+                                   dtype: x.dtype, byteCount: x.byteCount, isParameter: false, isOutput: false)
+        let running = SpillLoopFlag()
+        work()
+        var overlaps: [Double] = [], shares: [Double] = []
+        for _ in 0..<reps {
+            let t0 = monotonicSeconds()
+            work()
+            let alone = monotonicSeconds() - t0
+            running.set(true)
+            let done = DispatchSemaphore(value: 0)
+            let loop = Thread {
+                while running.value {
+                    let share = SpillShare(store.spill(x, info: info, ledger: ledger))
+                    store.waitForWrites()
+                    withExtendedLifetime(share.materialize()) {}
+                    share.discard()
+                }
+                done.signal()
+            }
+            loop.start()
+            let before = store.counters
+            let t1 = monotonicSeconds()
+            work()
+            let beside = monotonicSeconds() - t1
+            let after = store.counters
+            running.set(false)
+            done.wait()
+            let io = Double(after.bytesWritten - before.bytesWritten) / (rates.write_gbps * 1e9)
+                + Double(after.bytesRead - before.bytesRead) / (rates.read_gbps * 1e9)
+            overlaps.append(io / beside)
+            if io > 0 { shares.append((beside - alone) / io) }
+        }
+        try store.checkFaults()
+        let clamp = { (v: Double) in Swift.min(1, Swift.max(0, v)) }
+        return (clamp(median(overlaps)), shares.isEmpty ? 0 : clamp(median(shares)))
+    }
+}
+
+private final class SpillLoopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = false
+    var value: Bool { lock.lock(); defer { lock.unlock() }; return running }
+    func set(_ v: Bool) { lock.lock(); running = v; lock.unlock() }
 }
