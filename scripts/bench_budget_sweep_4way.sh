@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The four-way budget sweeps of results/budget-sweep-4way-*.md: for each workload, plans at a grid
-# of budgets for recompute-only, lossless and bf16-allowed actions, each run beside none
+# of budgets for recompute-only, lossless (codecs and offload) and bf16-allowed actions, each run beside none
 # (remat bench sweep), then rendered as markdown. Usage: bash scripts/bench_budget_sweep_4way.sh
 # [POINTS] [ROUNDS]. Takes about 10 minutes on 2 cores.
 set -euo pipefail

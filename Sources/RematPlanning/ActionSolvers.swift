@@ -1,19 +1,22 @@
 /// Which actions a plan may choose besides keeping: recompute always; codecs that are lossless
-/// (``Codec/isLossless``: relu-mask, bits, causal) unless `compression` is off; lossy codecs only
+/// (``Codec/isLossless``: relu-mask, bits, causal) unless `compression` is off; offload to the
+/// spill store unless `offload` is off (or the capture has no spill rates); lossy codecs only
 /// those the user allows (`--allow-lossy bf16,fp8-e4m3`).
 public struct PlanOptions: Sendable, Hashable {
     public var compression: Bool
+    public var offload: Bool
     public var allowLossy: Set<Codec>
 
-    public init(compression: Bool = true, allowLossy: Set<Codec> = []) {
+    public init(compression: Bool = true, offload: Bool = true, allowLossy: Set<Codec> = []) {
         self.compression = compression
+        self.offload = offload
         self.allowLossy = allowLossy
     }
 
-    /// Keep, recompute and lossless codecs.
+    /// Keep, recompute, lossless codecs and offload.
     public static let `default` = PlanOptions()
-    /// Keep or recompute (the planner before codecs were planned).
-    public static let recomputeOnly = PlanOptions(compression: false)
+    /// Keep or recompute (the planner before codecs and offload were planned).
+    public static let recomputeOnly = PlanOptions(compression: false, offload: false)
 
     /// Parses `--allow-lossy`'s list (`bf16,fp8-e4m3`): lossy codecs only (a lossless one is
     /// always allowed, so naming it is a mistake).
@@ -32,12 +35,14 @@ public struct PlanOptions: Sendable, Hashable {
 
 extension Planner {
     /// The actions each candidate may take besides keep: recompute, then the codecs `options`
-    /// allows that save bytes on it.
+    /// allows that save bytes on it, then offload where it can be offloaded.
     static func actionChoices(_ sim: PlanSimulator, _ options: PlanOptions) -> [[SavedTensorAction]] {
         sim.candidates.indices.map { c in
             var a: [SavedTensorAction] = [.recompute]
-            guard options.compression else { return a }
-            for codec in sim.codecs(for: c) where codec.isLossless || options.allowLossy.contains(codec) { a.append(.compress(codec)) }
+            if options.compression {
+                for codec in sim.codecs(for: c) where codec.isLossless || options.allowLossy.contains(codec) { a.append(.compress(codec)) }
+            }
+            if options.offload && sim.canOffload(c) { a.append(.offload) }
             return a
         }
     }
@@ -57,6 +62,7 @@ extension Planner {
             others.remove(c)
             return (sim.candidates[c].bytes, sim.marginalCost(c, given: others))
         case .compress(let codec): return sim.compressionEffect(c, codec)
+        case .offload: return sim.offloadEffect(c)
         }
     }
 
@@ -250,14 +256,17 @@ extension Planner {
             case .keep: return 0
             case .recompute: return standalone[c]
             case .compress(let codec): return sim.compressionEffect(c, codec).seconds
+            case .offload: return sim.offloadEffect(c).seconds
             }
         }
         while improved && spent < maxSimulations {
             improved = false
-            // Single changes, the most expensive choices first.
+            // Single changes, the most expensive choices first, then changes of ops kept; every
+            // other action is tried (estimates miss shared recompute paths and offload stalls).
             let chosen = actions.byCandidate.keys.sorted { (cost($0, actions[$0]), $1) > (cost($1, actions[$1]), $0) }
-            singles: for c in chosen {
-                for a in ([SavedTensorAction.keep] + choices[c]).sorted(by: { cost(c, $0) < cost(c, $1) }) where a != actions[c] && cost(c, a) <= cost(c, actions[c]) {
+            let kept = sim.candidates.indices.filter { actions[$0] == .keep }
+            singles: for c in chosen + kept {
+                for a in ([SavedTensorAction.keep] + choices[c]).sorted(by: { cost(c, $0) < cost(c, $1) }) where a != actions[c] {
                     guard spent < maxSimulations else { break singles }
                     var trial = actions
                     trial[c] = a
@@ -367,8 +376,32 @@ public struct PlanFrontier: Sendable, Hashable, Codable {
         public var overhead: Double
         public var recomputed: Int
         public var compressed: Int
+        /// Ops offloaded (0 in frontiers written before offload was planned).
+        public var offloaded: Int = 0
         public var lossy: Int
         public var solver: String
+
+        public init(budgetBytes: Int, predictedPeakBytes: Int, predictedStepSeconds: Double, overhead: Double, recomputed: Int,
+                    compressed: Int, offloaded: Int, lossy: Int, solver: String) {
+            self.budgetBytes = budgetBytes
+            self.predictedPeakBytes = predictedPeakBytes
+            self.predictedStepSeconds = predictedStepSeconds
+            self.overhead = overhead
+            self.recomputed = recomputed
+            self.compressed = compressed
+            self.offloaded = offloaded
+            self.lossy = lossy
+            self.solver = solver
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(budgetBytes: try c.decode(Int.self, forKey: .budgetBytes), predictedPeakBytes: try c.decode(Int.self, forKey: .predictedPeakBytes),
+                      predictedStepSeconds: try c.decode(Double.self, forKey: .predictedStepSeconds), overhead: try c.decode(Double.self, forKey: .overhead),
+                      recomputed: try c.decode(Int.self, forKey: .recomputed), compressed: try c.decode(Int.self, forKey: .compressed),
+                      offloaded: try c.decodeIfPresent(Int.self, forKey: .offloaded) ?? 0, lossy: try c.decode(Int.self, forKey: .lossy),
+                      solver: try c.decode(String.self, forKey: .solver))
+        }
     }
 
     public var model: String
@@ -401,19 +434,20 @@ public struct PlanFrontier: Sendable, Hashable, Codable {
     }
 
     /// What a set of actions is called in frontiers and sweeps: `recompute-only`, `lossless`,
-    /// `lossy:bf16,fp8-e4m3`.
+    /// `lossy:bf16,fp8-e4m3`, with `-no-offload` or `-no-codecs` when one of those is off.
     public static func name(of options: PlanOptions) -> String {
-        !options.compression ? "recompute-only"
-            : options.allowLossy.isEmpty ? "lossless" : "lossy:" + options.allowLossy.map(\.description).sorted().joined(separator: ",")
+        if !options.compression && !options.offload { return "recompute-only" }
+        let base = options.allowLossy.isEmpty ? "lossless" : "lossy:" + options.allowLossy.map(\.description).sorted().joined(separator: ",")
+        return base + (!options.offload ? "-no-offload" : !options.compression ? "-no-codecs" : "")
     }
 
     /// The frontier as CSV, one row per point.
     public var csv: CSVTable {
         var t = CSVTable(header: ["actions", "budget_bytes", "predicted_peak_bytes", "predicted_step_seconds", "overhead",
-                                  "recomputed_ops", "compressed_ops", "lossy_ops", "solver", "knee"])
+                                  "recomputed_ops", "compressed_ops", "offloaded_ops", "lossy_ops", "solver", "knee"])
         for (i, p) in points.enumerated() {
             t.rows.append([actions, String(p.budgetBytes), String(p.predictedPeakBytes), "\(p.predictedStepSeconds)",
-                           String(format: "%.4f", p.overhead), String(p.recomputed), String(p.compressed), String(p.lossy), p.solver,
+                           String(format: "%.4f", p.overhead), String(p.recomputed), String(p.compressed), String(p.offloaded), String(p.lossy), p.solver,
                            i == knee ? "true" : "false"])
         }
         return t
@@ -459,7 +493,7 @@ extension Planner {
             let p = try plan(sim, budget: .bytes(budget), solver: solver, options: options)
             result.append(.init(budgetBytes: p.budgetBytes, predictedPeakBytes: p.predictedPeakBytes, predictedStepSeconds: p.predictedStepSeconds,
                                 overhead: p.predictedOverhead, recomputed: p.recomputedCount, compressed: p.compress.count,
-                                lossy: p.lossyChoices.count, solver: p.solver))
+                                offloaded: p.offload.count, lossy: p.lossyChoices.count, solver: p.solver))
         }
         return PlanFrontier(model: sim.graph.model, inputShape: sim.graph.inputShape, actions: PlanFrontier.name(of: options),
                             unconstrainedPeakBytes: none.peakBytes, leastPeakBytes: least, baseStepSeconds: sim.graph.stepSeconds,

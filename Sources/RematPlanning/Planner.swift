@@ -98,7 +98,15 @@ public struct PlannedCompression: Sendable, Hashable, Codable {
     public var lossless: Bool
 }
 
-/// What to do with the saved tensors of one training step — recompute or compress them — by
+/// One candidate op whose saved tensors a plan offloads: the slots (stable saved tensor names)
+/// whose tensors go to the spill store, and their bytes.
+public struct PlannedOffload: Sendable, Hashable, Codable {
+    public var op: String
+    public var slots: [String]
+    public var bytes: Int
+}
+
+/// What to do with the saved tensors of one training step — recompute, compress or offload them — by
 /// stable names, with what the simulator predicts.
 public struct MemoryPlan: Sendable, Hashable, Codable {
     public var model: String
@@ -126,6 +134,18 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
     public var compress: [PlannedCompression] = []
     /// Predicted seconds of the codecs (in ``predictedStepSeconds``).
     public var predictedCodecSeconds: Double = 0
+    /// Ops whose saved tensors are offloaded (empty in plans of Remat before offload was planned).
+    public var offload: [PlannedOffload] = []
+    /// Predicted seconds the offloads add (stalls and the I/O thread's share, in ``predictedStepSeconds``).
+    public var predictedOffloadSeconds: Double = 0
+
+    /// The offload that runs the plan's choices (by slot names) into `store`; nil without offloads.
+    /// The names select exactly the tensors planned (each at least the minimum the plan was made
+    /// with), so no size threshold applies.
+    public func activationOffload(to store: SpillStore) -> ActivationOffload? {
+        guard !offload.isEmpty else { return nil }
+        return ActivationOffload(to: store, where: .names(Set(offload.flatMap(\.slots))), minimumBytes: 0)
+    }
 
     /// The lossy choices: every compression whose codec changes what backward reads.
     public var lossyChoices: [PlannedCompression] { compress.filter { !$0.lossless } }
@@ -178,8 +198,9 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
                                                    formatBytes(compress.reduce(0) { $0 + $1.bytes }),
                                                    formatBytes(compress.reduce(0) { $0 + $1.packedBytes }),
                                                    lossyChoices.isEmpty ? ", lossless" : ", \(lossyChoices.count) lossy")
-        return String(format: "plan (%@): recompute %d ops (%@)%@, keep %d (%@); predicted peak %@ (budget %@, unconstrained %@), predicted step time x%.2f",
-                      solver, recomputedCount, formatBytes(recomputedBytes), packed, keptCount, formatBytes(keptBytes),
+        let spilled = offload.isEmpty ? "" : ", offload \(offload.count) (\(formatBytes(offload.reduce(0) { $0 + $1.bytes })))"
+        return String(format: "plan (%@): recompute %d ops (%@)%@%@, keep %d (%@); predicted peak %@ (budget %@, unconstrained %@), predicted step time x%.2f",
+                      solver, recomputedCount, formatBytes(recomputedBytes), packed, spilled, keptCount, formatBytes(keptBytes),
                       formatBytes(predictedPeakBytes), formatBytes(budgetBytes), formatBytes(unconstrainedPeakBytes), predictedOverhead)
     }
 }
@@ -215,6 +236,11 @@ extension MemoryPlan {
             }
         }
         predictedCodecSeconds = try c.decodeIfPresent(Double.self, forKey: .predictedCodecSeconds) ?? 0
+        offload = try c.decodeIfPresent([PlannedOffload].self, forKey: .offload) ?? []
+        for p in offload where p.slots.isEmpty {
+            throw DecodingError.dataCorruptedError(forKey: .offload, in: c, debugDescription: "op \(p.op): no slots")
+        }
+        predictedOffloadSeconds = try c.decodeIfPresent(Double.self, forKey: .predictedOffloadSeconds) ?? 0
     }
 }
 
@@ -324,9 +350,19 @@ public enum Planner {
                         floor: floor.peakBytes, start: start)
     }
 
+    /// The plan that runs `actions` as given (no solver), with its prediction; its budget is
+    /// the predicted peak. For mixes chosen by hand, and to check the simulator action by action.
+    public static func plan(_ sim: PlanSimulator, actions: PlanActions) -> MemoryPlan {
+        let start = monotonicSeconds()
+        let p = sim.simulate(actions)
+        return makePlan(sim, actions, p, solver: "given", budget: p.peakBytes, none: sim.simulate([]),
+                        floor: leastPeakPlan(sim, actionChoices(sim, .default)).prediction.peakBytes, start: start)
+    }
+
     private static func makePlan(_ sim: PlanSimulator, _ actions: PlanActions, _ p: PlanSimulator.Prediction, solver: String,
                                  budget: Int, none: PlanSimulator.Prediction, floor: Int, start: Double) -> MemoryPlan {
         let cands = sim.candidates
+        let byNameIndex = Dictionary(uniqueKeysWithValues: cands.enumerated().map { ($0.element.name, $0.offset) })
         let rec = actions.recompute.sorted { cands[$0].op < cands[$1].op }
         let recBytes = rec.reduce(0) { $0 + cands[$1].bytes }
         var compress: [PlannedCompression] = []
@@ -336,18 +372,23 @@ public enum Planner {
             compress.append(PlannedCompression(op: cands[c].name, codec: codec.description, slots: sim.packedSlots(c, codec).sorted(),
                                                bytes: cands[c].bytes, packedBytes: cands[c].bytes - effect.bytes, lossless: codec.isLossless))
         }
-        let compressedBytes = compress.reduce(0) { $0 + $1.bytes }
+        let offload = actions.offload.sorted { cands[$0].op < cands[$1].op }.map { c in
+            PlannedOffload(op: cands[c].name, slots: sim.offloadedSlots(c).sorted(), bytes: sim.offloadEffect(c).bytes)
+        }
+        let compressedBytes = compress.reduce(0) { $0 + $1.bytes } + offload.reduce(0) { $0 + cands[byNameIndex[$1.op]!].bytes }
         let totalBytes = cands.reduce(0) { $0 + $1.bytes }
         var plan = MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
                               recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
                               unconstrainedPeakBytes: none.peakBytes, minimumPeakBytes: floor, predictedPeakBytes: p.peakBytes,
                               predictedPeakLocation: p.peakLocation,
                               baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
-                              keptCount: cands.count - rec.count - compress.count, keptBytes: totalBytes - recBytes - compressedBytes,
+                              keptCount: cands.count - rec.count - compress.count - offload.count, keptBytes: totalBytes - recBytes - compressedBytes,
                               recomputedCount: rec.count, recomputedBytes: recBytes,
                               planningSeconds: 0)
         plan.compress = compress
         plan.predictedCodecSeconds = p.codecSeconds
+        plan.offload = offload
+        plan.predictedOffloadSeconds = p.offloadStallSeconds + (sim.graph.actionCosts?.spill?.interference ?? 0) * p.offloadIOSeconds
         plan.planningSeconds = monotonicSeconds() - start
         return plan
     }

@@ -7,12 +7,16 @@ public enum SavedTensorAction: Sendable, Hashable, CustomStringConvertible {
     /// Its slots hold the tensors packed by the codec (``Codec``) from when they are saved until
     /// backward unpacks them.
     case compress(Codec)
+    /// Its tensors (those of at least ``ActionCosts/SpillRate/minimum_bytes``) go to the spill
+    /// store's files from when they are saved until backward reads them back.
+    case offload
 
     public var description: String {
         switch self {
         case .keep: return "keep"
         case .recompute: return "recompute"
         case .compress(let c): return "compress(\(c))"
+        case .offload: return "offload"
         }
     }
 
@@ -39,6 +43,8 @@ public struct PlanActions: Sendable, Hashable {
 
     /// The candidates recomputed.
     public var recompute: Set<Int> { Set(byCandidate.compactMap { $0.value == .recompute ? $0.key : nil }) }
+    /// The candidates offloaded.
+    public var offload: Set<Int> { Set(byCandidate.compactMap { $0.value == .offload ? $0.key : nil }) }
     /// Candidates with an action other than keep.
     public var count: Int { byCandidate.count }
 }
@@ -71,6 +77,8 @@ public final class PlanSimulator: @unchecked Sendable {
     /// The backward part of the unplanned sequence, backward nodes resolved to op indices
     /// (-1: a node with no forward op of that name).
     private let backwardEvents: [(event: StepGraph.Event, op: Int)]
+    /// For each of them, a backward op's time on the simulated clock (0 for other events).
+    private let backwardEventSeconds: [Double]
     /// Per candidate: what each codec that saves bytes on it packs (``Packing``), with the bytes
     /// that frees between the forward and the backward and the codec's seconds.
     private let packings: [[CodecOption]]
@@ -80,6 +88,29 @@ public final class PlanSimulator: @unchecked Sendable {
         var bytes: Int
         var seconds: Double
     }
+    /// Per candidate: the tensors offloading it spills (``SpillItem``; empty when it cannot be
+    /// offloaded or the graph has no spill rates).
+    private let spillItems: [[SpillItem]]
+    /// What the saved tensors of one offloaded candidate put on the spill store: one file per
+    /// tensor, written from when its first slot saves it (`saver`, a forward op), read back for
+    /// the first backward op that unpacks it (`firstBackwardOp`, its rank in the backward).
+    struct SpillItem: Sendable, Hashable {
+        var tensor: Int
+        var saver: Int
+        var firstBackwardOp: Int
+        var bytes: Int
+    }
+    /// Simulated seconds per captured second: the step time over the sum of the ops' forward and
+    /// backward times (what runs between ops is spread over them).
+    private let clockScale: Double
+    /// Per tensor: its bytes and whether a slot saves it; per op: its region (-1: none) and
+    /// forward seconds (flat copies of the graph's, read on every event).
+    private let tensorBytes: [Int]
+    private let tensorSaved: [Bool]
+    /// Per tensor: alive when the step starts.
+    private let preexisting: [Bool]
+    private let opRegion: [Int]
+    private let opSeconds: [Double]
     private let categories = MemoryCategory.allCases
     private let categoryIndex: [MemoryCategory: Int]
     private let tensorCategory: [Int]
@@ -111,6 +142,11 @@ public final class PlanSimulator: @unchecked Sendable {
         public var peakLocation: String
         /// Seconds the codecs take (encode in the forward, decode in the backward).
         public var codecSeconds: Double = 0
+        /// Offload: seconds the step waits for the spill store (a save for the write before it,
+        /// backward for reads), and seconds its I/O thread works beside compute (of which
+        /// ``ActionCosts/SpillRate/interference`` is charged to the step).
+        public var offloadStallSeconds: Double = 0
+        public var offloadIOSeconds: Double = 0
     }
 
     public init(_ graph: StepGraph) {
@@ -154,6 +190,19 @@ public final class PlanSimulator: @unchecked Sendable {
             return (ev, -1)
         }
         packings = Self.packings(graph, candidates, opIndex: opIndex)
+        spillItems = Self.spillItems(graph, candidates, opIndex: opIndex)
+        tensorBytes = graph.tensors.map(\.bytes)
+        tensorSaved = graph.tensors.map { !$0.savedBy.isEmpty }
+        preexisting = graph.tensors.map(\.preexisting)
+        opRegion = graph.ops.map { $0.region ?? -1 }
+        opSeconds = graph.ops.map(\.seconds)
+        let captured = graph.ops.reduce(0.0) { $0 + $1.seconds } + graph.backwardSeconds.values.reduce(0.0, +)
+        let scale = captured > 0 && graph.stepSeconds > 0 ? graph.stepSeconds / captured : 1
+        clockScale = scale
+        backwardEventSeconds = backwardEvents.map { e in
+            if case .backwardOp(let n) = e.event { return (graph.backwardSeconds[n] ?? 0) * scale }
+            return 0
+        }
         let categoryIndex = Dictionary(uniqueKeysWithValues: MemoryCategory.allCases.enumerated().map { ($0.element, $0.offset) })
         self.categoryIndex = categoryIndex
         tensorCategory = graph.tensors.map { categoryIndex[$0.category]! }
@@ -214,6 +263,51 @@ public final class PlanSimulator: @unchecked Sendable {
         }
     }
 
+    /// What offloading each candidate spills, as ``ActivationOffload`` does: each tensor of at
+    /// least the store's minimum whose slots all save it whole (one file shared by every slot;
+    /// a tensor saved as views of other shapes or offsets is kept), written from its first saver
+    /// and read for its first backward use.
+    private static func spillItems(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int]) -> [[SpillItem]] {
+        guard let spill = graph.actionCosts?.spill else { return candidates.map { _ in [] } }
+        var backwardRank: [Int: Int] = [:]
+        for (k, n) in graph.backwardOrder.enumerated() { if let o = opIndex[n], backwardRank[o] == nil { backwardRank[o] = k } }
+        var slotsOfTensor: [Int: [StepGraph.Slot]] = [:]
+        for s in graph.slots { slotsOfTensor[s.tensor, default: []].append(s) }
+        return candidates.map { cand in
+            cand.tensors.compactMap { t -> SpillItem? in
+                let bytes = graph.tensors[t].bytes
+                guard bytes >= spill.minimum_bytes, let slots = slotsOfTensor[t], let first = slots.first else { return nil }
+                let whole = slots.allSatisfy { s in
+                    !s.role.isEmpty && s.offset == 0 && s.shape == first.shape && s.dtype == first.dtype
+                        && s.shape.reduce(1, *) * s.dtype.byteSize == bytes
+                }
+                let savers = slots.compactMap { opIndex[$0.saver] }
+                guard whole, savers.count == slots.count, let saver = savers.min(),
+                      let back = savers.compactMap({ backwardRank[$0] }).min() else { return nil }
+                return SpillItem(tensor: t, saver: saver, firstBackwardOp: back, bytes: bytes)
+            }
+        }
+    }
+
+    /// Whether candidate `c` can be offloaded (spill rates measured, a tensor large enough saved whole).
+    public func canOffload(_ c: Int) -> Bool { !spillItems[c].isEmpty }
+
+    /// Bytes offloading candidate `c` takes out of memory between the forward and the backward,
+    /// and an estimate of its seconds (the step's share of the I/O time, and a file's latency
+    /// each way); the simulation of a plan gives the real stalls.
+    public func offloadEffect(_ c: Int) -> (bytes: Int, seconds: Double) {
+        guard let spill = graph.actionCosts?.spill, !spillItems[c].isEmpty else { return (0, 0) }
+        let bytes = spillItems[c].reduce(0) { $0 + $1.bytes }
+        let io = spillItems[c].reduce(0.0) { $0 + spill.writeSeconds($1.bytes) + spill.readSeconds($1.bytes) }
+        return (bytes, spill.interference * io + 2 * spill.latency_seconds)
+    }
+
+    /// The slots (stable names) offloading candidate `c` spills.
+    public func offloadedSlots(_ c: Int) -> [String] {
+        let tensors = Set(spillItems[c].map(\.tensor))
+        return graph.slots.filter { tensors.contains($0.tensor) }.map(\.name)
+    }
+
     /// The codecs that save bytes on candidate `c` (measured costs, applicable to its slots).
     public func codecs(for c: Int) -> [Codec] { packings[c].map(\.codec) }
 
@@ -253,6 +347,17 @@ public final class PlanSimulator: @unchecked Sendable {
             }
             actions[c] = .compress(codec)
         }
+        for p in plan.offload {
+            guard let c = byName[p.op] else { unknown.append(p.op); continue }
+            guard canOffload(c), Set(offloadedSlots(c)) == Set(p.slots) else {
+                throw PlanningError.stalePlan(expected: "\(p.op)'s saved tensors offloadable as \(p.slots.sorted().joined(separator: ", "))",
+                                              found: canOffload(c) ? "slots \(offloadedSlots(c).sorted().joined(separator: ", "))" : "they cannot be offloaded here")
+            }
+            guard actions[c] == .keep else {
+                throw PlanningError.stalePlan(expected: "one action per op", found: "\(p.op) offloaded and \(actions[c])")
+            }
+            actions[c] = .offload
+        }
         if !unknown.isEmpty { throw PlanningError.unknownNames(plan: "for \(graph.model) \(graph.inputShape)", names: unknown) }
         return actions
     }
@@ -285,12 +390,12 @@ public final class PlanSimulator: @unchecked Sendable {
 
     private func simulate(_ actions: PlanActions, recordingPeak recorder: PeakRecorder?) -> Prediction {
         let plan = actions.recompute
-        let tensors = graph.tensors
+        let tensorCount = tensorBytes.count
         // Packed forms: by the forward op that makes them, the backward op that first decodes
         // them, and the tensor whose free frees them.
         var packsBySaver: [Int: [Int]] = [:], packsByBackwardOp: [Int: [Int]] = [:], packsOfTensor: [Int: [Int]] = [:]
         var allPacks: [Packing] = []
-        var packedRaw = [Bool](repeating: false, count: tensors.count)   // freed after the forward: every slot packs it
+        var packedRaw = [Bool](repeating: false, count: tensorCount)   // freed after the forward: every slot packs it
         var codecSeconds = 0.0
         for (c, action) in actions.byCandidate {
             guard case .compress(let codec) = action, let packs = packings[c].first(where: { $0.codec == codec })?.packs else { continue }
@@ -304,7 +409,20 @@ public final class PlanSimulator: @unchecked Sendable {
                 codecSeconds += p.encodeSeconds + p.decodeSeconds
             }
         }
-        var recomputeTensor = [Bool](repeating: false, count: tensors.count)
+        // Offloaded tensors: one file each, in the order backward first asks for them (the
+        // store's read-ahead follows the previous step's order: this one's).
+        var items: [SpillItem] = []
+        for (c, action) in actions.byCandidate where action == .offload { items += spillItems[c] }
+        let offloading = !items.isEmpty
+        items.sort { ($0.firstBackwardOp, $0.tensor) < ($1.firstBackwardOp, $1.tensor) }
+        var itemOfTensor = [Int](repeating: -1, count: offloading ? tensorCount : 0)
+        var itemsBySaver: [Int: [Int]] = [:], itemsByBackwardOp: [Int: [Int]] = [:]
+        for (k, it) in items.enumerated() {
+            itemOfTensor[it.tensor] = k
+            itemsBySaver[it.saver, default: []].append(k)
+            itemsByBackwardOp[it.firstBackwardOp, default: []].append(k)
+        }
+        var recomputeTensor = [Bool](repeating: false, count: tensorCount)
         var planOps = Set<Int>()
         var regionHasPlan = [Bool](repeating: false, count: graph.regions.count)
         for c in plan {
@@ -313,8 +431,7 @@ public final class PlanSimulator: @unchecked Sendable {
             regionHasPlan[cand.region] = true
             for t in cand.tensors { recomputeTensor[t] = true }
         }
-        var alive = [Bool](repeating: false, count: tensors.count)
-        for (i, t) in tensors.enumerated() where t.preexisting { alive[i] = true }
+        var alive = preexisting
         var live = graph.baselineBytes
         var peak = live
         // Live bytes by category, indexed (a dictionary here would hash on every event).
@@ -332,8 +449,8 @@ public final class PlanSimulator: @unchecked Sendable {
         func allocate(_ t: Int) {
             guard !alive[t] else { return }
             alive[t] = true
-            live += tensors[t].bytes
-            cat[tensorCategory[t]] += tensors[t].bytes
+            live += tensorBytes[t]
+            cat[tensorCategory[t]] += tensorBytes[t]
             notePeak()
         }
         // Packed forms and their decoded copies (activations while alive), and bytes a recompute
@@ -352,8 +469,15 @@ public final class PlanSimulator: @unchecked Sendable {
         func free(_ t: Int) {
             guard alive[t] else { return }
             alive[t] = false
-            live -= tensors[t].bytes
-            cat[tensorCategory[t]] -= tensors[t].bytes
+            live -= tensorBytes[t]
+            cat[tensorCategory[t]] -= tensorBytes[t]
+        }
+        // The spill store's I/O thread on the simulated clock (only when the plan offloads).
+        var io = SpillClock(items: items, rate: graph.actionCosts?.spill)
+        // What the I/O thread did to memory, in order: tensors gone to their files, read buffers.
+        func drain() {
+            for e in io.effects { if e.frees { free(items[e.item].tensor) } else { allocate(items[e.item].tensor) } }
+            io.effects.removeAll(keepingCapacity: true)
         }
         // Forward.
         for (k, ev) in graph.droppedForward.enumerated() {
@@ -361,11 +485,22 @@ public final class PlanSimulator: @unchecked Sendable {
             switch ev {
             case .allocate(let t): allocate(t)
             case .free(let t):
+                if offloading, itemOfTensor[t] >= 0 {
+                    // The forward lets go: the tensor leaves memory once its file is written.
+                    io.forwardReleased(itemOfTensor[t])
+                    drain()
+                    continue
+                }
                 // A candidate the plan keeps stays in its slot (unless every slot holds it packed).
-                if !tensors[t].savedBy.isEmpty && !recomputeTensor[t] && !packedRaw[t] { continue }
+                if tensorSaved[t] && !recomputeTensor[t] && !packedRaw[t] { continue }
                 free(t)
             case .forwardOp(let i):
-                for k in packsBySaver[i] ?? [] { packAlive[k] = true; addBytes(allPacks[k].packedBytes) }
+                if !allPacks.isEmpty { for k in packsBySaver[i] ?? [] { packAlive[k] = true; addBytes(allPacks[k].packedBytes) } }
+                if offloading {
+                    io.advance(by: opSeconds[i] * clockScale + (packsBySaver[i] ?? []).reduce(0.0) { $0 + allPacks[$1].encodeSeconds })
+                    drain()
+                    for k in itemsBySaver[i] ?? [] { io.write(k); drain() }
+                }
             default: break
             }
         }
@@ -378,14 +513,21 @@ public final class PlanSimulator: @unchecked Sendable {
         var recomputeSeconds = 0.0
         var recomputedOps = 0
         var backwardRank = -1
-        for (ev, op) in backwardEvents {
+        var opSeconds = 0.0   // the running backward op's time, on the simulated clock
+        for (eventIndex, (ev, op)) in backwardEvents.enumerated() {
             switch ev {
             case .backwardOp:
                 position.backwardOp = op
+                if offloading { io.advance(by: opSeconds); drain() }
+                if offloading { opSeconds = backwardEventSeconds[eventIndex] }
                 // Unpacked when the op's backward starts (by its rank among the backward nodes).
                 backwardRank += 1
-                for k in packsByBackwardOp[backwardRank] ?? [] where !decoded[k] { decoded[k] = true; addBytes(allPacks[k].rawBytes) }
-                if op >= 0, holds[op], let r = graph.ops[op].region, regionHasPlan[r], !triggered[r] {
+                for k in allPacks.isEmpty ? [] : packsByBackwardOp[backwardRank] ?? [] where !decoded[k] {
+                    decoded[k] = true
+                    addBytes(allPacks[k].rawBytes)
+                    opSeconds += allPacks[k].decodeSeconds
+                }
+                if op >= 0, holds[op], case let r = opRegion[op], r >= 0, regionHasPlan[r], !triggered[r] {
                     triggered[r] = true
                     position.recomputing = r
                     let (s, n) = recompute(region: r, planOps: planOps, recomputeTensor: recomputeTensor,
@@ -394,11 +536,14 @@ public final class PlanSimulator: @unchecked Sendable {
                     position.recomputing = -1
                     recomputeSeconds += s
                     recomputedOps += n
+                    opSeconds += s
                 }
+                if offloading { for k in itemsByBackwardOp[backwardRank] ?? [] { io.load(k); drain() } }
             case .allocate(let t): allocate(t)
             case .free(let t):
+                if offloading, itemOfTensor[t] >= 0 { io.released(itemOfTensor[t]) }
                 // The unplanned step frees the tensor here: its packed forms and decoded copies go.
-                for k in packsOfTensor[t] ?? [] where packAlive[k] || decoded[k] {
+                for k in allPacks.isEmpty ? [] : packsOfTensor[t] ?? [] where packAlive[k] || decoded[k] {
                     removeBytes((packAlive[k] ? allPacks[k].packedBytes : 0) + (decoded[k] ? allPacks[k].rawBytes : 0))
                     packAlive[k] = false
                     decoded[k] = false
@@ -409,10 +554,12 @@ public final class PlanSimulator: @unchecked Sendable {
         }
         var byCategory: [MemoryCategory: Int] = [:]
         for (k, v) in peakCat.enumerated() where v != 0 { byCategory[categories[k]] = v }
+        let offloadSeconds = io.stallSeconds + (graph.actionCosts?.spill?.interference ?? 0) * io.overlappedSeconds
         return Prediction(peakBytes: peak, peakByCategory: byCategory,
-                          stepSeconds: graph.stepSeconds + recomputeSeconds + codecSeconds,
+                          stepSeconds: graph.stepSeconds + recomputeSeconds + codecSeconds + offloadSeconds,
                           recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps,
-                          peakLocation: describe(peakPosition), codecSeconds: codecSeconds)
+                          peakLocation: describe(peakPosition), codecSeconds: codecSeconds,
+                          offloadStallSeconds: io.stallSeconds, offloadIOSeconds: io.overlappedSeconds)
     }
 
     private func describe(_ p: (forwardEvent: Int, backwardOp: Int, recomputing: Int)) -> String {
@@ -440,18 +587,18 @@ public final class PlanSimulator: @unchecked Sendable {
             case .allocate(let t):
                 guard let op, runIndices.contains(op) else { continue }
                 if aliveNow[t] {
-                    if copies.insert(t).inserted { bytes(graph.tensors[t].bytes) }
+                    if copies.insert(t).inserted { bytes(tensorBytes[t]) }
                     continue
                 }
                 allocate(t)
                 made.insert(t)
             case .free(let t):
-                if copies.remove(t) != nil { bytes(-graph.tensors[t].bytes) }
+                if copies.remove(t) != nil { bytes(-tensorBytes[t]) }
                 if made.contains(t) && !recomputeTensor[t] { free(t) }
             default: break
             }
         }
-        for t in copies { bytes(-graph.tensors[t].bytes) }
+        for t in copies { bytes(-tensorBytes[t]) }
         for t in made where !recomputeTensor[t] { free(t) }   // dropped when the recompute ends
         return (seconds(of: runIndices), runIndices.count)
     }
@@ -468,13 +615,13 @@ public final class PlanSimulator: @unchecked Sendable {
             })
     }
 
-    private func seconds(of ops: Set<Int>) -> Double { ops.reduce(0.0) { $0 + graph.ops[$1].seconds } }
+    private func seconds(of ops: Set<Int>) -> Double { ops.reduce(0.0) { $0 + opSeconds[$1] } }
 
     /// The ops (indices, in forward order) recomputing candidate `c` alone runs: its op and every
     /// op it needs whose output no slot keeps.
     public func recomputePath(of c: Int) -> [Int] {
         let cand = candidates[c]
-        return recomputeOps(region: cand.region, targets: [cand.op], isAlive: { !self.graph.tensors[$0].savedBy.isEmpty }).sorted()
+        return recomputeOps(region: cand.region, targets: [cand.op], isAlive: { self.tensorSaved[$0] }).sorted()
     }
 
     /// Own recompute cost of each candidate alone (its op and the ops it needs that nothing keeps).
@@ -487,8 +634,198 @@ public final class PlanSimulator: @unchecked Sendable {
         let cand = candidates[c]
         let planOps = Set(plan.filter { candidates[$0].region == cand.region }.map { candidates[$0].op })
         func cost(_ targets: Set<Int>) -> Double {
-            seconds(of: recomputeOps(region: cand.region, targets: targets, isAlive: { !self.graph.tensors[$0].savedBy.isEmpty }))
+            seconds(of: recomputeOps(region: cand.region, targets: targets, isAlive: { self.tensorSaved[$0] }))
         }
         return cost(planOps.union([cand.op])) - (planOps.isEmpty ? 0 : cost(planOps))
+    }
+}
+
+/// A predictable spill store (``SpillStore/predictable``, what plans run with) on the simulator's
+/// clock. Memory follows the store's save points exactly: a save first waits for every write
+/// still running, then lets go of the tensors written (each leaves memory there, or when the
+/// forward lets go of it if later) and queues its own write; backward's asks do the same after
+/// taking the tensor asked for from memory if it is still there; a read's buffer is allocated when
+/// the read is queued — first in line when backward asks for a file not read yet, and after each
+/// ask the next ``ActionCosts/SpillRate/read_ahead`` files in backward's order while the
+/// read-ahead bytes are under ``ActionCosts/SpillRate/max_bytes_in_flight``.
+/// Time: the I/O thread does ``ActionCosts/SpillRate/overlap`` I/O seconds per second of compute
+/// beside it (it runs below the compute threads) and full speed while the step waits for it; the
+/// waits are `stallSeconds`, the I/O done beside compute `overlappedSeconds`.
+struct SpillClock {
+    enum State { case pending, queuedWrite, writing, onDisk, queuedRead, reading, loaded, released }
+    let items: [PlanSimulator.SpillItem]
+    let rate: ActionCosts.SpillRate?
+    /// What happened to memory since the simulator last looked, in order: item `item`'s tensor
+    /// left memory (`frees`) or a read buffer for it was allocated.
+    var effects: [(frees: Bool, item: Int)] = []
+    var state: [State]
+    var forwardDone: [Bool]
+    /// Written, and still held by the store until the next save point.
+    var retained: [Bool]
+    /// The store let go of it (its tensor leaves memory once the forward has too).
+    var storeReleased: [Bool]
+    var inReadAhead: [Bool]
+    var queue: [Int] = []
+    var current: Int? = nil
+    var currentIsWrite = false
+    /// I/O seconds left of the current job.
+    var remaining = 0.0
+    var backlog = 0
+    var readAheadBytes = 0
+    var stallSeconds = 0.0
+    var overlappedSeconds = 0.0
+
+    init(items: [PlanSimulator.SpillItem], rate: ActionCosts.SpillRate?) {
+        self.items = items
+        self.rate = rate
+        state = [State](repeating: .pending, count: items.count)
+        forwardDone = [Bool](repeating: false, count: items.count)
+        retained = forwardDone
+        storeReleased = forwardDone
+        inReadAhead = forwardDone
+    }
+
+    /// Compute runs `seconds`; the I/O thread gets its share of them.
+    mutating func advance(by seconds: Double) {
+        var budget = seconds * (rate?.overlap ?? 0)
+        while current != nil, budget > 0 {
+            let used = Swift.min(budget, remaining)
+            budget -= used
+            overlappedSeconds += used
+            remaining -= used
+            if remaining <= 0 { finishCurrent() }
+        }
+    }
+
+    /// The step waits until `done()` holds or the I/O thread is idle; meanwhile it runs at full speed.
+    private mutating func wait(until done: (SpillClock) -> Bool) {
+        while !done(self), current != nil {
+            stallSeconds += remaining
+            remaining = 0
+            finishCurrent()
+        }
+    }
+
+    private mutating func finishCurrent() {
+        guard let k = current else { return }
+        current = nil
+        switch state[k] {
+        case .writing:
+            state[k] = .onDisk
+            retained[k] = true
+        case .reading:
+            state[k] = .loaded
+        default: break   // taken from memory while its write ran
+        }
+        if currentIsWrite { backlog -= items[k].bytes }
+        startNext()
+    }
+
+    private mutating func startNext() {
+        while current == nil, !queue.isEmpty {
+            let k = queue.removeFirst()
+            guard let rate else { continue }
+            switch state[k] {
+            case .queuedWrite:
+                state[k] = .writing
+                currentIsWrite = true
+                remaining = rate.writeSeconds(items[k].bytes)
+            case .queuedRead:
+                state[k] = .reading
+                currentIsWrite = false
+                remaining = rate.readSeconds(items[k].bytes)
+            default: continue
+            }
+            current = k
+        }
+    }
+
+    private mutating func enqueue(_ k: Int, first: Bool = false) {
+        if first { queue.insert(k, at: 0) } else { queue.append(k) }
+        if current == nil { startNext() }
+    }
+
+    /// Every write finishes; the store lets go of what was written.
+    private mutating func savePoint() {
+        wait { $0.backlog == 0 }
+        for k in items.indices where retained[k] {
+            retained[k] = false
+            storeReleased[k] = true
+            if forwardDone[k] { effects.append((true, k)) }
+        }
+    }
+
+    /// Item k's saver has saved it: a save point, then its write joins the queue.
+    mutating func write(_ k: Int) {
+        savePoint()
+        backlog += items[k].bytes
+        state[k] = .queuedWrite
+        enqueue(k)
+    }
+
+    /// The forward has let go of item k's tensor: gone from memory now if the store let go too.
+    mutating func forwardReleased(_ k: Int) {
+        forwardDone[k] = true
+        if storeReleased[k] { effects.append((true, k)) }
+    }
+
+    private mutating func queueRead(_ k: Int, first: Bool) {
+        state[k] = .queuedRead
+        inReadAhead[k] = true
+        readAheadBytes += items[k].bytes
+        effects.append((false, k))
+        enqueue(k, first: first)
+    }
+
+    /// Backward asks for item k (its first unpack); then the next files in order are read ahead.
+    mutating func load(_ k: Int) {
+        var taken = false
+        switch state[k] {
+        case .queuedWrite:
+            backlog -= items[k].bytes   // dropped from the queue
+            taken = true
+        case .writing:
+            taken = true                // the write finishes, to no use
+        case .onDisk where retained[k]:
+            retained[k] = false
+            taken = true
+        default: break
+        }
+        if taken { state[k] = .released }
+        savePoint()
+        if !taken {
+            switch state[k] {
+            case .onDisk:
+                queueRead(k, first: true)
+                wait { $0.state[k] == .loaded }
+            case .queuedRead, .reading:
+                wait { $0.state[k] == .loaded }
+            default: break
+            }
+            state[k] = .released
+        }
+        if inReadAhead[k] {
+            inReadAhead[k] = false
+            readAheadBytes -= items[k].bytes
+        }
+        var queued = 0
+        var j = k + 1
+        while j < items.count, queued < (rate?.read_ahead ?? 0), readAheadBytes < (rate?.max_bytes_in_flight ?? 0) {
+            if state[j] == .onDisk && !retained[j] {
+                queueRead(j, first: false)
+                queued += 1
+            }
+            j += 1
+        }
+    }
+
+    /// The step frees item k's tensor (after its last backward use).
+    mutating func released(_ k: Int) {
+        if state[k] == .queuedWrite { backlog -= items[k].bytes }
+        if inReadAhead[k] {
+            inReadAhead[k] = false
+            readAheadBytes -= items[k].bytes
+        }
+        state[k] = .released
     }
 }

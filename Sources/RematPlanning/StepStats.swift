@@ -236,6 +236,13 @@ extension StepGraph {
                 try check("action_costs: codec '\(name)' is not a codec", (try? Codec.parse(name)) != nil)
                 try check("action_costs: \(name)'s rates must be from 0.001 to 10000 GB/s", [r.encode_gbps, r.decode_gbps].allSatisfy { $0.isFinite && (0.001...10_000).contains($0) })
             }
+            if let s = costs.spill {
+                try check("action_costs.spill: write_gbps and read_gbps must be from 0.001 to 10000 GB/s", [s.write_gbps, s.read_gbps].allSatisfy { $0.isFinite && (0.001...10_000).contains($0) })
+                try check("action_costs.spill: latency_seconds \(s.latency_seconds) must be from 0 to 10 s", s.latency_seconds.isFinite && (0...10).contains(s.latency_seconds))
+                try check("action_costs.spill: overlap \(s.overlap) and interference \(s.interference) must be from 0 to 1", [s.overlap, s.interference].allSatisfy { $0.isFinite && (0...1).contains($0) })
+                try check("action_costs.spill: max_bytes_in_flight, read_ahead and minimum_bytes must be positive (at most \(maximumBytes))",
+                          [s.max_bytes_in_flight, s.read_ahead, s.minimum_bytes, s.bytes].allSatisfy { (1...maximumBytes).contains($0) })
+            }
         }
         var texts: [String: String] = [:]
         for name in statsFiles.dropFirst() {

@@ -9,7 +9,8 @@ extension StepGraph {
     /// head op after, outside every block). Deterministic in `seed`. With `codecs`, a third of
     /// the ops are ReLUs (whose saved output relu-mask packs), every slot records its shape, and
     /// the step has codec costs of the same order as its ops' times (rates from 20 to 200 MB/s
-    /// on these small tensors), so that compressing competes with recomputing.
+    /// on these small tensors) and spill rates that make offloading cost about as much, so that
+    /// compressing and offloading compete with recomputing.
     public static func random(seed: UInt64, blocks: Int, opsPerBlock: Int, codecs: Bool = false) -> StepGraph {
         var rng = SplitMix(seed: seed)
         var codecRng = SplitMix(seed: seed ^ 0x5EED)
@@ -153,7 +154,11 @@ extension StepGraph {
             for c in Codec.all where c != .none {
                 rates[c.description] = .init(encode_gbps: Double(codecRng.next(in: 20...200)) / 1000, decode_gbps: Double(codecRng.next(in: 20...200)) / 1000)
             }
-            graph.actionCosts = ActionCosts(codecs: rates, elements: 0, threads: 1)
+            // A spill store whose files cost about what the ops do (4–32 KiB in 0.04–6 ms).
+            let spill = ActionCosts.SpillRate(write_gbps: Double(codecRng.next(in: 5...100)) / 1000, read_gbps: Double(codecRng.next(in: 5...100)) / 1000,
+                                              latency_seconds: 1e-5, overlap: Double(codecRng.next(in: 2...8)) / 10,
+                                              interference: Double(codecRng.next(in: 1...5)) / 10, bytes: unit, minimum_bytes: unit)
+            graph.actionCosts = ActionCosts(codecs: rates, elements: 0, threads: 1, spill: spill)
         }
         graph.measuredPeakBytes = PlanSimulator(graph).simulate([]).peakBytes
         return graph

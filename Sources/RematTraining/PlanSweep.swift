@@ -15,6 +15,9 @@ public struct PlanSweepResult: Codable, Sendable {
         public var ratio_max: Double
         public var recomputed_ops: Int
         public var compressed_ops: Int
+        public var offloaded_ops: Int
+        /// Bytes the plan's offloads spill in a step.
+        public var offloaded_bytes: Int
         public var lossy_ops: Int
         public var solver: String
         public var activation_peak_bytes: Int
@@ -57,9 +60,12 @@ extension TrainingBenchmark {
             }
         }
         let planning = monotonicSeconds() - start
+        // One predictable spill store for every plan that offloads.
+        let store = plans.contains { !$0.1.offload.isEmpty } ? try SpillStore(predictable: true) : nil
+        defer { store?.close() }
         func use(_ v: Int) throws {
             try StepVariant(.none).apply(to: workload.model)
-            if v > 0 { try workload.model.applyPlan(plans[v - 1].1) }
+            if v > 0 { try workload.model.applyPlan(plans[v - 1].1, store: store) }
         }
         for v in 0...plans.count { try use(v); _ = try trainer.checkedStep(nextBatch()) }
         let (timing, last) = try InterleavedTiming.steps(variants: plans.count + 1, rounds: rounds, apply: use,
@@ -71,7 +77,8 @@ extension TrainingBenchmark {
                                        measured_peak_bytes: last[v].peakBytes, predicted_ratio: p.predictedOverhead,
                                        measured_ratio: timing.medianRatio(v), ratio_min: timing.ratioRange(v).lowerBound,
                                        ratio_max: timing.ratioRange(v).upperBound, recomputed_ops: p.recomputedCount,
-                                       compressed_ops: p.compress.count, lossy_ops: p.lossyChoices.count, solver: p.solver,
+                                       compressed_ops: p.compress.count, offloaded_ops: p.offload.count,
+                                       offloaded_bytes: p.offload.reduce(0) { $0 + $1.bytes }, lossy_ops: p.lossyChoices.count, solver: p.solver,
                                        activation_peak_bytes: last[v].activationPeakBytes)
         }
         return PlanSweepResult(model: workload.name, batch: batchSize, threads: Runtime.threads, rounds: rounds,

@@ -109,27 +109,30 @@ struct BudgetOptions: ParsableArguments {
     var solver = "auto"
     @Option(name: .customLong("allow-lossy"), help: "Lossy codecs a plan may compress saved tensors with, comma-separated (bf16, fp16, fp8-e4m3[/gN], fp8-e5m2[/gN], int8); the plan lists each lossy choice. Lossless ones (relu-mask, bits, causal) are always allowed.")
     var allowLossy: String?
-    @Flag(help: "Plan keep or recompute only (no codecs), as the planner did before codecs were planned.")
+    @Flag(help: "Plan keep or recompute only (no codecs, no offload), as the planner did before codecs and offload were planned.")
     var recomputeOnly = false
+    @Flag(name: .customLong("no-offload"), help: "Plan no offload (keep, recompute and codecs only): no spill files are written.")
+    var noOffload = false
 
     func validate() throws {
         _ = try parsedBudget()
         _ = try parsedSolver()
         _ = try parsedPlanOptions()
         if allowLossy != nil && recomputeOnly { throw ValidationError("--allow-lossy and --recompute-only contradict each other: give one") }
+        if noOffload && recomputeOnly { throw ValidationError("--no-offload with --recompute-only says it twice: --recompute-only plans no offload") }
     }
 
     /// Requires --budget when the planner's own options are given.
     func requireBudgetForPlannerOptions() throws {
         guard budget == nil else { return }
-        for (given, name) in [(allowLossy != nil, "--allow-lossy"), (recomputeOnly, "--recompute-only"), (solver != "auto", "--solver")] where given {
+        for (given, name) in [(allowLossy != nil, "--allow-lossy"), (recomputeOnly, "--recompute-only"), (noOffload, "--no-offload"), (solver != "auto", "--solver")] where given {
             throw ValidationError("\(name) shapes a plan: give --budget with it")
         }
     }
 
     func parsedPlanOptions() throws -> PlanOptions {
         if recomputeOnly { return .recomputeOnly }
-        do { return PlanOptions(allowLossy: try allowLossy.map(PlanOptions.parseLossy) ?? []) } catch {
+        do { return PlanOptions(offload: !noOffload, allowLossy: try allowLossy.map(PlanOptions.parseLossy) ?? []) } catch {
             throw ValidationError("--allow-lossy: \(error.description)")
         }
     }

@@ -146,6 +146,11 @@ struct PlanBudget: ParsableCommand {
         for c in plan.compress {
             print("  compress  \(column(formatBytes(c.bytes), 10)) → \(column(formatBytes(c.packedBytes), 10)) \(column(c.codec, 11)) \(c.lossless ? "lossless" : "LOSSY   ") \(c.op)")
         }
+        if !plan.offload.isEmpty {
+            print("offload: \(plan.offload.count) ops, \(formatBytes(plan.offload.reduce(0) { $0 + $1.bytes })) to the spill store"
+                  + String(format: " (predicted %.1f ms of the step: stalls and the I/O thread's share)", plan.predictedOffloadSeconds * 1000))
+        }
+        for o in plan.offload { print("  offload   \(column(formatBytes(o.bytes), 10)) \(o.op)") }
         print("keep: \(plan.keptCount) ops, \(formatBytes(plan.keptBytes))")
         if showPeak > 0 {
             let atPeak = sim.tensorsAtPeak(try sim.actions(of: plan))
@@ -185,11 +190,11 @@ extension PlanBudget {
             print("\(f.actions): least peak \(formatBytes(f.leastPeakBytes))" + (f.knee.map { k in
                 String(format: "; knee at %@ (x%.3f): past it each MiB saved costs more than the frontier's average MiB", formatBytes(f.points[k].predictedPeakBytes), f.points[k].overhead)
             } ?? ""))
-            print("  budget      peak        time      recomputed  compressed  lossy")
+            print("  budget      peak        time      recomputed  compressed  offloaded  lossy")
             for (i, p) in f.points.enumerated() {
                 let cells = [formatBytes(p.budgetBytes), formatBytes(p.predictedPeakBytes), String(format: "x%.3f", p.overhead),
-                             String(p.recomputed), String(p.compressed), String(p.lossy)]
-                print("  " + zip(cells, [12, 12, 10, 12, 12, 6]).map { $0.padding(toLength: Swift.max($1, $0.count), withPad: " ", startingAt: 0) }.joined()
+                             String(p.recomputed), String(p.compressed), String(p.offloaded), String(p.lossy)]
+                print("  " + zip(cells, [12, 12, 10, 12, 12, 11, 6]).map { $0.padding(toLength: Swift.max($1, $0.count), withPad: " ", startingAt: 0) }.joined()
                       + (i == f.knee ? "  ← knee" : ""))
             }
         }

@@ -113,6 +113,8 @@ import Remat
         add("plan --allow-lossy with --recompute-only", ["plan", "--budget", "0.5", "--allow-lossy", "bf16", "--recompute-only"])
         add("train --allow-lossy without --budget", ["train", "--allow-lossy", "bf16"])
         add("bench train --recompute-only without --budget", ["bench", "train", "--recompute-only"])
+        add("plan --no-offload with --recompute-only", ["plan", "--budget", "0.5", "--no-offload", "--recompute-only"])
+        add("train --no-offload without --budget", ["train", "--no-offload"])
         add("step --solver without --budget", ["step", "--batch", "b.safetensors", "--solver", "greedy"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("--budget with --policy", ["train", "--budget", "0.5", "--policy", "all"])
         add("step --budget with --policy", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--policy", "all"]) { s in try tokenBatch(s.file("b.safetensors")) }

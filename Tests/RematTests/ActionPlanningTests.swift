@@ -24,10 +24,16 @@ import Remat
         return (r2.peakBytes, bitwise, abs(r1.loss - r2.loss))
     }
 
+    /// `spill`: replaces the measured spill rates (offload planned as if the disk were that fast;
+    /// the plan then runs on this machine's disk, whose speed a predictable store's memory does
+    /// not depend on); returns how many plans offloaded.
+    @discardableResult
     static func checkMixes(_ make: (UInt64, MemoryLedger) -> Trainer, batch: TrainingBatch, options: PlanOptions,
-                           fractions: [Double]) throws {
-        let graph = try StepCapture.capture(make(1, MemoryLedger()), batch: batch, timingRuns: 1)
+                           fractions: [Double], spill: ActionCosts.SpillRate? = nil) throws -> Int {
+        var graph = try StepCapture.capture(make(1, MemoryLedger()), batch: batch, timingRuns: 1)
+        if let spill { graph.actionCosts?.spill = spill }
         let sim = PlanSimulator(graph)
+        var offloading = 0
         let recomputeFloor = sim.simulate(Set(sim.candidates.indices)).peakBytes
         let none = sim.simulate([]).peakBytes
         // The fractions of the way from recompute-only's least peak, and the least peak of these
@@ -40,7 +46,22 @@ import Remat
             #expect(err <= 0.01, "fraction \(f): predicted \(plan.predictedPeakBytes), measured \(m.peak)")
             #expect(m.peak <= plan.budgetBytes, "fraction \(f): measured \(m.peak) over the budget \(plan.budgetBytes)")
             if plan.lossyChoices.isEmpty { #expect(m.bitwise, "fraction \(f): a lossless plan changed the parameters") }
+            if !plan.offload.isEmpty { offloading += 1 }
         }
+        return offloading
+    }
+
+    /// Offload planned as if spilling were nearly free (so that plans offload a lot), run on this
+    /// machine's disk: the predictable store's memory follows the simulator's save points
+    /// whatever the I/O speed, so the prediction still holds to 1%, within the budget, bitwise.
+    @Test func offloadMixesPredictWithinOnePercent() throws {
+        let fast = ActionCosts.SpillRate(write_gbps: 100, read_gbps: 100, latency_seconds: 0, overlap: 1, interference: 0,
+                                         bytes: 1 << 20, minimum_bytes: 1024)
+        let gpt = try Self.checkMixes({ PlanningTests.gptTrainer(seed: $0, ledger: $1) }, batch: PlanningTests.tokenBatch(PlanningTests.config),
+                                      options: .default, fractions: [0.8, 0.5, 0.2, 0], spill: fast)
+        let resnet = try Self.checkMixes({ PlanningTests.resnetTrainer(seed: $0, ledger: $1) }, batch: PlanningTests.imageBatch(),
+                                         options: PlanOptions(allowLossy: [.bf16]), fractions: [0.7, 0.3, 0], spill: fast)
+        #expect(gpt >= 3 && resnet >= 2, "offloaded in \(gpt) gpt and \(resnet) resnet plans")
     }
 
     @Test func gptMixesPredictWithinOnePercent() throws {
@@ -66,9 +87,9 @@ import Remat
         try Self.checkMixes(make, batch: BertCheckpointTests.batch(), options: .default, fractions: [0.6, 0])
     }
 
-    /// Random steps whose ops compete with codecs: auto over keep / recompute / compress equals
-    /// exhaustive search in at least 95% of the cases and is within 1.06× of it in all; every
-    /// solver's plan fits; and the least peak over every action is never above recompute-only's.
+    /// Random steps whose ops compete with codecs and offload: auto over keep / recompute /
+    /// compress / offload equals exhaustive search in at least 95% of the cases and is within
+    /// 1.06× of it in all; every solver's plan fits; and the least peak over every action is never above recompute-only's.
     @Test func fourWayAutoAgainstExhaustive() throws {
         var cases = 0, equal = 0
         var worst = 1.0
@@ -82,7 +103,7 @@ import Remat
             let probe = try Planner.plan(sim, budget: .bytes(none), options: options)
             #expect(probe.minimumPeakBytes <= recomputeFloor, "seed \(seed): four-way least peak above recompute-only's")
             let choicesCount = sim.candidates.indices.reduce(1.0) { r, c in
-                r * Double(2 + sim.codecs(for: c).filter { $0.isLossless || options.allowLossy.contains($0) }.count)
+                r * Double(2 + sim.codecs(for: c).filter { $0.isLossless || options.allowLossy.contains($0) }.count + (sim.canOffload(c) ? 1 : 0))
             }
             // Above what auto enumerates itself, so that its heuristics are what is measured.
             guard choicesCount > PlanSolver.autoExhaustiveCombinations, choicesCount <= 16384 else { continue }
@@ -171,3 +192,4 @@ import Remat
         #expect(fourWay.csv.rows.count == 6 && fourWay.csv.rows.filter { $0.last == "true" }.count == 1)
     }
 }
+
