@@ -431,75 +431,37 @@ public final class PlanSimulator: @unchecked Sendable {
             regionHasPlan[cand.region] = true
             for t in cand.tensors { recomputeTensor[t] = true }
         }
-        var alive = preexisting
-        var live = graph.baselineBytes
-        var peak = live
-        // Live bytes by category, indexed (a dictionary here would hash on every event).
-        var cat = categories.map { graph.baselineByCategory[$0] ?? 0 }
-        var peakCat = cat
-        let activations = categoryIndex[.activations]!
-        // Where we are (forward event index; backward op; block recomputing), and where the peak was.
-        var position = (forwardEvent: 0, backwardOp: -1, recomputing: -1)
-        var peakPosition = position
-        func notePeak() {
-            guard live > peak else { return }
-            peak = live; peakCat = cat; peakPosition = position
-            recorder?.alive = alive
-        }
-        func allocate(_ t: Int) {
-            guard !alive[t] else { return }
-            alive[t] = true
-            live += tensorBytes[t]
-            cat[tensorCategory[t]] += tensorBytes[t]
-            notePeak()
-        }
-        // Packed forms and their decoded copies (activations while alive), and bytes a recompute
-        // makes again of a tensor still alive.
+        // Live bytes in total and by category (indexed: a dictionary here would hash on every
+        // event), where we are, and the peak.
+        var m = MemoryState(alive: preexisting, live: graph.baselineBytes, cat: categories.map { graph.baselineByCategory[$0] ?? 0 },
+                            tensorBytes: tensorBytes, tensorCategory: tensorCategory, activations: categoryIndex[.activations]!,
+                            recording: recorder != nil)
+        // Packed forms and their decoded copies (activations while alive).
         var packAlive = [Bool](repeating: false, count: allPacks.count)
         var decoded = [Bool](repeating: false, count: allPacks.count)
-        func addBytes(_ bytes: Int) {
-            live += bytes
-            cat[activations] += bytes
-            notePeak()
-        }
-        func removeBytes(_ bytes: Int) {
-            live -= bytes
-            cat[activations] -= bytes
-        }
-        func free(_ t: Int) {
-            guard alive[t] else { return }
-            alive[t] = false
-            live -= tensorBytes[t]
-            cat[tensorCategory[t]] -= tensorBytes[t]
-        }
         // The spill store's I/O thread on the simulated clock (only when the plan offloads).
         var io = SpillClock(items: items, rate: graph.actionCosts?.spill)
-        // What the I/O thread did to memory, in order: tensors gone to their files, read buffers.
-        func drain() {
-            for e in io.effects { if e.frees { free(items[e.item].tensor) } else { allocate(items[e.item].tensor) } }
-            io.effects.removeAll(keepingCapacity: true)
-        }
         // Forward.
         for (k, ev) in graph.droppedForward.enumerated() {
-            position.forwardEvent = k
+            m.position.forwardEvent = k
             switch ev {
-            case .allocate(let t): allocate(t)
+            case .allocate(let t): m.allocate(t)
             case .free(let t):
                 if offloading, itemOfTensor[t] >= 0 {
                     // The forward lets go: the tensor leaves memory once its file is written.
                     io.forwardReleased(itemOfTensor[t])
-                    drain()
+                    Self.drain(&io, &m, items)
                     continue
                 }
                 // A candidate the plan keeps stays in its slot (unless every slot holds it packed).
                 if tensorSaved[t] && !recomputeTensor[t] && !packedRaw[t] { continue }
-                free(t)
+                m.free(t)
             case .forwardOp(let i):
-                if !allPacks.isEmpty { for k in packsBySaver[i] ?? [] { packAlive[k] = true; addBytes(allPacks[k].packedBytes) } }
+                if !allPacks.isEmpty { for k in packsBySaver[i] ?? [] { packAlive[k] = true; m.addBytes(allPacks[k].packedBytes) } }
                 if offloading {
                     io.advance(by: opSeconds[i] * clockScale + (packsBySaver[i] ?? []).reduce(0.0) { $0 + allPacks[$1].encodeSeconds })
-                    drain()
-                    for k in itemsBySaver[i] ?? [] { io.write(k); drain() }
+                    Self.drain(&io, &m, items)
+                    for k in itemsBySaver[i] ?? [] { io.write(k); Self.drain(&io, &m, items) }
                 }
             default: break
             }
@@ -513,52 +475,53 @@ public final class PlanSimulator: @unchecked Sendable {
         var recomputeSeconds = 0.0
         var recomputedOps = 0
         var backwardRank = -1
+        var scratch = RecomputeScratch(ops: plan.isEmpty ? 0 : opRegion.count, tensors: plan.isEmpty ? 0 : tensorCount)
         var opSeconds = 0.0   // the running backward op's time, on the simulated clock
         for (eventIndex, (ev, op)) in backwardEvents.enumerated() {
             switch ev {
             case .backwardOp:
-                position.backwardOp = op
-                if offloading { io.advance(by: opSeconds); drain() }
+                m.position.backwardOp = op
+                if offloading { io.advance(by: opSeconds); Self.drain(&io, &m, items) }
                 if offloading { opSeconds = backwardEventSeconds[eventIndex] }
                 // Unpacked when the op's backward starts (by its rank among the backward nodes).
                 backwardRank += 1
                 for k in allPacks.isEmpty ? [] : packsByBackwardOp[backwardRank] ?? [] where !decoded[k] {
                     decoded[k] = true
-                    addBytes(allPacks[k].rawBytes)
+                    m.addBytes(allPacks[k].rawBytes)
                     opSeconds += allPacks[k].decodeSeconds
                 }
                 if op >= 0, holds[op], case let r = opRegion[op], r >= 0, regionHasPlan[r], !triggered[r] {
                     triggered[r] = true
-                    position.recomputing = r
+                    m.position.recomputing = r
                     let (s, n) = recompute(region: r, planOps: planOps, recomputeTensor: recomputeTensor,
-                                           aliveNow: alive, allocate: allocate, free: free,
-                                           bytes: { $0 > 0 ? addBytes($0) : removeBytes(-$0) })
-                    position.recomputing = -1
+                                           aliveNow: m.alive, scratch: &scratch, memory: &m)
+                    m.position.recomputing = -1
                     recomputeSeconds += s
                     recomputedOps += n
                     opSeconds += s
                 }
-                if offloading { for k in itemsByBackwardOp[backwardRank] ?? [] { io.load(k); drain() } }
-            case .allocate(let t): allocate(t)
+                if offloading { for k in itemsByBackwardOp[backwardRank] ?? [] { io.load(k); Self.drain(&io, &m, items) } }
+            case .allocate(let t): m.allocate(t)
             case .free(let t):
                 if offloading, itemOfTensor[t] >= 0 { io.released(itemOfTensor[t]) }
                 // The unplanned step frees the tensor here: its packed forms and decoded copies go.
                 for k in allPacks.isEmpty ? [] : packsOfTensor[t] ?? [] where packAlive[k] || decoded[k] {
-                    removeBytes((packAlive[k] ? allPacks[k].packedBytes : 0) + (decoded[k] ? allPacks[k].rawBytes : 0))
+                    m.removeBytes((packAlive[k] ? allPacks[k].packedBytes : 0) + (decoded[k] ? allPacks[k].rawBytes : 0))
                     packAlive[k] = false
                     decoded[k] = false
                 }
-                free(t)
+                m.free(t)
             default: break
             }
         }
         var byCategory: [MemoryCategory: Int] = [:]
-        for (k, v) in peakCat.enumerated() where v != 0 { byCategory[categories[k]] = v }
+        recorder?.alive = m.peakAlive ?? []
+        for (k, v) in m.peakCat.enumerated() where v != 0 { byCategory[categories[k]] = v }
         let offloadSeconds = io.stallSeconds + (graph.actionCosts?.spill?.interference ?? 0) * io.overlappedSeconds
-        return Prediction(peakBytes: peak, peakByCategory: byCategory,
+        return Prediction(peakBytes: m.peak, peakByCategory: byCategory,
                           stepSeconds: graph.stepSeconds + recomputeSeconds + codecSeconds + offloadSeconds,
                           recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps,
-                          peakLocation: describe(peakPosition), codecSeconds: codecSeconds,
+                          peakLocation: describe(m.peakPosition), codecSeconds: codecSeconds,
                           offloadStallSeconds: io.stallSeconds, offloadIOSeconds: io.overlappedSeconds)
     }
 
@@ -573,33 +536,127 @@ public final class PlanSimulator: @unchecked Sendable {
         return "end of the forward"
     }
 
-    private func recompute(region r: Int, planOps: Set<Int>, recomputeTensor: [Bool], aliveNow: [Bool],
-                           allocate: (Int) -> Void, free: (Int) -> Void, bytes: (Int) -> Void) -> (Double, Int) {
+    /// The simulated memory: tensors alive, live bytes in total and by category, where the step is
+    /// (forward event; backward op; block recomputing) and the peak with where it was.
+    struct MemoryState {
+        var alive: [Bool]
+        var live: Int
+        var peak: Int
+        var cat: [Int]
+        var peakCat: [Int]
+        var position = (forwardEvent: 0, backwardOp: -1, recomputing: -1)
+        var peakPosition = (forwardEvent: 0, backwardOp: -1, recomputing: -1)
+        /// The tensors alive at the peak, when recording.
+        var peakAlive: [Bool]? = nil
+        let tensorBytes: [Int]
+        let tensorCategory: [Int]
+        let activations: Int
+        let recording: Bool
+
+        init(alive: [Bool], live: Int, cat: [Int], tensorBytes: [Int], tensorCategory: [Int], activations: Int, recording: Bool) {
+            self.alive = alive
+            self.live = live
+            peak = live
+            self.cat = cat
+            peakCat = cat
+            self.tensorBytes = tensorBytes
+            self.tensorCategory = tensorCategory
+            self.activations = activations
+            self.recording = recording
+            if recording { peakAlive = alive }
+        }
+
+        mutating func notePeak() {
+            guard live > peak else { return }
+            peak = live; peakCat = cat; peakPosition = position
+            if recording { peakAlive = alive }
+        }
+        mutating func allocate(_ t: Int) {
+            guard !alive[t] else { return }
+            alive[t] = true
+            live += tensorBytes[t]
+            cat[tensorCategory[t]] += tensorBytes[t]
+            notePeak()
+        }
+        mutating func free(_ t: Int) {
+            guard alive[t] else { return }
+            alive[t] = false
+            live -= tensorBytes[t]
+            cat[tensorCategory[t]] -= tensorBytes[t]
+        }
+        /// Bytes that are no tensor of the graph (packed forms, decoded copies, a recompute's
+        /// copy of a tensor still alive): activations.
+        mutating func addBytes(_ bytes: Int) {
+            live += bytes
+            cat[activations] += bytes
+            notePeak()
+        }
+        mutating func removeBytes(_ bytes: Int) {
+            live -= bytes
+            cat[activations] -= bytes
+        }
+    }
+
+    /// What the I/O thread did to memory, in order: tensors gone to their files, read buffers.
+    private static func drain(_ io: inout SpillClock, _ m: inout MemoryState, _ items: [SpillItem]) {
+        for e in io.effects { if e.frees { m.free(items[e.item].tensor) } else { m.allocate(items[e.item].tensor) } }
+        io.effects.removeAll(keepingCapacity: true)
+    }
+
+    /// Marks a recompute reuses within one simulation (cleared after each use): ops on the path,
+    /// tensors it made, tensors it copied.
+    struct RecomputeScratch {
+        var runs: [Bool]
+        var made: [Bool]
+        var madeList: [Int] = []
+        var copied: [Bool]
+        var copiedList: [Int] = []
+        init(ops: Int, tensors: Int) {
+            runs = [Bool](repeating: false, count: ops)
+            made = [Bool](repeating: false, count: tensors)
+            copied = made
+        }
+    }
+
+    private func recompute(region r: Int, planOps: Set<Int>, recomputeTensor: [Bool], aliveNow: [Bool], scratch: inout RecomputeScratch,
+                           memory m: inout MemoryState) -> (Double, Int) {
         let targets = Set(regionOps[r].filter { planOps.contains($0) })
         let runIndices = recomputeOps(region: r, targets: targets, isAlive: { aliveNow[$0] })
-        var made = Set<Int>()
+        for o in runIndices { scratch.runs[o] = true }
         // An op that runs makes all its tensors anew: one the plan keeps (an internal tensor of an
         // op on the recompute path) is alive already, and the recompute's copy is extra bytes
         // until it dies.
-        var copies = Set<Int>()
         for (ev, op) in regionWindows[r] {
             switch ev {
             case .allocate(let t):
-                guard let op, runIndices.contains(op) else { continue }
+                guard let op, scratch.runs[op] else { continue }
                 if aliveNow[t] {
-                    if copies.insert(t).inserted { bytes(tensorBytes[t]) }
+                    if !scratch.copied[t] {
+                        scratch.copied[t] = true
+                        scratch.copiedList.append(t)
+                        m.addBytes(tensorBytes[t])
+                    }
                     continue
                 }
-                allocate(t)
-                made.insert(t)
+                m.allocate(t)
+                if !scratch.made[t] { scratch.made[t] = true; scratch.madeList.append(t) }
             case .free(let t):
-                if copies.remove(t) != nil { bytes(-tensorBytes[t]) }
-                if made.contains(t) && !recomputeTensor[t] { free(t) }
+                if scratch.copied[t] {
+                    scratch.copied[t] = false
+                    m.removeBytes(tensorBytes[t])
+                }
+                if scratch.made[t] && !recomputeTensor[t] { m.free(t) }
             default: break
             }
         }
-        for t in copies { bytes(-tensorBytes[t]) }
-        for t in made where !recomputeTensor[t] { free(t) }   // dropped when the recompute ends
+        for t in scratch.copiedList where scratch.copied[t] { scratch.copied[t] = false; m.removeBytes(tensorBytes[t]) }
+        for t in scratch.madeList {
+            scratch.made[t] = false
+            if !recomputeTensor[t] { m.free(t) }   // dropped when the recompute ends
+        }
+        scratch.copiedList.removeAll(keepingCapacity: true)
+        scratch.madeList.removeAll(keepingCapacity: true)
+        for o in runIndices { scratch.runs[o] = false }
         return (seconds(of: runIndices), runIndices.count)
     }
     /// The ops (indices) a recompute of `targets` in region `r` runs; `isAlive(t)` tells whether

@@ -107,6 +107,7 @@ struct DemoCommand: ParsableCommand {
         print("plan: under a budget of \(mib(plan.budgetBytes)) (\(b)), solver \(plan.solver):")
         print("  recompute \(plan.recomputedCount) ops (\(mib(plan.recomputedBytes)))"
               + (plan.compress.isEmpty ? "" : ", compress \(plan.compress.count) losslessly (\(mib(plan.compress.reduce(0) { $0 + $1.bytes })) into \(mib(plan.compress.reduce(0) { $0 + $1.packedBytes })))")
+              + (plan.offload.isEmpty ? "" : ", offload \(plan.offload.count) (\(mib(plan.offload.reduce(0) { $0 + $1.bytes })))")
               + ", keep \(plan.keptCount) (\(mib(plan.keptBytes)))")
         print("  peak: predicted \(mib(plan.predictedPeakBytes)), measured \(mib(peaks[p])) (none: \(mib(peaks[0])), saved \(String(format: "%.0f%%", 100 * Double(peaks[0] - peaks[p]) / Double(peaks[0]))))")
         print(String(format: "  step time: %.2fx of none (predicted %.2fx)", timing.medianRatio(p), plan.predictedOverhead))
