@@ -122,7 +122,7 @@ struct DemoCommand: ParsableCommand {
         print("")
         print("next:")
         print("  remat explain --model gpt-mini --policy save-matmuls   every saved tensor, kept or recomputed")
-        print("  remat plan --model gpt-mini --budget 200MiB            what to recompute or compress under a budget, and why")
+        print("  remat plan --model gpt-mini --budget 200MiB            what to recompute, compress or offload under a budget")
         print("  remat plan --model gpt-mini --sweep --allow-lossy bf16  the budget → step time frontier, with bf16 allowed")
         print("  remat train --data FILE --budget 0.6 --save DIR        train on your own text under a budget")
         print("  remat explain --model gpt-mini --policy save-matmuls --compress fp8-e4m3   what each saved tensor is packed to")
