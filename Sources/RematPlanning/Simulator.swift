@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What a plan does with the saved tensors of one candidate op.
 public enum SavedTensorAction: Sendable, Hashable, CustomStringConvertible {
     /// Its slots hold the tensors.
@@ -111,6 +113,8 @@ public final class PlanSimulator: @unchecked Sendable {
     private let preexisting: [Bool]
     private let opRegion: [Int]
     private let opSeconds: [Double]
+    /// The least-peak plan for each set of choices searched so far (``Planner``'s floor).
+    private let leastPeakCache = Mutex<[[[SavedTensorAction]]: PlanActions]>([:])
     private let categories = MemoryCategory.allCases
     private let categoryIndex: [MemoryCategory: Int]
     private let tensorCategory: [Int]
@@ -308,6 +312,17 @@ public final class PlanSimulator: @unchecked Sendable {
         return graph.slots.filter { tensors.contains($0.tensor) }.map(\.name)
     }
 
+    /// The least-peak actions for `choices`: `search()` the first time, remembered after.
+    func leastPeakActions(_ choices: [[SavedTensorAction]], search: () -> PlanActions) -> PlanActions {
+        if let a = leastPeakCache.withLock({ $0[choices] }) { return a }
+        let a = search()
+        leastPeakCache.withLock { $0[choices] = a }
+        return a
+    }
+
+    /// The peak predicted for a mix the simulator refuses (1 EiB: above every budget).
+    public static let refusedPeak = MemoryBudget.maximumBytes
+
     /// The codecs that save bytes on candidate `c` (measured costs, applicable to its slots).
     public func codecs(for c: Int) -> [Codec] { packings[c].map(\.codec) }
 
@@ -430,6 +445,22 @@ public final class PlanSimulator: @unchecked Sendable {
             planOps.insert(cand.op)
             regionHasPlan[cand.region] = true
             for t in cand.tensors { recomputeTensor[t] = true }
+        }
+        // A recompute never re-runs an offloaded op: the executor frees what it makes around an
+        // offloaded input in an order the captured window does not record, so such a mix is not
+        // predictable to the byte and is refused (a peak no budget admits).
+        if offloading {
+            var offloadedTensor = [Bool](repeating: false, count: tensorCount)
+            for it in items { offloadedTensor[it.tensor] = true }
+            let offloadedOps = Set(actions.offload.map { candidates[$0].op })
+            for r in regionHasPlan.indices where regionHasPlan[r] && actions.offload.contains(where: { candidates[$0].region == r }) {
+                let path = recomputeOps(region: r, targets: Set(regionOps[r].filter { planOps.contains($0) }),
+                                        isAlive: { self.tensorSaved[$0] && !recomputeTensor[$0] && !offloadedTensor[$0] })
+                if !path.isDisjoint(with: offloadedOps) {
+                    return Prediction(peakBytes: Self.refusedPeak, peakByCategory: [:], stepSeconds: .infinity, recomputeSeconds: 0,
+                                      recomputedOps: 0, peakLocation: "a recompute of \(graph.regions[r]) would re-run an offloaded op")
+                }
+            }
         }
         // Live bytes in total and by category (indexed: a dictionary here would hash on every
         // event), where we are, and the peak.
