@@ -463,8 +463,11 @@ extension Planner {
 
     /// The plan with the least predicted peak over `choices` and its prediction: everything
     /// recomputed when recompute is the only action, else ``leastPeakSearch(_:_:)``.
+    /// Searched once per simulator and set of choices (a frontier plans at many budgets).
     static func leastPeakPlan(_ sim: PlanSimulator, _ choices: [[SavedTensorAction]]) -> (actions: PlanActions, prediction: PlanSimulator.Prediction) {
-        let actions = choices.contains { $0.count > 1 } ? leastPeakSearch(sim, choices) : PlanActions(recompute: Set(sim.candidates.indices))
+        let actions = sim.leastPeakActions(choices) {
+            choices.contains { $0.count > 1 } ? leastPeakSearch(sim, choices) : PlanActions(recompute: Set(sim.candidates.indices))
+        }
         return (actions, sim.simulate(actions))
     }
 
