@@ -362,7 +362,6 @@ public enum Planner {
     private static func makePlan(_ sim: PlanSimulator, _ actions: PlanActions, _ p: PlanSimulator.Prediction, solver: String,
                                  budget: Int, none: PlanSimulator.Prediction, floor: Int, start: Double) -> MemoryPlan {
         let cands = sim.candidates
-        let byNameIndex = Dictionary(uniqueKeysWithValues: cands.enumerated().map { ($0.element.name, $0.offset) })
         let rec = actions.recompute.sorted { cands[$0].op < cands[$1].op }
         let recBytes = rec.reduce(0) { $0 + cands[$1].bytes }
         var compress: [PlannedCompression] = []
@@ -372,23 +371,25 @@ public enum Planner {
             compress.append(PlannedCompression(op: cands[c].name, codec: codec.description, slots: sim.packedSlots(c, codec).sorted(),
                                                bytes: cands[c].bytes, packedBytes: cands[c].bytes - effect.bytes, lossless: codec.isLossless))
         }
-        let offload = actions.offload.sorted { cands[$0].op < cands[$1].op }.map { c in
+        let offloaded = actions.offload.sorted { cands[$0].op < cands[$1].op }
+        let offload = offloaded.map { c in
             PlannedOffload(op: cands[c].name, slots: sim.offloadedSlots(c).sorted(), bytes: sim.offloadEffect(c).bytes)
         }
-        let compressedBytes = compress.reduce(0) { $0 + $1.bytes } + offload.reduce(0) { $0 + cands[byNameIndex[$1.op]!].bytes }
+        // Bytes of the ops neither recomputed nor kept as they are.
+        let treatedBytes = compress.reduce(0) { $0 + $1.bytes } + offloaded.reduce(0) { $0 + cands[$1].bytes }
         let totalBytes = cands.reduce(0) { $0 + $1.bytes }
         var plan = MemoryPlan(model: sim.graph.model, inputShape: sim.graph.inputShape, regions: sim.graph.regions,
                               recompute: rec.map { cands[$0].name }, solver: solver, budgetBytes: budget,
                               unconstrainedPeakBytes: none.peakBytes, minimumPeakBytes: floor, predictedPeakBytes: p.peakBytes,
                               predictedPeakLocation: p.peakLocation,
                               baseStepSeconds: sim.graph.stepSeconds, predictedStepSeconds: p.stepSeconds,
-                              keptCount: cands.count - rec.count - compress.count - offload.count, keptBytes: totalBytes - recBytes - compressedBytes,
+                              keptCount: cands.count - rec.count - compress.count - offload.count, keptBytes: totalBytes - recBytes - treatedBytes,
                               recomputedCount: rec.count, recomputedBytes: recBytes,
                               planningSeconds: 0)
         plan.compress = compress
         plan.predictedCodecSeconds = p.codecSeconds
         plan.offload = offload
-        plan.predictedOffloadSeconds = p.offloadStallSeconds + (sim.graph.actionCosts?.spill?.interference ?? 0) * p.offloadIOSeconds
+        plan.predictedOffloadSeconds = p.offloadSeconds
         plan.planningSeconds = monotonicSeconds() - start
         return plan
     }

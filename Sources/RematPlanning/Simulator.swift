@@ -151,6 +151,9 @@ public final class PlanSimulator: @unchecked Sendable {
         /// ``ActionCosts/SpillRate/interference`` is charged to the step).
         public var offloadStallSeconds: Double = 0
         public var offloadIOSeconds: Double = 0
+        /// What the offloads add to ``stepSeconds``: the stalls and the interference share of the
+        /// I/O done beside compute.
+        public var offloadSeconds: Double = 0
     }
 
     public init(_ graph: StepGraph) {
@@ -193,8 +196,14 @@ public final class PlanSimulator: @unchecked Sendable {
             if case .backwardOp(let n) = ev { return (ev, opIndex[n] ?? -1) }
             return (ev, -1)
         }
-        packings = Self.packings(graph, candidates, opIndex: opIndex)
-        spillItems = Self.spillItems(graph, candidates, opIndex: opIndex)
+        // What packing and spilling a candidate's tensors depends on: the slots holding each
+        // tensor, and each op's first position in the backward.
+        var backwardRank: [Int: Int] = [:]
+        for (k, n) in graph.backwardOrder.enumerated() { if let o = opIndex[n], backwardRank[o] == nil { backwardRank[o] = k } }
+        var slotsOfTensor: [Int: [StepGraph.Slot]] = [:]
+        for s in graph.slots { slotsOfTensor[s.tensor, default: []].append(s) }
+        packings = Self.packings(graph, candidates, opIndex: opIndex, backwardRank: backwardRank, slotsOfTensor: slotsOfTensor)
+        spillItems = Self.spillItems(graph, candidates, opIndex: opIndex, backwardRank: backwardRank, slotsOfTensor: slotsOfTensor)
         tensorBytes = graph.tensors.map(\.bytes)
         tensorSaved = graph.tensors.map { !$0.savedBy.isEmpty }
         preexisting = graph.tensors.map(\.preexisting)
@@ -216,13 +225,10 @@ public final class PlanSimulator: @unchecked Sendable {
     /// order; one packed form per tensor and view (offset and shape), and a view saved after a slot that covers
     /// the whole tensor shares that slot's form. Codecs that save no bytes on a candidate, and
     /// every codec when the graph has no measured costs, are left out.
-    private static func packings(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int]) -> [[CodecOption]] {
+    private static func packings(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int],
+                                 backwardRank: [Int: Int], slotsOfTensor: [Int: [StepGraph.Slot]]) -> [[CodecOption]] {
         guard let costs = graph.actionCosts else { return candidates.map { _ in [] } }
         let kinds = graph.ops.map(\.kind)
-        var backwardRank: [Int: Int] = [:]   // op index → first backward position
-        for (k, n) in graph.backwardOrder.enumerated() { if let o = opIndex[n], backwardRank[o] == nil { backwardRank[o] = k } }
-        var slotsOfTensor: [Int: [StepGraph.Slot]] = [:]
-        for s in graph.slots { slotsOfTensor[s.tensor, default: []].append(s) }
         let codecs = Codec.all.filter { $0 != .none }
         return candidates.map { cand in
             var options: [CodecOption] = []
@@ -271,12 +277,9 @@ public final class PlanSimulator: @unchecked Sendable {
     /// least the store's minimum whose slots all save it whole (one file shared by every slot;
     /// a tensor saved as views of other shapes or offsets is kept), written from its first saver
     /// and read for its first backward use.
-    private static func spillItems(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int]) -> [[SpillItem]] {
+    private static func spillItems(_ graph: StepGraph, _ candidates: [StepGraph.Candidate], opIndex: [String: Int],
+                                   backwardRank: [Int: Int], slotsOfTensor: [Int: [StepGraph.Slot]]) -> [[SpillItem]] {
         guard let spill = graph.actionCosts?.spill else { return candidates.map { _ in [] } }
-        var backwardRank: [Int: Int] = [:]
-        for (k, n) in graph.backwardOrder.enumerated() { if let o = opIndex[n], backwardRank[o] == nil { backwardRank[o] = k } }
-        var slotsOfTensor: [Int: [StepGraph.Slot]] = [:]
-        for s in graph.slots { slotsOfTensor[s.tensor, default: []].append(s) }
         return candidates.map { cand in
             cand.tensors.compactMap { t -> SpillItem? in
                 let bytes = graph.tensors[t].bytes
@@ -553,7 +556,7 @@ public final class PlanSimulator: @unchecked Sendable {
                           stepSeconds: graph.stepSeconds + recomputeSeconds + codecSeconds + offloadSeconds,
                           recomputeSeconds: recomputeSeconds, recomputedOps: recomputedOps,
                           peakLocation: describe(m.peakPosition), codecSeconds: codecSeconds,
-                          offloadStallSeconds: io.stallSeconds, offloadIOSeconds: io.overlappedSeconds)
+                          offloadStallSeconds: io.stallSeconds, offloadIOSeconds: io.overlappedSeconds, offloadSeconds: offloadSeconds)
     }
 
     private func describe(_ p: (forwardEvent: Int, backwardOp: Int, recomputing: Int)) -> String {
