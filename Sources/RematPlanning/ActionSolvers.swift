@@ -232,8 +232,9 @@ extension Planner {
         return last
     }
 
-    /// Local search over every action from a fitting plan: change one candidate's action, or
-    /// one candidate's to a cheaper one and another's to any other, when the step gets faster and
+    /// Local search over every action from a fitting plan: change one candidate's action, or two
+    /// (every pair when they fit in the simulations left; else one to a cheaper action and one
+    /// or two others to dearer ones, by estimated costs), when the step gets faster and
     /// still fits; until no move helps or `maxSimulations` simulations are spent. Never returns a
     /// slower plan.
     public static func improve(_ sim: PlanSimulator, _ start: PlanActions, choices: [[SavedTensorAction]], budget: Int,
@@ -274,6 +275,26 @@ extension Planner {
                 }
             }
             if improved { continue }
+            // Every pair of changes, when they fit in the simulations left (small steps: the
+            // cost estimates below miss how offloads overlap compute and share the I/O thread).
+            let options = sim.candidates.indices.map { c in ([SavedTensorAction.keep] + choices[c]).filter { $0 != actions[c] } }
+            var pairCount = 0
+            for c in options.indices { for d in options.indices where d > c { pairCount += options[c].count * options[d].count } }
+            if pairCount <= maxSimulations - spent {
+                allPairs: for c in options.indices {
+                    for d in options.indices where d > c {
+                        for a in options[c] {
+                            for b in options[d] {
+                                var trial = actions
+                                trial[c] = a
+                                trial[d] = b
+                                if attempt(trial) { break allPairs }
+                            }
+                        }
+                    }
+                }
+                if improved { continue }
+            }
             // Pairs: one chosen op to a cheaper action, another to a dearer one that frees bytes
             // (costs are estimates, recompute paths share ops: every move is simulated).
             let others = sim.candidates.indices.sorted { (standalone[$0], $0) < (standalone[$1], $1) }
