@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch peer for the resnet50-64 workload (../shared/spec/workloads.md): times full training steps of
-torchvision's ResNet-50 (100 classes) on random 3x64x64 images. A step = zero_grad + forward +
+"""PyTorch peer for the resnet50-64 and resnet50 workloads (../shared/spec/workloads.md): times full
+training steps of torchvision's ResNet-50 on random images (resnet50-64: 100 classes, 3x64x64;
+resnet50: torchvision's defaults, 1000 classes, 3x224x224). A step = zero_grad + forward +
 cross-entropy + backward + SGD step (lr 0.1, momentum 0.9). Prints one JSON line like bench/torch_train.py.
 PyTorch (CPU) and torchvision are used here only, never by the package.
 
   python3 bench/torch_resnet.py --batch 16 --threads 1
+  python3 bench/torch_resnet.py --model resnet50 --batch 8 --threads 2
   python3 bench/torch_resnet.py --layers --batch 16 --threads 1   # per-conv-shape timings (docs/convolution.md)
 """
 import argparse
@@ -18,11 +20,17 @@ import torch.nn.functional as F
 from torchvision.models import resnet50
 
 p = argparse.ArgumentParser()
+p.add_argument("--model", choices=["resnet50-64", "resnet50"], default="resnet50-64")
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--steps", type=int, default=7, help="total steps; the first --warmup are warm-up, the rest timed")
 p.add_argument("--warmup", type=int, default=2)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--checkpoint", choices=["none", "blocks"], default="none",
+               help="blocks: torch.utils.checkpoint (use_reentrant=False) on every bottleneck block")
+p.add_argument("--profile-memory", action="store_true",
+               help="one more untimed step under torch.profiler: peak live CPU tensor bytes of the whole step "
+                    "(as bench/torch_train.py --profile-memory)")
 p.add_argument("--layers", action="store_true",
                help="instead of steps: time forward+backward of F.conv2d alone on every distinct conv shape")
 a = p.parse_args()
@@ -31,11 +39,30 @@ if a.steps <= a.warmup:
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(a.seed)
-model = resnet50(num_classes=100)
+classes, size = (1000, 224) if a.model == "resnet50" else (100, 64)
+model = resnet50(num_classes=classes)
 model.train()
 
+
+class CheckpointedBlock(torch.nn.Module):
+    """A bottleneck whose forward runs under torch.utils.checkpoint: only its input is saved."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x):
+        return torch.utils.checkpoint.checkpoint(self.block, x, use_reentrant=False)
+
+
+if a.checkpoint == "blocks":
+    import torch.utils.checkpoint
+    for layer in [model.layer1, model.layer2, model.layer3, model.layer4]:
+        for i in range(len(layer)):
+            layer[i] = CheckpointedBlock(layer[i])
+
 if a.layers:
-    # Distinct (Cin, H, W, Cout, k, stride, pad) of the convolutions a 64x64 forward runs, with counts.
+    # Distinct (Cin, H, W, Cout, k, stride, pad) of the convolutions a forward runs, with counts.
     shapes = {}
 
     def hook(mod, inp, out):
@@ -45,7 +72,7 @@ if a.layers:
 
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     with torch.no_grad():
-        model(torch.randn(1, 3, 64, 64))
+        model(torch.randn(1, 3, size, size))
     for h in hs:
         h.remove()
     rows = []
@@ -82,8 +109,8 @@ gen = torch.Generator().manual_seed(a.seed + 1)
 
 times, losses = [], []
 for step in range(a.steps):
-    images = torch.randn(a.batch, 3, 64, 64, generator=gen)
-    targets = torch.randint(0, 100, (a.batch,), generator=gen, dtype=torch.int64)
+    images = torch.randn(a.batch, 3, size, size, generator=gen)
+    targets = torch.randint(0, classes, (a.batch,), generator=gen, dtype=torch.int64)
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(images), targets)
@@ -94,9 +121,26 @@ for step in range(a.steps):
     if step >= a.warmup:
         times.append(dt * 1e3)
 
+prof_peak = prof_start = None
+if a.profile_memory:
+    from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+    images = torch.randn(a.batch, 3, size, size, generator=gen)
+    targets = torch.randint(0, classes, (a.batch,), generator=gen, dtype=torch.int64)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True,
+                                record_shapes=True, with_stack=True) as prof:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(images), targets)
+        loss.backward()
+        opt.step()
+    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
+    totals = [sum(row) for row in sizes]
+    prof_peak, prof_start = max(totals), totals[0]
+
 print(json.dumps({
     "framework": "torch",
-    "model": "resnet50-64",
+    "model": a.model,
+    "checkpoint": a.checkpoint,
     "batch": a.batch,
     "threads": a.threads,
     "median_step_ms": round(statistics.median(times), 3),
@@ -105,4 +149,5 @@ print(json.dumps({
     "params": sum(p.numel() for p in model.parameters()),
     "last_loss": round(losses[-1], 5),
     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    **({"profiler_peak_bytes": prof_peak, "profiler_start_bytes": prof_start} if a.profile_memory else {}),
 }))

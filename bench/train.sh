@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `remat bench train` beside PyTorch (bench/torch_train.py for the GPTs, bench/torch_resnet.py
-# for resnet50-64) in one invocation, same threads, alternating rounds. Writes
+# for resnet50-64 and resnet50) in one invocation, same threads, alternating rounds. Writes
 # results/train-<model>[-b<batch>]-<threads>t.json and prints the ratio.
 # Usage: bench/train.sh [MODEL] [THREADS] [ROUNDS] [BATCH]
 set -euo pipefail
@@ -12,7 +12,7 @@ BATCH=${4:-}
 BATCH_ARG=()
 SUFFIX=""
 if [[ -n "$BATCH" ]]; then BATCH_ARG=(--batch "$BATCH"); SUFFIX="-b$BATCH"; fi
-if [[ "$MODEL" == resnet* ]]; then PEER=(python3 bench/torch_resnet.py --steps 7 --warmup 2); else PEER=(python3 bench/torch_train.py --model "$MODEL"); fi
+if [[ "$MODEL" == resnet* ]]; then PEER=(python3 bench/torch_resnet.py --model "$MODEL" --steps 7 --warmup 2); else PEER=(python3 bench/torch_train.py --model "$MODEL"); fi
 bash scripts/setup.sh
 swift build -c release --product remat >/dev/null
 mkdir -p results

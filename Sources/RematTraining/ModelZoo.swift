@@ -68,7 +68,8 @@ public enum ModelZoo {
         if let c = ResNetConfig.presets[name] {
             let model = ResNet(c, seed: seed)
             return Workload(
-                name: name, model: model, specBatchSize: 64,
+                // resnet50-64 trains at 64; resnet50 (224×224) at 16, the middle of seed 001's table.
+                name: name, model: model, specBatchSize: c.imageSize >= 224 ? 16 : 64,
                 makeOptimizer: { SGD(model.parameters, learningRate: 0.1, momentum: 0.9) },
                 batches: { b, s in
                     let g = RandomGenerator(seed: s)

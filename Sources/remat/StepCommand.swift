@@ -13,7 +13,7 @@ struct StepCommand: ParsableCommand {
     @OptionGroup var offload: OffloadOption
     @Option(help: "Workload: \(ModelZoo.names.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "Weights (safetensors, parameter names as in the workload spec; default: the workload's initial weights).") var weights: String?
-    @Option(help: "Batch (safetensors: `input` and `target` I32/I64 [B, T] for GPTs; `input` F32 [B, 3, 64, 64] and `target` I32/I64 [B] for resnet50-64).") var batch: String
+    @Option(help: "Batch (safetensors: `input` and `target` I32/I64 [B, T] for GPTs; `input` F32 [B, 3, S, S] and `target` I32/I64 [B] for resnet50-64 (S = 64) and resnet50 (S = 224)).") var batch: String
     @Option(help: "Where to write the gradients (safetensors, one tensor per parameter name).") var saveGrads: String?
     @OptionGroup var budgetOptions: BudgetOptions
     @Flag(help: "Print JSON {\"loss\": Float}.") var json = false

@@ -53,6 +53,25 @@ import Remat
         #expect(model.namedBuffers.count == 3 * 53)
     }
 
+    /// The `resnet50` workload is torchvision's `resnet50()` as it is: its names, 1000 classes
+    /// (25 557 032 parameters), 3×224×224 images; its step's gradients against PyTorch are
+    /// bench/resnet50_parity.py's (results/resnet50-224-parity.md).
+    @Test func resnet50WorkloadIsTorchvisionsDefault() throws {
+        let ref = try Self.reference()
+        let w = try ModelZoo.workload("resnet50")
+        let model = try #require(w.model as? ResNet)
+        #expect(model.namedParameters.map(\.0) == ref.resnet50.parameter_names)
+        #expect(model.namedTensors.map(\.0) == ref.resnet50.state_dict_names)
+        #expect(model.parameterCount == 25_557_032)
+        #expect(model.namedParameters.first { $0.0 == "fc.weight" }?.1.shape == [1000, 2048])
+        guard case .images(let channels, let size, let classes) = w.batchKind else { Issue.record("not an image workload"); return }
+        #expect(channels == 3 && size == 224 && classes == 1000)
+        let batch = w.batches(1, 0)()
+        #expect(batch.input.shape == [1, 3, 224, 224])
+        #expect(model(batch.input).shape == [1, 1000])
+        #expect(ModelZoo.names.contains("resnet50") && ModelZoo.names.contains("resnet50-64"))
+    }
+
     /// Loss, every step-1 gradient, the running statistics and the parameters after two SGD
     /// (momentum) steps, against PyTorch's float64 run of the same weights.
     @Test func tinyResNetMatchesPyTorch() throws {

@@ -22,11 +22,14 @@ public struct ResNetConfig: Sendable, Hashable, Codable {
 
     /// ResNet-50 on 3×64×64 images with 100 classes (`resnet50-64`).
     public static let resnet50_64 = ResNetConfig(stages: [3, 4, 6, 3], width: 64, classes: 100, imageSize: 64)
+    /// torchvision's `resnet50()` as it is: 1000 classes, 3×224×224 images (`resnet50`, the
+    /// workload of seed 001's batch table).
+    public static let resnet50 = ResNetConfig(stages: [3, 4, 6, 3], width: 64, classes: 1000, imageSize: 224)
     /// A tiny configuration for tests: stages [1, 1], width 8, 3×16×16 images, 10 classes.
     public static let tiny = ResNetConfig(stages: [1, 1], width: 8, classes: 10, imageSize: 16)
 
     /// The presets by their workload names.
-    public static let presets: [String: ResNetConfig] = ["resnet50-64": .resnet50_64]
+    public static let presets: [String: ResNetConfig] = ["resnet50-64": .resnet50_64, "resnet50": .resnet50]
 
     /// Channels the last stage puts out (the classifier's input).
     public var featureChannels: Int { (width << (stages.count - 1)) * Bottleneck.expansion }
