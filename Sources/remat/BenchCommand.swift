@@ -120,13 +120,20 @@ struct BenchTrain: ParsableCommand {
         var options = workloadOptions
         if let saved, options.batch == nil { options.batch = saved.inputShape.first }
         let (workload, b) = try options.workload()
-        if let saved { try workload.model.applyPlan(saved) } else { try workload.model.applyCheckpointing(policy) }
         let compressed = try compression.parsed()
-        try checkSelectedModules(workload.model, compressed, try offload.parsedSelector())
-        workload.model.applyActivationCompression(compressed)
-        let spill = try offload.make()
+        let spill: ActivationOffload?
+        if let saved {
+            // The plan sets its own codecs and offload (--compress and --offload are refused with it).
+            try workload.model.applyPlan(saved)
+            spill = nil
+        } else {
+            try workload.model.applyCheckpointing(policy)
+            try checkSelectedModules(workload.model, compressed, try offload.parsedSelector())
+            workload.model.applyActivationCompression(compressed)
+            spill = try offload.make()
+            workload.model.applyActivationOffload(spill)
+        }
         defer { spill?.store.close() }
-        workload.model.applyActivationOffload(spill)
         let model = workload.name
         let budget = try budgetOptions.parsedBudget()
         var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver(),

@@ -48,6 +48,31 @@ import Remat
         #expect(!entries.contains { $0.contains(".tmp-") }, "\(entries)")
     }
 
+    /// `bench train --plan FILE` runs the plan's codecs too (it used to apply the plan and then
+    /// replace its codecs and offload with the absent --compress / --offload): the measured peak
+    /// is the plan's predicted one.
+    @Test func benchTrainRunsThePlanFileWhole() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        // A plan that compresses (which ops it does depends on the timings measured here).
+        var found: (String, [String: Any])? = nil
+        for budget in ["0.8", "0.9", "0.7", "0.6"] where found == nil {
+            let p = CLI.run(["plan", "--model", "gpt-mini", "--batch", "2", "--budget", budget, "--allow-lossy", "bf16", "--json"], in: s.path)
+            #expect(p.status == 0, "\(p)")
+            let plan = try #require(try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any])
+            if !((plan["compress"] as? [Any]) ?? []).isEmpty { found = (p.stdout, plan) }
+        }
+        let (text, plan) = try #require(found, "no plan compresses at budgets 0.6-0.9 (else this test proves nothing)")
+        try text.write(toFile: s.file("p.json"), atomically: true, encoding: .utf8)
+        let predicted = try #require(plan["predictedPeakBytes"] as? Int)
+        let r = CLI.run(["bench", "train", "--plan", "p.json", "--steps", "1", "--json"], in: s.path, timeout: 300)
+        #expect(r.status == 0, "\(r)")
+        let line = try #require(r.stdout.split(separator: "\n").last)
+        let run = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let measured = try #require(run["peak_bytes"] as? Int)
+        #expect(abs(Double(measured - predicted)) <= 0.01 * Double(predicted), "measured \(measured), predicted \(predicted)")
+    }
+
     @Test func jsonOutputsParse() throws {
         let s = Sandbox()
         defer { s.remove() }
