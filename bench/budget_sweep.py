@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from benchlib import write_result
+
 MIB = 1024 * 1024
 SEED_REDUCTIONS = {4: 0.22, 8: 0.33, 16: 0.38, 32: 0.41, 64: 0.62}   # seed 001, total-peak reductions
 
@@ -111,7 +113,7 @@ def sweep(args):
            "load": {"git": git, "load": load_at_start},
            "unconstrained_peak_bytes": unconstrained, "minimum_peak_bytes": minimum, "levels": fractions,
            "tolerance": args.tolerance, "rows": rows, "checks": checks, "minutes": (time.time() - t0) / 60}
-    write(args.out, out, sweep_markdown(args, out, started, load=out["load"]))
+    write_result(args.out, out, sweep_markdown(args, out, started, load=out["load"]))
 
 
 def pareto_checks(rows, budgets, tolerance):
@@ -141,7 +143,7 @@ def render(args):
     args.model, args.batch, args.command = out["model"], out["batch"], out["command"]
     args.rounds = max(r["round"] for row in out["rows"] for r in row["runs"]) + 1
     args.steps = out["rows"][0]["runs"][0].get("steps", args.steps)
-    write(args.out, out, sweep_markdown(args, out, out["started"], load=out.get("load")))
+    write_result(args.out, out, sweep_markdown(args, out, out["started"], load=out.get("load")))
 
 
 def sweep_markdown(args, out, started, load=None):
@@ -229,7 +231,7 @@ def batches(args):
         rows.append(row)
     out = {"model": args.model, "started": started, "command": args.command, "margin": args.margin, "rows": rows,
            "minutes": (time.time() - t0) / 60}
-    write(args.out, out, batches_markdown(args, out, started))
+    write_result(args.out, out, batches_markdown(args, out, started))
 
 
 def batches_markdown(args, out, started):
@@ -255,16 +257,6 @@ def batches_markdown(args, out, started):
     L += ["", "PASS: the plan's activation-part reduction is at least the seed's total-peak reduction at that batch size, "
           "at a lower step-time overhead than checkpointing every block."]
     return "\n".join(L) + "\n"
-
-
-def write(prefix, obj, md):
-    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    for path, text in [(prefix + ".json", json.dumps(obj, indent=1)), (prefix + ".md", md)]:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    print(md)
 
 
 def main():

@@ -21,12 +21,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import cpu_description, write_result
 
 MIB = 1024 * 1024
 SEED = {4: (1449.6, 1128.0), 8: (2128.6, 1420.0), 16: (3466.0, 2148.0), 32: (6191.1, 3676.0), 64: (11682.0, 4392.0)}
@@ -72,9 +73,6 @@ def main():
     load = os.getloadavg()[0]
     commit = run(["git", "rev-parse", "--short", "HEAD"]).strip()
     dirty = bool(run(["git", "status", "--porcelain", "--", "Sources"]).strip())
-    flags = open("/proc/cpuinfo").read()
-    cpu = next((l.split(":", 1)[1].strip() for l in flags.splitlines() if l.startswith("model name")), platform.processor())
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for b in [int(x) for x in a.batches.split(",")]:
@@ -112,9 +110,9 @@ def main():
                          "seed_reduction": seed_reduction(b), "plans": {k: {x: v[x] for x in v if x != "path"} for k, v in plans.items()},
                          "rounds": rounds})
     out = {"workload": "resnet50", "started": started, "minutes": (time.time() - t0) / 60, "commit": commit,
-           "sources_modified": dirty, "cpu": f"{cpu} ({isa})", "threads": a.threads, "rounds": a.rounds,
+           "sources_modified": dirty, "cpu": cpu_description(), "threads": a.threads, "rounds": a.rounds,
            "steps": a.steps, "load_at_start": load, "command": " ".join(["python3"] + sys.argv), "rows": rows}
-    write(a.out, out)
+    write_result(a.out, out, markdown(out))
 
 
 def med(rounds, key, field="median_step_ms"):
@@ -169,16 +167,6 @@ def markdown(o):
 
 def ratio_cross(rs):
     return statistics.median(r["remat-none"]["median_step_ms"] / r["torch-none"]["median_step_ms"] for r in rs)
-
-
-def write(prefix, o):
-    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    for ext, text in [(".json", json.dumps(o, indent=1) + "\n"), (".md", markdown(o))]:
-        tmp = prefix + ext + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, prefix + ext)
-    print(markdown(o))
 
 
 if __name__ == "__main__":

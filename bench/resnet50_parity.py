@@ -18,7 +18,6 @@ Requires torch, torchvision, safetensors, numpy; PyTorch is used only here, neve
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
@@ -27,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torchvision.models import resnet50
+
+from benchlib import cpu_description
 
 p = argparse.ArgumentParser()
 p.add_argument("--remat", default=".build/release/remat")
@@ -93,15 +94,12 @@ ratios = [r[3] for r in rows]
 worst = max(rows, key=lambda r: r[3])
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 dirty = subprocess.run(["git", "status", "--porcelain", "--", "Sources"], capture_output=True, text=True).stdout.strip()
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-flags = open("/proc/cpuinfo").read()
-isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
 
 lines = [
     "# One training step of `resnet50` (224×224, 1000 classes) against torchvision's ResNet-50",
     "",
     f"Command: `python3 bench/resnet50_parity.py --batch {a.batch}`, commit {commit}{' (Sources modified)' if dirty else ''}, "
-    f"{cpu} ({isa}), torch {torch.__version__}.",
+    f"{cpu_description()}, torch {torch.__version__}.",
     "",
     "torchvision `resnet50()` initialised with torch.manual_seed(0), every BatchNorm's weight, bias and running "
     "statistics perturbed; one forward + cross-entropy + backward in training mode on N(0, 1) images with random "

@@ -280,7 +280,8 @@ extension Planner {
             let options = sim.candidates.indices.map { c in ([SavedTensorAction.keep] + choices[c]).filter { $0 != actions[c] } }
             var pairCount = 0
             for c in options.indices { for d in options.indices where d > c { pairCount += options[c].count * options[d].count } }
-            if pairCount <= maxSimulations - spent {
+            let everyPair = pairCount <= maxSimulations - spent
+            if everyPair {
                 allPairs: for c in options.indices {
                     for d in options.indices where d > c {
                         for a in options[c] {
@@ -296,9 +297,10 @@ extension Planner {
                 if improved { continue }
             }
             // Pairs: one chosen op to a cheaper action, another to a dearer one that frees bytes
-            // (costs are estimates, recompute paths share ops: every move is simulated).
+            // (costs are estimates, recompute paths share ops: every move is simulated); none
+            // is new when every pair was just tried.
             let others = sim.candidates.indices.sorted { (standalone[$0], $0) < (standalone[$1], $1) }
-            pairs: for c in chosen {
+            pairs: for c in everyPair ? [] : chosen {
                 for down in ([SavedTensorAction.keep] + choices[c]) where cost(c, down) < cost(c, actions[c]) {
                     for d in others where d != c {
                         for up in choices[d] where up != actions[d] && cost(d, up) > cost(d, actions[d])

@@ -50,6 +50,10 @@ public enum ModelZoo {
         GPT(try gptConfig(name), seed: seed)
     }
 
+    /// The spec batch size of each ResNet workload: resnet50-64 trains at 64; resnet50 (224×224) at
+    /// 16, the middle of seed 001's table.
+    static let resNetSpecBatchSizes = ["resnet50-64": 64, "resnet50": 16]
+
     /// The spec batch size of the workload `name`.
     public static func specBatchSize(_ name: String) throws -> Int { try workload(name).specBatchSize }
 
@@ -65,11 +69,10 @@ public enum ModelZoo {
                 },
                 batchKind: .tokens(contextLength: c.contextLength, vocabulary: c.vocabularySize))
         }
-        if let c = ResNetConfig.presets[name] {
+        if let c = ResNetConfig.presets[name], let batchSize = resNetSpecBatchSizes[name] {
             let model = ResNet(c, seed: seed)
             return Workload(
-                // resnet50-64 trains at 64; resnet50 (224×224) at 16, the middle of seed 001's table.
-                name: name, model: model, specBatchSize: c.imageSize >= 224 ? 16 : 64,
+                name: name, model: model, specBatchSize: batchSize,
                 makeOptimizer: { SGD(model.parameters, learningRate: 0.1, momentum: 0.9) },
                 batches: { b, s in
                     let g = RandomGenerator(seed: s)

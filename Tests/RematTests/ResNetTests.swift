@@ -70,6 +70,8 @@ import Remat
         #expect(batch.input.shape == [1, 3, 224, 224])
         #expect(model(batch.input).shape == [1, 1000])
         #expect(ModelZoo.names.contains("resnet50") && ModelZoo.names.contains("resnet50-64"))
+        // Every preset is a workload with its own spec batch size.
+        #expect(try ResNetConfig.presets.keys.sorted().map { try ModelZoo.specBatchSize($0) } == [16, 64])
     }
 
     /// Loss, every step-1 gradient, the running statistics and the parameters after two SGD
