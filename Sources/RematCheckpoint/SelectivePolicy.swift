@@ -52,7 +52,7 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
     public func decide(_ call: OpCall) -> Decision {
         switch rule {
         case .weightMatmuls:
-            guard ["linear", "matmul", "conv2d"].contains(call.op) else { return .preferRecompute }
+            guard ["linear", "float8_linear", "matmul", "conv2d"].contains(call.op) else { return .preferRecompute }
             return call.inputs.contains(where: { $0.storage.baseCategory == .parameters }) || SelectivePolicy.isAttentionValues(call)
                 ? .mustSave : .preferRecompute
         case .perOp(let decisions, let otherwise):

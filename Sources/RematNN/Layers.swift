@@ -7,6 +7,12 @@
 public final class Linear: Module, UnaryLayer {
     public let weight: Tensor
     public let bias: Tensor?
+    /// FP8 training for this layer (nil: float32): ``float8Linear(_:weight:bias:scales:options:)``
+    /// with the layer's record of the scales its forwards chose. Set by
+    /// ``Module/convertLinearsToFloat8(options:where:)`` or by hand.
+    public var float8: Float8LinearOptions?
+    /// The scales this layer's FP8 forwards chose, by op name, for their recomputes.
+    public let float8Scales = Float8ScaleRecord()
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, std: Float = 0.02,
                 generator: RandomGenerator) {
@@ -18,7 +24,36 @@ public final class Linear: Module, UnaryLayer {
     public var outFeatures: Int { weight.shape[0] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped(x) { [weight, bias] x in linear(x, weight: weight, bias: bias) }
+        if let options = float8 {
+            return scoped(x) { [weight, bias, float8Scales] x in
+                float8Linear(x, weight: weight, bias: bias, scales: float8Scales, options: options)
+            }
+        }
+        return scoped(x) { [weight, bias] x in linear(x, weight: weight, bias: bias) }
+    }
+}
+
+extension Module {
+    /// Makes every ``Linear`` of this model whose path (`blocks.0.mlp.fc1`) and layer `filter`
+    /// accepts an FP8 layer (TorchAO's `convert_to_float8_training`): E4M3FN operands, E5M2 output
+    /// gradients, per-tensor scales; the parameters stay float32. Returns the paths converted.
+    @discardableResult
+    public func convertLinearsToFloat8(options: Float8LinearOptions = .init(),
+                                       where filter: (String, Linear) -> Bool = { _, _ in true }) -> [String] {
+        setFloat8Linears(options, where: filter)
+    }
+
+    /// Sets ``Linear/float8`` of every ``Linear`` `filter` accepts (nil: back to float32); returns
+    /// their paths.
+    @discardableResult
+    public func setFloat8Linears(_ options: Float8LinearOptions?, where filter: (String, Linear) -> Bool = { _, _ in true }) -> [String] {
+        var paths: [String] = []
+        for (path, m) in namedModules {
+            guard let linear = m as? Linear, filter(path, linear) else { continue }
+            linear.float8 = options
+            paths.append(path)
+        }
+        return paths
     }
 }
 

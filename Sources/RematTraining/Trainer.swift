@@ -260,13 +260,20 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
     public var compression: ActivationCompression?
     /// What to offload (the store is given when the variant is applied).
     public var offload: SavedTensorSelector?
-    public init(_ policy: CheckpointPolicy, compression: ActivationCompression? = nil, offload: SavedTensorSelector? = nil) {
+    /// FP8 training of every ``Linear`` (nil: float32).
+    public var float8: Float8LinearOptions?
+    public init(_ policy: CheckpointPolicy, compression: ActivationCompression? = nil, offload: SavedTensorSelector? = nil,
+                float8: Float8LinearOptions? = nil) {
         self.policy = policy
         self.compression = compression
         self.offload = offload
+        self.float8 = float8
     }
+    /// `POLICY[+fp8-linear|+fp8-linear-hp][+CODEC…][+offload[:WHERE]]`.
     public var description: String {
-        var parts = [policy.description] + (compression?.rules.map(\.description) ?? [])
+        var parts = [policy.description]
+        if let float8 { parts.append(float8.saveHighPrecision ? "fp8-linear-hp" : "fp8-linear") }
+        parts += compression?.rules.map(\.description) ?? []
         if let offload { parts.append(offload == .ops(["checkpoint"]) ? "offload" : "offload:\(offload)") }
         return parts.joined(separator: "+")
     }
@@ -278,6 +285,8 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
         for p in parts.dropFirst() {
             if p == "offload" { v.offload = .ops(["checkpoint"]) }
             else if p.hasPrefix("offload:") { v.offload = try SavedTensorSelector.parse(String(p.dropFirst(8))) }
+            else if p == "fp8-linear" { v.float8 = Float8LinearOptions() }
+            else if p == "fp8-linear-hp" { v.float8 = Float8LinearOptions(saveHighPrecision: true) }
             else { rules.append(p) }
         }
         if !rules.isEmpty { v.compression = try ActivationCompression.parse(rules) }
@@ -296,9 +305,11 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
         return try specs.map(parse)
     }
 
-    /// Applies the variant to `model` (replacing its checkpointing, compression and offload);
+    /// Applies the variant to `model` (replacing its linears' precision, checkpointing,
+    /// compression and offload);
     /// offload goes to `store`.
     public func apply(to model: Module, store: SpillStore? = nil) throws {
+        model.setFloat8Linears(float8)
         try model.applyCheckpointing(policy)
         model.applyActivationCompression(compression)
         if let offload {

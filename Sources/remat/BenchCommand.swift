@@ -5,7 +5,61 @@ import Remat
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks: kernels, training steps, convolutions and saved-tensor codecs.",
-        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self])
+        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self, BenchFP8.self])
+}
+
+struct BenchFP8: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fp8",
+        abstract: "Seed 000's table: FP8 linears without and with checkpointing beside float32, peaks by the ledger and step times, interleaved.",
+        discussion: """
+        Rows: float32; FP8 saving the float32 input as TorchAO's Float8Linear does (fp8-linear-hp); FP8 saving its \
+        1-byte input (fp8-linear); then each under --policy. FP8 GEMMs run on float32 tiles here (no FP8 hardware): \
+        the memory and the numerics are the point, not the speed.
+        """)
+
+    @OptionGroup var engine: EngineOptions
+    @OptionGroup var workloadOptions: WorkloadOptions
+    @Option(help: "The checkpointing of the checkpointed rows (as --policy elsewhere).") var policy = "all"
+    @Option(parsing: .unconditional, help: "Rounds, 1 to 1000 (an untimed and a timed step of each row per round).") var rounds = 5
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        try requireRange("--rounds", rounds, 1...1000)
+        guard try parsedPolicy() != .none else { throw ValidationError("--policy none would repeat the rows without checkpointing") }
+        let transformers = ModelZoo.languageModelNames + ["minilm"]
+        guard transformers.contains(workloadOptions.name) else {
+            throw ValidationError("--model \(workloadOptions.name): FP8 training converts linear layers; this table is for the transformer workloads (\(transformers.joined(separator: ", ")))")
+        }
+    }
+
+    func parsedPolicy() throws -> CheckpointPolicy {
+        do { return try CheckpointPolicy.parse(policy) } catch let e as CheckpointPolicy.ParseError { throw ValidationError(e.description) }
+    }
+
+    func run() throws {
+        engine.apply()
+        let (workload, b) = try workloadOptions.workload()
+        let p = try parsedPolicy()
+        let hp = Float8LinearOptions(saveHighPrecision: true), aware = Float8LinearOptions()
+        let variants = [StepVariant(.none), StepVariant(.none, float8: hp), StepVariant(.none, float8: aware),
+                        StepVariant(p), StepVariant(p, float8: hp), StepVariant(p, float8: aware)]
+        let r = try TrainingBenchmark.compare(workload, batchSize: b, variants: variants, rounds: rounds)
+        if json {
+            print(try jsonString(r))
+            return
+        }
+        let base = r.variants[0]
+        print("\(r.model), batch \(b), \(r.threads) threads, \(rounds) rounds; relative to float32 without checkpointing")
+        print("configuration".padding(toLength: 24, withPad: " ", startingAt: 0) + "      peak (of float32)   activation peak (of float32)   step (× float32)")
+        for v in r.variants {
+            let peak = mib(v.peak_bytes).leftPad(11) + String(format: " (%5.1f%%)", 100 * Double(v.peak_bytes) / Double(base.peak_bytes))
+            let act = mib(v.activation_peak_bytes).leftPad(11)
+                + String(format: " (%5.1f%%)", 100 * Double(v.activation_peak_bytes) / Double(max(base.activation_peak_bytes, 1)))
+            print(v.policy.padding(toLength: 24, withPad: " ", startingAt: 0) + "  " + peak + "        " + act
+                  + String(format: "          %5.2f", v.ratio_to_first))
+        }
+    }
 }
 
 struct BenchKernels: ParsableCommand {
@@ -70,7 +124,7 @@ struct BenchTrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
     @OptionGroup var budgetOptions: BudgetOptions
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
-    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128).") var compare: String?
+    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128), +offload[:WHERE], +fp8-linear (FP8 training of the linear layers) or +fp8-linear-hp (saving their float32 inputs, as TorchAO does).") var compare: String?
     @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
     @Flag(help: "Print JSON.") var json = false
 

@@ -41,6 +41,24 @@ struct PolicyOption: ParsableArguments {
     }
 }
 
+/// `--precision`: the arithmetic of the linear layers.
+struct PrecisionOption: ParsableArguments {
+    @Option(help: "Linear layers in float32 (default), fp8 (FP8 training: E4M3FN operands, E5M2 output gradients, per-tensor scales; saves 1-byte inputs) or fp8-save-hp (FP8 saving float32 inputs, as TorchAO does).")
+    var precision = "float32"
+
+    func validate() throws { _ = try parsed() }
+
+    /// The FP8 mode of the linear layers (nil: float32).
+    func parsed() throws -> Float8LinearOptions? {
+        switch precision {
+        case "float32": return nil
+        case "fp8": return Float8LinearOptions()
+        case "fp8-save-hp": return Float8LinearOptions(saveHighPrecision: true)
+        default: throw ValidationError("--precision must be float32, fp8 or fp8-save-hp, got '\(precision)'")
+        }
+    }
+}
+
 /// `--compress`, repeated: activation compression rules, shared by the commands that run a training step.
 struct CompressionOption: ParsableArguments {
     @Option(name: .customLong("compress"), parsing: .singleValue,

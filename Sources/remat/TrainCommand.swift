@@ -50,6 +50,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var policyOption: PolicyOption
     @OptionGroup var compression: CompressionOption
     @OptionGroup var offload: OffloadOption
+    @OptionGroup var precisionOption: PrecisionOption
     @Option(help: "Workload: \(ModelZoo.languageModelNames.joined(separator: ", ")).") var model = "gpt-mini"
     @Option(help: "A text file read as bytes (default: the built-in arithmetic data).") var data: String?
     @Option(parsing: .unconditional, help: "Training steps, 1 to 10000000.") var steps = 200
@@ -92,6 +93,8 @@ struct TrainCommand: ParsableCommand {
         let b = batch ?? config.batchSize
         try ModelZoo.checkMemory(workload: model, batchSize: b)
         let gpt = GPT(config, seed: seed)
+        let float8 = try precisionOption.parsed()
+        gpt.setFloat8Linears(float8)
         try gpt.applyCheckpointing(policyOption.parsed())
         let compressed = try compression.parsed()
         try checkSelectedModules(gpt, compressed, try offload.parsedSelector())
@@ -113,7 +116,7 @@ struct TrainCommand: ParsableCommand {
             trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver(), options: try budgetOptions.parsedPlanOptions())
             memory = "memory budget \(parsed)"
         }
-        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), \(Runtime.threads) threads")
+        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), linear layers in \(precisionOption.precision), \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)

@@ -86,7 +86,7 @@ import Remat
         add("option without its value", ["bench", "train", "--steps"])
         // --threads and REMAT_THREADS, on every command that computes.
         for cmd in [["demo"], ["train"], ["bench", "train"], ["explain"], ["profile", "--out", "p"], ["plan", "--budget", "0.5"],
-                    ["bench", "kernels"], ["bench", "conv"], ["bench", "codecs"]] {
+                    ["bench", "kernels"], ["bench", "conv"], ["bench", "codecs"], ["bench", "fp8"]] {
             for t in ["0", "-1", "257", "99999999999", "abc", "2.5"] { add("\(cmd.joined(separator: " ")) --threads \(t)", cmd + ["--threads", t]) }
         }
         for env in ["0", "-3", "abc", "100000"] { add("REMAT_THREADS=\(env)", ["bench", "kernels", "--sizes", "4"], env: ["REMAT_THREADS": env]) }
@@ -133,6 +133,11 @@ import Remat
         add("step --compress with --budget", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--compress", "bf16"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("bench train --compress with --budget", ["bench", "train", "--budget", "0.5", "--compress", "bf16"])
         add("bench train --compare with a bad codec", ["bench", "train", "--compare", "all+fp9"])
+        for p in ["bf17", "", "FP8", "fp8-hp"] { add("train --precision '\(p)'", ["train", "--precision", p]) }
+        add("bench fp8 --policy none", ["bench", "fp8", "--policy", "none"])
+        add("bench fp8 --policy bogus", ["bench", "fp8", "--policy", "bogus"])
+        add("bench fp8 on a convolutional model", ["bench", "fp8", "--model", "resnet50-64"])
+        for r in ["0", "-1", "1001", "abc"] { add("bench fp8 --rounds \(r)", ["bench", "fp8", "--rounds", r]) }
         for command in [["train"], ["bench", "train"]] {
             add("\(command[0]) --offload with a bad selector", command + ["--offload", "op="])
             add("\(command[0]) --offload-dir missing", command + ["--offload", "all", "--offload-dir", "/nonexistent/spill"])

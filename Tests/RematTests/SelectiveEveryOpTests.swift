@@ -74,6 +74,9 @@ import Remat
         case .attentionProbabilities: op = { p, x in causalAttentionProbabilities(q: p, k: x, scale: 0.5) }
         case .matmul: op = { p, x in matmul(p, x.transposed()) }
         case .linear: op = { p, _ in linear(p, weight: w, bias: bias) }
+        case .float8Linear:
+            let scales = Float8ScaleRecord()
+            op = { p, _ in float8Linear(p, weight: w, bias: bias, scales: scales) }
         case .conv2d: op = { p, _ in conv2d(p, weight: convWeight, bias: nil, padding: (1, 1)) }
         case .batchNorm: op = { p, _ in batchNorm2d(p, weight: gamma3, bias: beta3, runningMean: nil, runningVar: nil, training: true) }
         case .layerNorm: op = { p, _ in layerNorm(p, weight: gamma4, bias: beta4) }

@@ -19,6 +19,8 @@ public enum OpKind: String, CaseIterable, Sendable {
     case attentionProbabilities = "attention_probs"
     // Products (Matmul.swift, Convolution.swift).
     case matmul, linear, conv2d
+    // FP8 (Float8.swift).
+    case float8Linear = "float8_linear"
     // Normalisation, pooling, lookup, loss, dropout, concatenation.
     case batchNorm = "batch_norm", layerNorm = "layer_norm"
     case maxPool2d = "max_pool2d", adaptiveAvgPool2d = "adaptive_avg_pool2d"
@@ -134,7 +136,7 @@ extension Autograd {
         ctx.opObserver?(node, output)
     }
 
-    private static func peekOpName(_ op: String, _ ctx: AutogradContext) -> String {
+    static func peekOpName(_ op: String, _ ctx: AutogradContext) -> String {
         ctx.naming?.peekName(op: op) ?? peekUnscopedOpName(op)
     }
 
