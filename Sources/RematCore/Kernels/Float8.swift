@@ -121,14 +121,7 @@ public struct Float8LinearOptions: Sendable, Hashable {
 /// `scales` in a recompute (no amax is measured again).
 public func float8Linear(_ x: Tensor, weight: Tensor, bias: Tensor?, scales: Float8ScaleRecord,
                          options: Float8LinearOptions = .init()) -> Tensor {
-    precondition(x.dtype == .float32 && weight.dtype == .float32, "float8_linear: needs float32, got input \(x.dtype) and weight \(weight.dtype)")
-    precondition(weight.rank == 2, "float8_linear: weight must be [out, in], got shape \(weight.shape)")
-    precondition(x.rank >= 1 && x.shape[x.rank - 1] == weight.shape[1],
-                 "float8_linear: input shape \(x.shape) does not end in the weight's \(weight.shape[1]) input features (weight \(weight.shape))")
-    if let bias {
-        precondition(bias.shape == [weight.shape[0]] && bias.dtype == .float32,
-                     "float8_linear: bias shape \(bias.shape) \(bias.dtype) must be [\(weight.shape[0])] float32")
-    }
+    requireLinearOperands("float8_linear", x, weight, bias)
     return Autograd.op(.float8Linear, inputs: [x, weight] + [bias].compactMap { $0 }) {
         let name = Autograd.peekOpName(OpKind.float8Linear.rawValue, AutogradContext.current)
         let xc = x.contiguousInput(), wc = weight.contiguousInput()

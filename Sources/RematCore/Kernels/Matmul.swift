@@ -45,14 +45,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
 /// Saves: `x` (`4·numel(x)` bytes) and the weight (a parameter: no extra bytes).
 /// Backward: `dx = dy·W`, `dW = dyᵀ·x` over all rows, `db = Σ_rows dy`.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-    precondition(x.dtype == .float32 && weight.dtype == .float32, "linear: needs float32, got input \(x.dtype) and weight \(weight.dtype)")
-    precondition(weight.rank == 2, "linear: weight must be [out, in], got shape \(weight.shape)")
-    precondition(x.rank >= 1 && x.shape[x.rank - 1] == weight.shape[1],
-                 "linear: input shape \(x.shape) does not end in the weight's \(weight.shape[1]) input features (weight \(weight.shape))")
-    if let bias {
-        precondition(bias.shape == [weight.shape[0]] && bias.dtype == .float32,
-                     "linear: bias shape \(bias.shape) \(bias.dtype) must be [\(weight.shape[0])] float32")
-    }
+    requireLinearOperands("linear", x, weight, bias)
     return Autograd.op(.linear, inputs: [x, weight] + [bias].compactMap { $0 }) {
         let xShape = x.shape, hasBias = bias != nil
         return OpResult(linearKernel(x, weight: weight, bias: bias), saving: [("input", x), ("weight", weight)]) { ctx, g in
@@ -69,6 +62,19 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
             if hasBias { grads.append(ctx.needsInputGrad[2] ? g.summed(toShape: [outFeatures]) : nil) }
             return grads
         }
+    }
+}
+
+/// The operands of `op` (``linear(_:weight:bias:)``, ``float8Linear(_:weight:bias:scales:options:)``):
+/// float32, weight `[out, in]`, input ending in `in` features, bias `[out]`.
+func requireLinearOperands(_ op: String, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?) {
+    precondition(x.dtype == .float32 && weight.dtype == .float32, "\(op): needs float32, got input \(x.dtype) and weight \(weight.dtype)")
+    precondition(weight.rank == 2, "\(op): weight must be [out, in], got shape \(weight.shape)")
+    precondition(x.rank >= 1 && x.shape[x.rank - 1] == weight.shape[1],
+                 "\(op): input shape \(x.shape) does not end in the weight's \(weight.shape[1]) input features (weight \(weight.shape))")
+    if let bias {
+        precondition(bias.shape == [weight.shape[0]] && bias.dtype == .float32,
+                     "\(op): bias shape \(bias.shape) \(bias.dtype) must be [\(weight.shape[0])] float32")
     }
 }
 
