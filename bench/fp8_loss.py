@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Training loss of FP8 linears beside float32 (issue 16): `remat train` on the same seed and data
+"""Training loss of FP8 linears and bf16 autocast beside float32 (issue 16): `remat train` on the same seed and data
 for each --precision, the loss every 20 steps, and the last step's loss relative to float32's.
 
   python3 bench/fp8_loss.py [--remat .build/release/remat] [--model gpt-mini] [--steps 200] [--out results/fp8-loss-gpt-mini]
@@ -30,7 +30,7 @@ def train(a, precision):
 def markdown(o):
     runs = o["runs"]
     names = list(runs)
-    L = [f"# Training loss: {o['model']}, FP8 linears beside float32", "",
+    L = [f"# Training loss: {o['model']}, " + ", ".join(names[1:]) + " beside float32", "",
          f"Command: `{o['command']}`, commit {o['commit']}{' (Sources modified)' if o['dirty'] else ''}, {o['cpu']}, "
          f"started {o['started']}. Same seed ({o['seed']}), weights and batches (built-in arithmetic data) for every run; "
          "`remat train --precision P`, AdamW with warm-up and cosine decay.", "",
@@ -58,7 +58,7 @@ def main():
     p.add_argument("--every", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--precisions", default="float32,fp8,fp8-save-hp")
+    p.add_argument("--precisions", default="float32,bf16,fp8,fp8-save-hp")
     p.add_argument("--out", default="results/fp8-loss-gpt-mini")
     a = p.parse_args()
     started = datetime.datetime.now().isoformat(timespec="seconds")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seed 000's FP8 table (issue 16) from `remat bench fp8`: FP8 linears saving their float32 input
 (as TorchAO's Float8Linear does) or their 1-byte FP8 input, without and with checkpointing, beside
-float32, on gpt-mini batch 8 and gpt-small batch 4, interleaved rounds.
+float32 and bf16 autocast, on gpt-mini batch 8 and gpt-small batch 4, interleaved rounds.
 
   python3 bench/fp8_table.py [--remat .build/release/remat] [--rounds 5] [--out results/fp8-table]
 
@@ -18,7 +18,7 @@ from benchlib import cpu_description, write_result
 MIB = 1024 * 1024
 SEED = [("Baseline (no FP8, no checkpointing)", 76.22), ("FP8 only", 74.25), ("Checkpointing only", 16.1),
         ("FP8 + Checkpointing", 29.70)]
-NAMES = {"none": "float32", "none+fp8-linear-hp": "FP8, saving float32 inputs (TorchAO)",
+NAMES = {"none": "float32", "none+autocast-bf16": "bf16 autocast", "none+fp8-linear-hp": "FP8, saving float32 inputs (TorchAO)",
          "none+fp8-linear": "FP8, saving FP8 inputs (Remat)"}
 
 
@@ -26,19 +26,21 @@ def label(policy, ckpt):
     base, _, rest = policy.partition("+")
     if base == "none":
         return NAMES[policy]
-    suffix = {"": "float32", "fp8-linear-hp": "FP8 saving float32 inputs", "fp8-linear": "FP8 saving FP8 inputs"}[rest]
+    suffix = {"": "float32", "autocast-bf16": "bf16 autocast", "fp8-linear-hp": "FP8 saving float32 inputs", "fp8-linear": "FP8 saving FP8 inputs"}[rest]
     return f"`{ckpt}` checkpointing, {suffix}"
 
 
 def markdown(o):
-    L = ["# FP8 training with and without checkpointing (seed 000's table)", "",
+    L = ["# FP8 and bf16 training with and without checkpointing (seed 000's table)", "",
          f"Command: `{o['command']}`, commit {o['commit']}{' (Sources modified)' if o['dirty'] else ''}, {o['cpu']}, "
          f"started {o['started']}, load average at start {o['load']:.2f}.", "",
          "Peaks are the ledger's (all tensor storage) in each row's last timed step; the activation peak is the "
          "activations category's own high-water mark. Step time: median over rounds of the row's step over the "
          "float32 row's in the same round (an untimed and a timed step of each row per round, the order reversed "
          "every other round). FP8 GEMMs run on dequantized float32 tiles (no FP8 hardware on this CPU): the FP8 rows "
-         "are slower here by construction; their memory and numerics are the point.", ""]
+         "are slower here by construction; their memory and numerics are the point. bf16 autocast: the products "
+         "round operands and outputs to bf16 and run the float32 GEMM on those values (see `remat bench kernels` for "
+         "the bf16 GEMM path), norms and softmax in float32, saved activations with bf16 values stored in 2 bytes.", ""]
     for run in o["runs"]:
         r = run["result"]
         base = r["variants"][0]

@@ -92,6 +92,8 @@ static void ref_sgemm(int tA, int tB, int M, int N, int K, float alpha, const fl
 #endif
 #include <Accelerate/Accelerate.h>
 
+static int g_has_sbgemm = 0;  // Accelerate has no bf16 GEMM
+
 static void do_init(void) {
   init_common();
   snprintf(g_desc, sizeof g_desc, "Apple Accelerate cblas_sgemm (threads managed by Accelerate)");
@@ -126,6 +128,7 @@ typedef int (*get_int_fn)(void);
 
 static cblas_sgemm_fn p_sgemm = NULL;
 static set_threads_fn p_set_threads = NULL;
+static int g_has_sbgemm = 0;  // the loaded library exports cblas_sbgemm (a BUILD_BFLOAT16 build)
 static atomic_int g_lib_threads = -1;  // last value passed to openblas_set_num_threads
 
 // Best OpenBLAS x86 kernel family for SGEMM that this CPU + OS can run, or NULL to let OpenBLAS
@@ -196,6 +199,7 @@ static void do_init(void) {
   if (h) {
     p_sgemm = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
     p_set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+    g_has_sbgemm = dlsym(h, "cblas_sbgemm") != NULL;
   }
   if (!h || !p_sgemm) {
     p_sgemm = NULL;
@@ -280,6 +284,22 @@ const char *remat_blas_describe(void) {
 void remat_blas_set_threads(int n) {
   remat_blas_init();
   atomic_store(&g_threads, n < 1 ? 1 : n);
+}
+
+int remat_blas_has_sbgemm(void) {
+  remat_blas_init();
+  return g_has_sbgemm;
+}
+
+int remat_cpu_has_avx512_bf16(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(__APPLE__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return 0;  // leaf 7 subleaf 1 absent
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+  return (a >> 5) & 1;  // CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16
+#else
+  return 0;
+#endif
 }
 
 int remat_blas_get_threads(void) {

@@ -63,6 +63,23 @@ REMAT_DECODE_LOOPS(e5m2, uint8_t, dec_e5m2)
 REMAT_ENCODE_LOOPS(i8, int8_t, enc_i8)
 REMAT_DECODE_LOOPS(i8, int8_t, dec_i8)
 
+// Rounding to a narrow format's values in float32 storage (autocast), and the exactness test.
+
+#define REMAT_ROUND_LOOPS(NAME, ENC, DEC)                                                      \
+    REMAT_MULTIVERSION void remat_round_##NAME##_f32(const float *src, float *dst, long begin, \
+                                                     long end) {                             \
+        for (long i = begin; i < end; i++) dst[i] = DEC(ENC(src[i]));                         \
+    }                                                                                        \
+    REMAT_MULTIVERSION long remat_count_not_##NAME(const float *restrict src, long begin,     \
+                                                   long end) {                               \
+        long count = 0;                                                                      \
+        for (long i = begin; i < end; i++) count += f2u(DEC(ENC(src[i]))) != f2u(src[i]);     \
+        return count;                                                                        \
+    }
+
+REMAT_ROUND_LOOPS(bf16, enc_bf16, dec_bf16)
+REMAT_ROUND_LOOPS(f16, enc_f16, dec_f16)
+
 // ---------------------------------------------------------------------------------------------
 // Single values.
 

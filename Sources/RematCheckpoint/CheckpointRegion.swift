@@ -34,6 +34,9 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     private let inputSlots: [SavedTensor]
     private let inputRequiresGrad: [Bool]
     private let namingSnapshot: NamingState.Snapshot
+    /// The autocast precision the forward ran in: the recompute runs in it too (bitwise the same
+    /// rounded values), wherever backward runs.
+    private let autocast: AutocastPrecision?
     private let generators = GeneratorStates()
     private var phase = Phase.forward
 
@@ -141,6 +144,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         let name = nextOpName("checkpoint")
         self.name = name
         namingSnapshot = AutogradContext.current.naming?.snapshot() ?? NamingState().snapshot()
+        autocast = AutogradContext.current.autocast
         inputRequiresGrad = inputs.map(\.requiresGrad)
         inputSlots = inputs.enumerated().map { i, t in Autograd.save(t, name: name, op: "checkpoint", role: "input\(i)") }
     }
@@ -158,7 +162,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         for r in enclosing where r.phase == .forward { r.nestedBegins(name) }
         for t in inputs where owners[t.storage.id] == nil { owners[t.storage.id] = ("", true) }
         let hooks = SavedTensorHooks(pack: { [unowned self] t, info in pack(t, info) }, unpack: unpackKeptOrDeferred)
-        policyHooks = savedTensorPolicyHooksInForce.map { [$0] } ?? []
+        policyHooks = [autocastHooksInForce, savedTensorPolicyHooksInForce].compactMap { $0 }
         // Naming continues from where the region started (the snapshot), so the forward and every
         // recompute name their ops alike.
         let outputs = Self.$running.withValue(enclosing + [self]) {
@@ -289,6 +293,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
                 AutogradContext.with({ ctx in
                     ctx.gradEnabled = true
                     ctx.isRecomputing = true
+                    ctx.autocast = autocast
                     ctx.naming = NamingState(restoring: namingSnapshot)
                     ctx.savedTensorHooks = [capture]
                     ctx.generatorObserver = nil

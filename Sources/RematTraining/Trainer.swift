@@ -12,6 +12,10 @@ public struct StepReport: Codable, Sendable {
     /// The activations category's own high-water mark during the step (it may fall at another
     /// moment than the total peak).
     public var activationPeakBytes: Int = 0
+    /// With a ``GradScaler``: the loss scale the step ran with, and whether the step was skipped
+    /// (its gradients held an inf or a NaN; the optimizer did not step).
+    public var lossScale: Float? = nil
+    public var skipped: Bool = false
 }
 
 /// The training loop: zero grads (set to none, so their memory is free during the forward),
@@ -80,23 +84,30 @@ public final class Trainer {
         return try MemoryLedger.withLedger(ledger) {
             let start = monotonicSeconds()
             beginStep()
+            let lossScale = gradScaler?.scale
             let lossValue: Float = {
                 let loss = forward(batch)
-                loss.backward()
+                (gradScaler?.scaled(loss) ?? loss).backward()
                 return loss.item
             }()
             do { try model.savedTensorPolicy?.checkAfterBackward() } catch {
                 optimizer.zeroGrad()
                 throw error
             }
-            update()
+            var skipped = false
+            if let gradScaler {
+                let finite = gradScaler.unscaleGradients(of: optimizer.parameters)
+                gradScaler.update(finite: finite)
+                skipped = !finite
+            }
+            if skipped { optimizer.zeroGrad() } else { update() }
             let seconds = monotonicSeconds() - start
             let report = StepReport(
                 step: stepIndex, loss: lossValue, learningRate: optimizer.learningRate,
                 stepMilliseconds: seconds * 1000, tokensPerSecond: Double(batch.input.count) / seconds,
                 peakBytes: ledger.peakBytes,
                 peakByCategory: Dictionary(uniqueKeysWithValues: ledger.breakdownAtPeak.map { ($0.key.description, $0.value) }),
-                activationPeakBytes: ledger.peakBytes(in: .activations))
+                activationPeakBytes: ledger.peakBytes(in: .activations), lossScale: lossScale, skipped: skipped)
             stepIndex += 1
             return report
         }
@@ -111,8 +122,18 @@ public final class Trainer {
         ledger.resetPeak()
     }
 
-    /// Forward + loss on `batch` (the graph is recorded for backward).
-    public func forward(_ batch: TokenBatch) -> Tensor { model.loss(batch.input, targets: batch.target) }
+    /// Mixed precision of the forward (``withAutocast(_:_:)``; nil: float32).
+    public var autocast: AutocastPrecision?
+
+    /// Dynamic loss scaling (fp16 autocast): steps scale the loss, unscale the gradients and skip
+    /// the optimizer step when a gradient is inf or NaN (``GradScaler``).
+    public var gradScaler: GradScaler?
+
+    /// Forward + loss on `batch` (the graph is recorded for backward), under ``autocast`` if set.
+    public func forward(_ batch: TokenBatch) -> Tensor {
+        guard let autocast else { return model.loss(batch.input, targets: batch.target) }
+        return withAutocast(autocast) { model.loss(batch.input, targets: batch.target) }
+    }
 
     /// Gradient clipping (if set) and the optimizer step.
     public func update() {
@@ -262,16 +283,21 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
     public var offload: SavedTensorSelector?
     /// FP8 training of every ``Linear`` (nil: float32).
     public var float8: Float8LinearOptions?
+    /// Mixed precision of the forward (``withAutocast(_:_:)``; nil: float32). Set on the trainer
+    /// by ``apply(to:trainer:store:)``.
+    public var autocast: AutocastPrecision?
     public init(_ policy: CheckpointPolicy, compression: ActivationCompression? = nil, offload: SavedTensorSelector? = nil,
-                float8: Float8LinearOptions? = nil) {
+                float8: Float8LinearOptions? = nil, autocast: AutocastPrecision? = nil) {
         self.policy = policy
         self.compression = compression
         self.offload = offload
         self.float8 = float8
+        self.autocast = autocast
     }
-    /// `POLICY[+fp8-linear|+fp8-linear-hp][+CODEC…][+offload[:WHERE]]`.
+    /// `POLICY[+autocast-bf16|+autocast-fp16][+fp8-linear|+fp8-linear-hp][+CODEC…][+offload[:WHERE]]`.
     public var description: String {
         var parts = [policy.description]
+        if let autocast { parts.append("autocast-\(autocast)") }
         if let float8 { parts.append(float8.saveHighPrecision ? "fp8-linear-hp" : "fp8-linear") }
         parts += compression?.rules.map(\.description) ?? []
         if let offload { parts.append(offload == .ops(["checkpoint"]) ? "offload" : "offload:\(offload)") }
@@ -285,6 +311,8 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
         for p in parts.dropFirst() {
             if p == "offload" { v.offload = .ops(["checkpoint"]) }
             else if p.hasPrefix("offload:") { v.offload = try SavedTensorSelector.parse(String(p.dropFirst(8))) }
+            else if p == "autocast-bf16" { v.autocast = .bfloat16 }
+            else if p == "autocast-fp16" { v.autocast = .float16 }
             else if p == "fp8-linear" { v.float8 = Float8LinearOptions() }
             else if p == "fp8-linear-hp" { v.float8 = Float8LinearOptions(saveHighPrecision: true) }
             else { rules.append(p) }
@@ -305,8 +333,15 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
         return try specs.map(parse)
     }
 
+    /// Applies the variant to `model` (as ``apply(to:store:)``) and its autocast to `trainer`,
+    /// which trains `model`.
+    public func apply(to model: Module, trainer: Trainer, store: SpillStore? = nil) throws {
+        try apply(to: model, store: store)
+        trainer.autocast = autocast
+    }
+
     /// Applies the variant to `model` (replacing its linears' precision, checkpointing,
-    /// compression and offload);
+    /// compression and offload; not the autocast, a property of the trainer's forward);
     /// offload goes to `store`.
     public func apply(to model: Module, store: SpillStore? = nil) throws {
         model.setFloat8Linears(float8)
@@ -337,13 +372,13 @@ extension TrainingBenchmark {
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
         let nextBatch = workload.batches(batchSize, 7)
         for v in steps {
-            try v.apply(to: workload.model, store: store)
+            try v.apply(to: workload.model, trainer: trainer, store: store)
             _ = try trainer.checkedStep(nextBatch())
         }
         let (timing, last) = try InterleavedTiming.steps(variants: steps.count, rounds: rounds,
-                                                         apply: { try steps[$0].apply(to: workload.model, store: store) },
+                                                         apply: { try steps[$0].apply(to: workload.model, trainer: trainer, store: store) },
                                                          step: { try trainer.checkedStep(nextBatch()) })
-        try StepVariant(.none).apply(to: workload.model)
+        try StepVariant(.none).apply(to: workload.model, trainer: trainer)
         let variants = steps.indices.map { v in
             PolicyComparisonResult.Variant(policy: steps[v].description, median_step_ms: timing.medianTime(v),
                                            ratio_to_first: timing.medianRatio(v), ratio_min: timing.ratioRange(v).lowerBound,

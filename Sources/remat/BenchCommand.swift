@@ -13,9 +13,9 @@ struct BenchFP8: ParsableCommand {
         commandName: "fp8",
         abstract: "Seed 000's table: FP8 linears without and with checkpointing beside float32, peaks by the ledger and step times, interleaved.",
         discussion: """
-        Rows: float32; FP8 saving the float32 input as TorchAO's Float8Linear does (fp8-linear-hp); FP8 saving its \
-        1-byte input (fp8-linear); then each under --policy. FP8 GEMMs run on float32 tiles here (no FP8 hardware): \
-        the memory and the numerics are the point, not the speed.
+        Rows: float32; bf16 autocast (autocast-bf16); FP8 saving the float32 input as TorchAO's Float8Linear does \
+        (fp8-linear-hp); FP8 saving its 1-byte input (fp8-linear); then each under --policy. FP8 GEMMs run on \
+        float32 tiles here (no FP8 hardware): the memory and the numerics are the point, not the speed.
         """)
 
     @OptionGroup var engine: EngineOptions
@@ -42,8 +42,8 @@ struct BenchFP8: ParsableCommand {
         let (workload, b) = try workloadOptions.workload()
         let p = try parsedPolicy()
         let hp = Float8LinearOptions(saveHighPrecision: true), aware = Float8LinearOptions()
-        let variants = [StepVariant(.none), StepVariant(.none, float8: hp), StepVariant(.none, float8: aware),
-                        StepVariant(p), StepVariant(p, float8: hp), StepVariant(p, float8: aware)]
+        let variants = [StepVariant(.none), StepVariant(.none, autocast: .bfloat16), StepVariant(.none, float8: hp), StepVariant(.none, float8: aware),
+                        StepVariant(p), StepVariant(p, autocast: .bfloat16), StepVariant(p, float8: hp), StepVariant(p, float8: aware)]
         let r = try TrainingBenchmark.compare(workload, batchSize: b, variants: variants, rounds: rounds)
         if json {
             print(try jsonString(r))
@@ -92,7 +92,7 @@ struct BenchKernels: ParsableCommand {
         engine.apply()
         let ns = try parsedSizes()
         let result = KernelBenchmark.Result(
-            threads: Runtime.threads, blas: Runtime.blasDescription,
+            threads: Runtime.threads, blas: Runtime.blasDescription, bf16_gemm: Runtime.bfloat16GemmPath,
             matmul: KernelBenchmark.matmul(sizes: ns, reps: reps),
             elementwise: KernelBenchmark.elementwise(KernelBenchmark.standardCases(elements: elements), reps: reps))
         if json {
@@ -100,6 +100,7 @@ struct BenchKernels: ParsableCommand {
             return
         }
         print("GEMM: \(result.blas)   threads: \(result.threads)")
+        print("bf16 GEMM (autocast): \(result.bf16_gemm)")
         print("matmul        n    engine GFLOP/s   raw GEMM GFLOP/s   ratio")
         for r in result.matmul {
             print(String(format: "          %5d        %8.1f           %8.1f    %5.2f", r.n, r.gflops, r.blas_gflops, r.gflops / r.blas_gflops))
@@ -124,7 +125,7 @@ struct BenchTrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
     @OptionGroup var budgetOptions: BudgetOptions
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
-    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128), +offload[:WHERE], +fp8-linear (FP8 training of the linear layers) or +fp8-linear-hp (saving their float32 inputs, as TorchAO does).") var compare: String?
+    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128), +offload[:WHERE], +autocast-bf16 / +autocast-fp16 (mixed precision), +fp8-linear (FP8 training of the linear layers) or +fp8-linear-hp (saving their float32 inputs, as TorchAO does).") var compare: String?
     @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
     @Flag(help: "Print JSON.") var json = false
 

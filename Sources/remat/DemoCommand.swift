@@ -63,14 +63,17 @@ struct DemoCommand: ParsableCommand {
         let store = variants.contains { $0.offload != nil } ? try SpillStore() : nil
         defer { store?.close() }
         func use(_ v: Int) throws {
-            if v < variants.count { try variants[v].apply(to: gpt, store: store) } else { try StepVariant(.none).apply(to: gpt); try gpt.applyPlan(plan) }
+            if v < variants.count { try variants[v].apply(to: gpt, trainer: trainer, store: store) } else {
+                try StepVariant(.none).apply(to: gpt, trainer: trainer)
+                try gpt.applyPlan(plan)
+            }
         }
         func step() throws -> StepReport { try trainer.checkedStep(source.nextBatch(batchSize: config.batchSize, length: config.contextLength)) }
         for v in names.indices { try use(v); _ = try step() }   // warm-up: each layout's buffers once
         // An untimed step of each row before its timed one (InterleavedTiming.steps says why).
         let (timing, rowReports) = try InterleavedTiming.steps(variants: names.count, rounds: rounds, apply: use, step: step)
         let peaks = rowReports.map(\.peakBytes), activations = rowReports.map(\.activationPeakBytes)
-        try StepVariant(.none).apply(to: gpt)
+        try StepVariant(.none).apply(to: gpt, trainer: trainer)
 
         print("what each way of saving memory bought (peak of a training step, measured by the memory ledger;")
         print("step times: medians of \(rounds) rounds that time every row back to back, each after an untimed step of its own;")

@@ -41,20 +41,22 @@ struct PolicyOption: ParsableArguments {
     }
 }
 
-/// `--precision`: the arithmetic of the linear layers.
+/// `--precision`: the arithmetic of the products.
 struct PrecisionOption: ParsableArguments {
-    @Option(help: "Linear layers in float32 (default), fp8 (FP8 training: E4M3FN operands, E5M2 output gradients, per-tensor scales; saves 1-byte inputs) or fp8-save-hp (FP8 saving float32 inputs, as TorchAO does).")
+    @Option(help: "float32 (default); bf16 (autocast: linear, matmul, attention and convolution in bfloat16 with float32 accumulation, norms and softmax in float32, saved activations in 2 bytes, float32 master weights); fp16 (the same in float16, with dynamic loss scaling: steps with inf/NaN gradients skipped and counted); fp8 (FP8 linear layers: E4M3FN operands, E5M2 output gradients, per-tensor scales; saves 1-byte inputs) or fp8-save-hp (FP8 saving float32 inputs, as TorchAO does).")
     var precision = "float32"
 
     func validate() throws { _ = try parsed() }
 
-    /// The FP8 mode of the linear layers (nil: float32).
-    func parsed() throws -> Float8LinearOptions? {
+    /// The FP8 mode of the linear layers and the autocast precision (nil, nil: float32).
+    func parsed() throws -> (float8: Float8LinearOptions?, autocast: AutocastPrecision?) {
         switch precision {
-        case "float32": return nil
-        case "fp8": return Float8LinearOptions()
-        case "fp8-save-hp": return Float8LinearOptions(saveHighPrecision: true)
-        default: throw ValidationError("--precision must be float32, fp8 or fp8-save-hp, got '\(precision)'")
+        case "float32": return (nil, nil)
+        case "bf16": return (nil, .bfloat16)
+        case "fp16": return (nil, .float16)
+        case "fp8": return (Float8LinearOptions(), nil)
+        case "fp8-save-hp": return (Float8LinearOptions(saveHighPrecision: true), nil)
+        default: throw ValidationError("--precision must be float32, bf16, fp16, fp8 or fp8-save-hp, got '\(precision)'")
         }
     }
 }

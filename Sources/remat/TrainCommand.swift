@@ -28,8 +28,9 @@ struct ProgressPrinter {
 
     func show(_ r: StepReport) {
         let peak = mib(r.peakBytes)
-        let line = String(format: "step %4d/%d  loss %.4f  %.0f ms  %.0f tok/s  peak %@", r.step + 1, total, r.loss,
+        var line = String(format: "step %4d/%d  loss %.4f  %.0f ms  %.0f tok/s  peak %@", r.step + 1, total, r.loss,
                           r.stepMilliseconds, r.tokensPerSecond, peak as NSString)
+        if let scale = r.lossScale { line += String(format: "  loss scale %g", scale) + (r.skipped ? " (skipped: inf/NaN gradients)" : "") }
         if interactive {
             let width = 24
             let filled = min(width, (r.step + 1) * width / max(total, 1))
@@ -93,8 +94,8 @@ struct TrainCommand: ParsableCommand {
         let b = batch ?? config.batchSize
         try ModelZoo.checkMemory(workload: model, batchSize: b)
         let gpt = GPT(config, seed: seed)
-        let float8 = try precisionOption.parsed()
-        gpt.setFloat8Linears(float8)
+        let precision = try precisionOption.parsed()
+        gpt.setFloat8Linears(precision.float8)
         try gpt.applyCheckpointing(policyOption.parsed())
         let compressed = try compression.parsed()
         try checkSelectedModules(gpt, compressed, try offload.parsedSelector())
@@ -110,14 +111,17 @@ struct TrainCommand: ParsableCommand {
         }
         let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
+        trainer.autocast = precision.autocast
+        if precision.autocast == .float16 { trainer.gradScaler = try GradScaler() }
         var memory = "policy \(policyOption.policy)" + (compressed.map { ", compression \($0)" } ?? "")
             + (spill.map { ", offload \($0.selector) to \($0.store.directory)" } ?? "")
         if let parsed = try budgetOptions.parsedBudget() {
             trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver(), options: try budgetOptions.parsedPlanOptions())
             memory = "memory budget \(parsed)"
         }
-        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), linear layers in \(precisionOption.precision), \(Runtime.threads) threads")
+        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), precision \(precisionOption.precision), \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
+        if precision.autocast != nil { print("bf16/fp16 products: \(Runtime.bfloat16GemmPath)") }
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)
         printer.every = logEvery
@@ -125,6 +129,9 @@ struct TrainCommand: ParsableCommand {
                     shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
         let interrupted = interruptRequested.load(ordering: .relaxed)
         if interrupted { print("\ninterrupted after step \(trainer.stepIndex); stopping cleanly") }
+        if let scaler = trainer.gradScaler {
+            print("fp16 loss scaling: \(scaler.skippedSteps) of \(trainer.stepIndex) steps skipped (inf/NaN gradients), loss scale now \(scaler.scale)")
+        }
         if let save {
             let path = try saveWeights(gpt, directory: save)
             print("saved weights to \(path)")

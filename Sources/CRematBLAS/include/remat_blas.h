@@ -32,6 +32,12 @@ const char *remat_blas_describe(void);
 void remat_blas_set_threads(int n);  // thread count used for large GEMMs (n < 1 -> 1)
 int remat_blas_get_threads(void);
 
+// Whether the loaded GEMM library exports cblas_sbgemm (OpenBLAS built with BUILD_BFLOAT16), and
+// whether the CPU has AVX512_BF16 (CPUID leaf 7 subleaf 1, EAX bit 5). Remat's bf16 products do not
+// call sbgemm (see Runtime.bfloat16GemmPath): these two facts are reported beside the path that runs.
+int remat_blas_has_sbgemm(void);
+int remat_cpu_has_avx512_bf16(void);
+
 // Row-major single precision GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
 // transA/transB: 0 = no transpose, 1 = transpose. lda/ldb/ldc are row-major leading dims.
 // Uses a single thread when 2*M*N*K is below the measured threshold, remat_blas_get_threads()

@@ -20,6 +20,9 @@ public struct AutogradContext: Sendable {
     /// Called by random ops (dropout) with the generator they are about to draw from (so a region
     /// can capture its state and replay the same stream).
     public var generatorObserver: (@Sendable (RandomGenerator) -> Void)? = nil
+    /// The precision the products compute in (``AutocastPrecision``; nil: float32). Set by the
+    /// checkpoint layer's `withAutocast`, and by a recompute as its forward had it.
+    public var autocast: AutocastPrecision? = nil
     /// Called with every node just before its backward runs; nil when nobody listens.
     public var backwardObserver: (@Sendable (Node) -> Void)? = nil
 

@@ -38,11 +38,14 @@ public enum KernelBenchmark {
     public struct Result: Codable, Sendable {
         public var threads: Int
         public var blas: String
+        /// The GEMM autocast's bf16 products run (``Runtime/bfloat16GemmPath``).
+        public var bf16_gemm: String
         public var matmul: [MatmulRow]
         public var elementwise: [ElementwiseRow]
-        public init(threads: Int, blas: String, matmul: [MatmulRow], elementwise: [ElementwiseRow]) {
+        public init(threads: Int, blas: String, bf16_gemm: String, matmul: [MatmulRow], elementwise: [ElementwiseRow]) {
             self.threads = threads
             self.blas = blas
+            self.bf16_gemm = bf16_gemm
             self.matmul = matmul
             self.elementwise = elementwise
         }

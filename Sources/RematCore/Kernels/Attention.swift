@@ -86,19 +86,27 @@ public func causalSoftmax(_ scores: Tensor, scale: Float = 1) -> Tensor {
 /// `j ≤ i + (S − T)`); strided views are used in place when each row is contiguous. Output
 /// `[B, H, T, S]`, contiguous, exactly 0 at masked positions.
 /// Saves: `q`, `k` (often views of one QKV tensor: no extra bytes) and `P` (`4·B·H·T·S` bytes).
+/// Under autocast (``AutocastPrecision``) `q`, `k` (unless their values already are the
+/// precision's) and `P` are rounded to the precision; the softmax itself runs in float32; backward
+/// rounds the probabilities' gradient and the gradients of `q` and `k`.
 public func causalAttentionProbabilities(q: Tensor, k: Tensor, scale: Float) -> Tensor {
     precondition(q.rank == 4 && k.rank == 4 && q.dtype == .float32 && k.dtype == .float32,
                  "causalAttentionProbabilities: q and k must be float32 [B, H, T, Dh] and [B, H, S, Dh], got \(q.shape) \(q.dtype), \(k.shape) \(k.dtype)")
     precondition(q.shape[0] == k.shape[0] && q.shape[1] == k.shape[1] && q.shape[3] == k.shape[3] && k.shape[2] >= q.shape[2],
                  "causalAttentionProbabilities: shapes q \(q.shape), k \(k.shape) do not match (need [B, H, T, Dh] and [B, H, S, Dh], S >= T)")
+    let precision = Autocast.current
     return Autograd.op(.attentionProbabilities, inputs: [q, k]) {
         let geometry = CausalGeometry(q: q, k: k)
+        let q = precision.map { Autocast.operand(q, $0, label: "attention_q_autocast") } ?? q
+        let k = precision.map { Autocast.operand(k, $0, label: "attention_k_autocast") } ?? k
         let out = causalProbabilitiesKernel(HeadRows(q), HeadRows(k), geometry, scale: scale)
+        if let precision { Autocast.roundInPlace(out, precision) }
         return OpResult(out, saving: [("q", q), ("k", k), ("output", out)]) { ctx, g in
+            let dp = (precision.map { Autocast.operand(g, $0, label: "attention_grad_autocast") } ?? g).contiguousInput()
             let (dq, dk) = causalProbabilitiesBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]),
-                                                       p: ctx.saved[2].contiguousInput(), dp: g.contiguousInput(), geometry,
+                                                       p: ctx.saved[2].contiguousInput(), dp: dp, geometry,
                                                        scale: scale, needQ: ctx.needsInputGrad[0], needK: ctx.needsInputGrad[1])
-            return [dq, dk]
+            return Autocast.gradients([dq, dk], precision)
         }
     }
 }

@@ -32,7 +32,10 @@ import CRematKernels
 /// view it is) and `weight` (role "weight", a parameter: no extra bytes). Nothing else.
 ///
 /// Numerics: float32 GEMM accumulation (OpenBLAS), the same order of error as PyTorch's
-/// oneDNN convolution; bias gradients are summed in double.
+/// oneDNN convolution; bias gradients are summed in double. Under autocast
+/// (``AutocastPrecision``) the input, the weight (a copy; rounded again for backward), the bias
+/// and the output are rounded to the precision, and the rounded input is what is saved; backward
+/// rounds the output gradient and the gradients it returns.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int) = (1, 1),
                    padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1)) -> Tensor {
     precondition(x.dtype == .float32 && weight.dtype == .float32,
@@ -47,17 +50,22 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int
         precondition(bias.shape == [weight.shape[0]], "conv2d: bias shape \(bias.shape) must be [\(weight.shape[0])]")
     }
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation)
+    let precision = Autocast.current
     return Autograd.op(.conv2d, inputs: [x, weight] + [bias].compactMap { $0 }) {
-        let out = conv2dForwardKernel(x.contiguousInput(), weight: weight.contiguousInput(), bias: bias?.contiguousInput(), geo)
+        let x = precision.map { Autocast.operand(x, $0, label: "conv2d_input_autocast") } ?? x
+        let rw = precision.map { Autocast.operand(weight, $0, label: "conv2d_weight_autocast") } ?? weight
+        let rb = precision.flatMap { p in bias.map { Autocast.operand($0, p, label: "conv2d_bias_autocast") } } ?? bias
+        let out = conv2dForwardKernel(x.contiguousInput(), weight: rw.contiguousInput(), bias: rb?.contiguousInput(), geo)
+        if let precision { Autocast.roundInPlace(out, precision) }
         let hasBias = bias != nil
-        return OpResult(out, saving: [("input", x), ("weight", weight)]) { ctx, g in
-            let xs = ctx.saved[0].contiguousInput(), ws = ctx.saved[1].contiguousInput()
-            let dy = g.contiguousInput()
+        return OpResult(out, saving: [("input", x), ("weight", Autocast.saved(weight, rw))]) { ctx, g in
+            let xs = ctx.saved[0].contiguousInput(), ws = Autocast.restored(ctx.saved[1], precision, label: "conv2d_weight_autocast").contiguousInput()
+            let dy = (precision.map { Autocast.operand(g, $0, label: "conv2d_grad_autocast") } ?? g).contiguousInput()
             let (dx, dw) = conv2dBackwardKernel(xs, weight: ws, gradOutput: dy, geo,
                                                 needInput: ctx.needsInputGrad[0], needWeight: ctx.needsInputGrad[1])
             var grads: [Tensor?] = [dx, dw]
             if hasBias { grads.append(ctx.needsInputGrad[2] ? channelSum(dy, channels: geo.k, pixels: geo.p) : nil) }
-            return grads
+            return Autocast.gradients(grads, precision)
         }
     }
 }

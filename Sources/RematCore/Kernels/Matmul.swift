@@ -14,11 +14,22 @@ import Darwin
 /// Saves: both operands (`a`: `4·numel(a)` bytes, `b`: `4·numel(b)` bytes; a parameter operand is
 /// the parameter itself, so it adds no bytes).
 /// Backward: `da = dc · bᵀ`, `db = aᵀ · dc`, summed over broadcast batch axes.
+/// Under autocast (``AutocastPrecision``) both operands and the output are rounded to the
+/// precision; the rounded operands are what is saved (a parameter operand is saved as itself and
+/// rounded again in backward); backward rounds the output gradient and the gradients it returns.
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
-    Autograd.op(.matmul, inputs: [a, b]) {
+    let precision = Autocast.current
+    return Autograd.op(.matmul, inputs: [a, b]) {
         let sa = a.shape, sb = b.shape
-        return OpResult(matmulKernel(a, b), saving: [("a", a), ("b", b)]) { ctx, g in
-            let x = ctx.saved[0], y = ctx.saved[1]
+        let ra = precision.map { Autocast.operand(a, $0, label: "matmul_a_autocast") } ?? a
+        let rb = precision.map { Autocast.operand(b, $0, label: "matmul_b_autocast") } ?? b
+        let out = matmulKernel(ra, rb)
+        if let precision { Autocast.roundInPlace(out, precision) }
+        // A parameter operand is saved as itself (no bytes) and rounded again for backward.
+        return OpResult(out, saving: [("a", Autocast.saved(a, ra)), ("b", Autocast.saved(b, rb))]) { ctx, g in
+            let g = precision.map { Autocast.operand(g, $0, label: "matmul_grad_autocast") } ?? g
+            let x = Autocast.restored(ctx.saved[0], precision, label: "matmul_a_autocast")
+            let y = Autocast.restored(ctx.saved[1], precision, label: "matmul_b_autocast")
             var ga: Tensor? = nil, gb: Tensor? = nil
             if ctx.needsInputGrad[0] {
                 ga = matmulKernel(g, y.transposed()).summed(toShape: sa)
@@ -33,7 +44,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
                     gb = matmulKernel(x.transposed(), g).summed(toShape: sb)
                 }
             }
-            return [ga, gb]
+            return Autocast.gradients([ga, gb], precision)
         }
     }
 }
@@ -44,12 +55,23 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
 /// tensor, so the output a selective policy keeps is the one later ops save.
 /// Saves: `x` (`4·numel(x)` bytes) and the weight (a parameter: no extra bytes).
 /// Backward: `dx = dy·W`, `dW = dyᵀ·x` over all rows, `db = Σ_rows dy`.
+/// Under autocast (``AutocastPrecision``) `x`, `W` and the bias are rounded to the precision, the
+/// output too; the rounded `x` is what is saved (its values are the precision's), the weight
+/// parameter as itself (rounded again in backward); backward rounds the output gradient and the
+/// gradients it returns.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     requireLinearOperands("linear", x, weight, bias)
+    let precision = Autocast.current
     return Autograd.op(.linear, inputs: [x, weight] + [bias].compactMap { $0 }) {
         let xShape = x.shape, hasBias = bias != nil
-        return OpResult(linearKernel(x, weight: weight, bias: bias), saving: [("input", x), ("weight", weight)]) { ctx, g in
-            let xs = ctx.saved[0], w = ctx.saved[1]
+        let x = precision.map { Autocast.operand(x, $0, label: "linear_input_autocast") } ?? x
+        let rw = precision.map { Autocast.operand(weight, $0, label: "linear_weight_autocast") } ?? weight
+        let rb = precision.flatMap { p in bias.map { Autocast.operand($0, p, label: "linear_bias_autocast") } } ?? bias
+        let out = linearKernel(x, weight: rw, bias: rb)
+        if let precision { Autocast.roundInPlace(out, precision) }
+        return OpResult(out, saving: [("input", x), ("weight", Autocast.saved(weight, rw))]) { ctx, g in
+            let g = precision.map { Autocast.operand(g, $0, label: "linear_grad_autocast") } ?? g
+            let xs = ctx.saved[0], w = Autocast.restored(ctx.saved[1], precision, label: "linear_weight_autocast")
             let features = w.shape[1], outFeatures = w.shape[0]
             let g2 = g.reshapedForKernel([-1, outFeatures])
             var grads: [Tensor?] = [nil, nil]
@@ -60,7 +82,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
                 grads[1] = matmulKernel(g2.transposed(), xs.reshapedForKernel([-1, features]))
             }
             if hasBias { grads.append(ctx.needsInputGrad[2] ? g.summed(toShape: [outFeatures]) : nil) }
-            return grads
+            return Autocast.gradients(grads, precision)
         }
     }
 }

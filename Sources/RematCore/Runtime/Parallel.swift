@@ -28,6 +28,18 @@ public enum Runtime {
         threadCount.store(n, ordering: .relaxed)
     }
 
+    /// The GEMM that autocast's bf16 products run (``AutocastPrecision``): the float32 GEMM on
+    /// operands whose values are bf16 (each product of two bf16 values is exact in float32, so this
+    /// is a bf16 GEMM with float32 accumulation, at float32 speed), with whether this CPU has bf16
+    /// instructions and whether the GEMM library exports a bf16 GEMM (`cblas_sbgemm`) Remat could
+    /// call instead.
+    public static var bfloat16GemmPath: String {
+        _ = remat_blas_init()
+        let cpu = remat_cpu_has_avx512_bf16() != 0 ? "CPU has AVX512_BF16" : "CPU has no bf16 instructions"
+        let lib = remat_blas_has_sbgemm() != 0 ? "the GEMM library exports cblas_sbgemm, not used yet" : "the GEMM library exports no cblas_sbgemm"
+        return "float32 GEMM on bf16 (or fp16) values, float32 accumulation (\(cpu); \(lib))"
+    }
+
     /// The GEMM library and kernel in use, e.g. "OpenBLAS 0.3.21 (SkylakeX kernel)".
     public static var blasDescription: String {
         _ = remat_blas_init()
