@@ -15,6 +15,7 @@ import subprocess
 from benchlib import cpu_description, write_result
 
 LINE = re.compile(r"step\s+(\d+)/\d+\s+loss ([0-9.naninf]+)\s+(\d+) ms")
+SCALING = re.compile(r"fp16 loss scaling: (\d+) of (\d+) steps skipped.*loss scale now ([0-9.e+]+)")
 
 
 def train(a, precision):
@@ -24,7 +25,11 @@ def train(a, precision):
     if p.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr}")
     rows = [(int(m.group(1)), float(m.group(2)), int(m.group(3))) for m in map(LINE.search, p.stdout.splitlines()) if m]
-    return {"command": " ".join(cmd), "steps": rows}
+    run = {"command": " ".join(cmd), "steps": rows}
+    scaling = [m for m in map(SCALING.search, p.stdout.splitlines()) if m]
+    if scaling:
+        run["skipped_steps"], run["final_loss_scale"] = int(scaling[-1].group(1)), float(scaling[-1].group(3))
+    return run
 
 
 def markdown(o):
@@ -45,7 +50,11 @@ def markdown(o):
     last = runs[names[0]]["steps"][-1][0]
     for n in names[1:]:
         v = dict((x, l) for x, l, _ in runs[n]["steps"])[last]
-        L.append(f"- {n}: loss at step {last} {v:.4f}, {100 * (v / base[last] - 1):+.2f}% against float32's {base[last]:.4f}.")
+        worst = max(abs(dict((x, l) for x, l, _ in runs[n]["steps"])[s] / base[s] - 1) for s, _, _ in runs[names[0]]["steps"])
+        scaling = (f" Loss scaling: {runs[n]['skipped_steps']} of {last} steps skipped (inf/NaN gradients), final scale "
+                   f"{runs[n]['final_loss_scale']:g}.") if "skipped_steps" in runs[n] else ""
+        L.append(f"- {n}: loss at step {last} {v:.4f}, {100 * (v / base[last] - 1):+.2f}% against float32's {base[last]:.4f} "
+                 f"(largest gap at a tabled step {100 * worst:.2f}%).{scaling}")
     L.append("")
     return "\n".join(L)
 

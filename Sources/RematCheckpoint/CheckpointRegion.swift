@@ -37,6 +37,10 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     /// The autocast precision the forward ran in: the recompute runs in it too (bitwise the same
     /// rounded values), wherever backward runs.
     private let autocast: AutocastPrecision?
+    /// The autocast scope's saved-tensor hooks at the forward: a recompute holds the tensors it
+    /// rebuilds for backward through them (2 bytes per element when their values are the
+    /// precision's), as the forward's saved tensors were held.
+    private let autocastHooks: SavedTensorHooks?
     private let generators = GeneratorStates()
     private var phase = Phase.forward
 
@@ -97,7 +101,19 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     /// The saved-tensor policy's hooks in force when the forward ran (none: held as they are).
     private var policyHooks: [SavedTensorHooks] = []
     /// Rebuilt dropped tensors, by slot index, until backward takes them.
-    private var materialized: [Int: HeldTensor] = [:]
+    private var materialized: [Int: Rebuilt] = [:]
+
+    /// A rebuilt tensor held for backward: as it is, or packed by the autocast scope's hooks.
+    private enum Rebuilt {
+        case held(HeldTensor)
+        case saved(SavedTensor)
+        var tensor: Tensor {
+            switch self {
+            case .held(let h): return h.tensor
+            case .saved(let s): return s.unpack()
+            }
+        }
+    }
     /// What the current recompute decided, and what it collects.
     private var replay: Replay? = nil
     /// During the forward: the name of each node recorded here (weakly: a node that died leaves
@@ -145,6 +161,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         self.name = name
         namingSnapshot = AutogradContext.current.naming?.snapshot() ?? NamingState().snapshot()
         autocast = AutogradContext.current.autocast
+        autocastHooks = autocast == nil ? nil : autocastHooksInForce
         inputRequiresGrad = inputs.map(\.requiresGrad)
         inputSlots = inputs.enumerated().map { i, t in Autograd.save(t, name: name, op: "checkpoint", role: "input\(i)") }
     }
@@ -352,7 +369,13 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             precondition(t.contentChecksum() == sum,
                          "checkpoint \(name): determinism check failed at saved tensor \(d.info.name): op \(d.info.op), shape \(d.info.shape): recomputed values differ from the forward's")
         }
-        materialized[k] = HeldTensor(t)   // held for backward: an activation
+        // Held for backward: an activation (under autocast, in 2 bytes when its values allow).
+        if let autocastHooks {   // packs what is the precision's, holds the rest as it is
+            materialized[k] = .saved(Autograd.save(t, name: d.info.nodeName, op: d.info.op, role: d.info.role,
+                                                   isOutput: d.info.isOutput, hooks: [autocastHooks]))
+        } else {
+            materialized[k] = .held(HeldTensor(t))
+        }
     }
 
     /// The output at hand for op `i` (held for the recompute, or alive), as the forward laid it out.
