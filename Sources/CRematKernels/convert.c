@@ -66,9 +66,19 @@ REMAT_DECODE_LOOPS(i8, int8_t, dec_i8)
 // Rounding to a narrow format's values in float32 storage (autocast), and the exactness test.
 
 #define REMAT_ROUND_LOOPS(NAME, ENC, DEC)                                                      \
+    static inline void round_##NAME##_inplace(float *x, long begin, long end) {               \
+        for (long i = begin; i < end; i++) x[i] = DEC(ENC(x[i]));                             \
+    }                                                                                        \
+    static inline void round_##NAME##_copy(const float *restrict src, float *restrict dst,    \
+                                           long begin, long end) {                           \
+        for (long i = begin; i < end; i++) dst[i] = DEC(ENC(src[i]));                         \
+    }                                                                                        \
+    /* In place (src == dst) or into a distinct buffer: each its own loop, so both vectorise */ \
+    /* (one loop over possibly-aliasing pointers would fall back to scalar code in place).  */ \
     REMAT_MULTIVERSION void remat_round_##NAME##_f32(const float *src, float *dst, long begin, \
                                                      long end) {                             \
-        for (long i = begin; i < end; i++) dst[i] = DEC(ENC(src[i]));                         \
+        if (src == dst) round_##NAME##_inplace(dst, begin, end);                              \
+        else round_##NAME##_copy(src, dst, begin, end);                                       \
     }                                                                                        \
     REMAT_MULTIVERSION long remat_count_not_##NAME(const float *restrict src, long begin,     \
                                                    long end) {                               \

@@ -60,7 +60,8 @@ enum Autocast {
     /// product, a view of one), else a new contiguous tensor of its values rounded to `precision`
     /// (round to nearest even; overflow to ±inf for fp16).
     static func operand(_ x: Tensor, _ precision: AutocastPrecision, label: String) -> Tensor {
-        if precision.represents(x) { return x }
+        // A parameter (a float32 master weight) is not tested: it is rounded, a copy per use.
+        if x.storage.baseCategory != .parameters, precision.represents(x) { return x }
         let src = x.isContiguous ? x : x.contiguousCopy()
         let out = src === x ? Tensor(uninitializedShape: x.shape, label: label) : src
         round(src, into: out, precision)
