@@ -94,6 +94,15 @@ static void ref_sgemm(int tA, int tB, int M, int N, int K, float alpha, const fl
 
 static int g_has_sbgemm = 0;  // Accelerate has no bf16 GEMM
 
+static void lib_sbgemm(int threads, int tA, int tB, int M, int N, int K, float alpha,
+                       const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
+                       int ldc) {
+  (void)threads; (void)tA; (void)tB; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda;
+  (void)B; (void)ldb; (void)beta; (void)C; (void)ldc;
+  fprintf(stderr, "remat_sbgemm_raw: no bf16 GEMM in this library (check remat_blas_has_sbgemm)\n");
+  abort();
+}
+
 static void do_init(void) {
   init_common();
   snprintf(g_desc, sizeof g_desc, "Apple Accelerate cblas_sgemm (threads managed by Accelerate)");
@@ -126,7 +135,11 @@ typedef void (*set_threads_fn)(int);
 typedef char *(*get_str_fn)(void);
 typedef int (*get_int_fn)(void);
 
+typedef void (*cblas_sbgemm_fn)(int order, int tA, int tB, int M, int N, int K, float alpha,
+                                const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
+                                float *C, int ldc);
 static cblas_sgemm_fn p_sgemm = NULL;
+static cblas_sbgemm_fn p_sbgemm = NULL;
 static set_threads_fn p_set_threads = NULL;
 static int g_has_sbgemm = 0;  // the loaded library exports cblas_sbgemm (a BUILD_BFLOAT16 build)
 static atomic_int g_lib_threads = -1;  // last value passed to openblas_set_num_threads
@@ -199,7 +212,8 @@ static void do_init(void) {
   if (h) {
     p_sgemm = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
     p_set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
-    g_has_sbgemm = dlsym(h, "cblas_sbgemm") != NULL;
+    p_sbgemm = (cblas_sbgemm_fn)dlsym(h, "cblas_sbgemm");
+    g_has_sbgemm = p_sbgemm != NULL;
   }
   if (!h || !p_sgemm) {
     p_sgemm = NULL;
@@ -237,7 +251,11 @@ static void do_init(void) {
   const char *par_s = par == 0 ? "sequential build" : par == 1 ? "pthreads" : par == 2 ? "OpenMP" : "?";
   const char *note = "";
   char notebuf[160] = "";
-  if (forced && strcasecmp(core, forced) != 0) {
+  // A library built for one newer AVX-512 target (Cooperlake, SapphireRapids: e.g. a BUILD_BFLOAT16
+  // build) ignores the request but runs the SkylakeX SGEMM kernel: the request is met.
+  int same_sgemm = forced && strcasecmp(forced, "SkylakeX") == 0 &&
+                   (strcasecmp(core, "Cooperlake") == 0 || strcasecmp(core, "SapphireRapids") == 0);
+  if (forced && strcasecmp(core, forced) != 0 && !same_sgemm) {
     snprintf(notebuf, sizeof notebuf, "; WARNING: requested %s kernel not honoured", forced);
     note = notebuf;
   } else if (!forced && best_x86_coretype() && is_generic_core(core)) {
@@ -264,6 +282,18 @@ static void lib_sgemm(int threads, int tA, int tB, int M, int N, int K, float al
   if (p_set_threads && atomic_exchange(&g_lib_threads, threads) != threads) p_set_threads(threads);
   p_sgemm(RB_ROW_MAJOR, tA ? RB_TRANS : RB_NO_TRANS, tB ? RB_TRANS : RB_NO_TRANS, M, N, K, alpha,
           A, lda, B, ldb, beta, C, ldc);
+}
+
+static void lib_sbgemm(int threads, int tA, int tB, int M, int N, int K, float alpha,
+                       const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
+                       int ldc) {
+  if (!p_sbgemm) {
+    fprintf(stderr, "remat_sbgemm_raw: no cblas_sbgemm in the loaded library (check remat_blas_has_sbgemm)\n");
+    abort();
+  }
+  if (p_set_threads && atomic_exchange(&g_lib_threads, threads) != threads) p_set_threads(threads);
+  p_sbgemm(RB_ROW_MAJOR, tA ? RB_TRANS : RB_NO_TRANS, tB ? RB_TRANS : RB_NO_TRANS, M, N, K, alpha,
+           A, lda, B, ldb, beta, C, ldc);
 }
 #endif
 
@@ -305,6 +335,19 @@ int remat_cpu_has_avx512_bf16(void) {
 int remat_blas_get_threads(void) {
   remat_blas_init();
   return atomic_load(&g_threads);
+}
+
+void remat_sbgemm_raw(int threads, int transA, int transB, int M, int N, int K, float alpha,
+                      const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
+                      int ldc) {
+  remat_blas_init();
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {  // C = beta*C
+    ref_sgemm(0, 0, M, N, 0, 0.0f, NULL, lda, NULL, ldb, beta, C, ldc);
+    return;
+  }
+  if (threads < 1) threads = atomic_load(&g_threads);
+  lib_sbgemm(threads, transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void remat_sgemm_raw(int threads, int transA, int transB, int M, int N, int K, float alpha,

@@ -15,6 +15,8 @@
 #ifndef REMAT_BLAS_H
 #define REMAT_BLAS_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -33,10 +35,16 @@ void remat_blas_set_threads(int n);  // thread count used for large GEMMs (n < 1
 int remat_blas_get_threads(void);
 
 // Whether the loaded GEMM library exports cblas_sbgemm (OpenBLAS built with BUILD_BFLOAT16), and
-// whether the CPU has AVX512_BF16 (CPUID leaf 7 subleaf 1, EAX bit 5). Remat's bf16 products do not
-// call sbgemm (see Runtime.bfloat16GemmPath): these two facts are reported beside the path that runs.
+// whether the CPU has AVX512_BF16 (CPUID leaf 7 subleaf 1, EAX bit 5).
 int remat_blas_has_sbgemm(void);
 int remat_cpu_has_avx512_bf16(void);
+
+// bf16 GEMM: C = alpha*op(A)*op(B) + beta*C, row-major, A and B bfloat16 bit patterns, C float32
+// (float32 accumulation), `threads` as remat_sgemm_raw. Only when remat_blas_has_sbgemm() (aborts
+// otherwise).
+void remat_sbgemm_raw(int threads, int transA, int transB, int M, int N, int K, float alpha,
+                      const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
+                      int ldc);
 
 // Row-major single precision GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
 // transA/transB: 0 = no transpose, 1 = transpose. lda/ldb/ldc are row-major leading dims.

@@ -1,4 +1,5 @@
 import CRematBLAS
+import CRematKernels
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -23,7 +24,8 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
         let sa = a.shape, sb = b.shape
         let ra = precision.map { Autocast.operand(a, $0, label: "matmul_a_autocast") } ?? a
         let rb = precision.map { Autocast.operand(b, $0, label: "matmul_b_autocast") } ?? b
-        let out = matmulKernel(ra, rb)
+        let values = GEMMValues(precision)
+        let out = matmulKernel(ra, rb, values: values)
         if let precision { Autocast.roundInPlace(out, precision) }
         // A parameter operand is saved as itself (no bytes) and rounded again for backward.
         return OpResult(out, saving: [("a", Autocast.saved(a, ra)), ("b", Autocast.saved(b, rb))]) { ctx, g in
@@ -32,16 +34,16 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
             let y = Autocast.restored(ctx.saved[1], precision, label: "matmul_b_autocast")
             var ga: Tensor? = nil, gb: Tensor? = nil
             if ctx.needsInputGrad[0] {
-                ga = matmulKernel(g, y.transposed()).summed(toShape: sa)
+                ga = matmulKernel(g, y.transposed(), values: values).summed(toShape: sa)
             }
             if ctx.needsInputGrad[1] {
                 if x.rank > 2 && y.rank == 2 {
                     // Shared weight: fold the batch axes into the GEMM's K dimension.
                     let x2 = x.reshapedForKernel([-1, x.shape[x.rank - 1]])
                     let g2 = g.reshapedForKernel([-1, g.shape[g.rank - 1]])
-                    gb = matmulKernel(x2.transposed(), g2)
+                    gb = matmulKernel(x2.transposed(), g2, values: values)
                 } else {
-                    gb = matmulKernel(x.transposed(), g).summed(toShape: sb)
+                    gb = matmulKernel(x.transposed(), g, values: values).summed(toShape: sb)
                 }
             }
             return Autocast.gradients([ga, gb], precision)
@@ -67,7 +69,8 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let x = precision.map { Autocast.operand(x, $0, label: "linear_input_autocast") } ?? x
         let rw = precision.map { Autocast.operand(weight, $0, label: "linear_weight_autocast") } ?? weight
         let rb = precision.flatMap { p in bias.map { Autocast.operand($0, p, label: "linear_bias_autocast") } } ?? bias
-        let out = linearKernel(x, weight: rw, bias: rb)
+        let values = GEMMValues(precision)
+        let out = linearKernel(x, weight: rw, bias: rb, values: values)
         if let precision { Autocast.roundInPlace(out, precision) }
         return OpResult(out, saving: [("input", x), ("weight", Autocast.saved(weight, rw))]) { ctx, g in
             let g = precision.map { Autocast.operand(g, $0, label: "linear_grad_autocast") } ?? g
@@ -76,10 +79,10 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
             let g2 = g.reshapedForKernel([-1, outFeatures])
             var grads: [Tensor?] = [nil, nil]
             if ctx.needsInputGrad[0] {
-                grads[0] = matmulKernel(g2, w).reshapedForKernel(xShape)
+                grads[0] = matmulKernel(g2, w, values: values).reshapedForKernel(xShape)
             }
             if ctx.needsInputGrad[1] {
-                grads[1] = matmulKernel(g2.transposed(), xs.reshapedForKernel([-1, features]))
+                grads[1] = matmulKernel(g2.transposed(), xs.reshapedForKernel([-1, features]), values: values)
             }
             if hasBias { grads.append(ctx.needsInputGrad[2] ? g.summed(toShape: [outFeatures]) : nil) }
             return Autocast.gradients(grads, precision)
@@ -100,8 +103,8 @@ func requireLinearOperands(_ op: String, _ x: Tensor, _ weight: Tensor, _ bias: 
     }
 }
 
-/// Forward kernel of ``linear(_:weight:bias:)`` (no autograd).
-func linearKernel(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+/// Forward kernel of ``linear(_:weight:bias:)`` (no autograd); `values`: what the operands hold.
+func linearKernel(_ x: Tensor, weight: Tensor, bias: Tensor?, values: GEMMValues = .float32) -> Tensor {
     let features = weight.shape[1], outFeatures = weight.shape[0]
     let x2 = x.contiguousInput()
     let rows = x.count / Swift.max(features, 1)
@@ -127,7 +130,7 @@ func linearKernel(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     if features > 0 {
         withExtendedLifetime((x2, w)) {
             sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: features, a: x2.floatPointer, lda: features,
-                  b: w.floatPointer, ldb: features, beta: beta, c: po, ldc: outFeatures)
+                  b: w.floatPointer, ldb: features, beta: beta, c: po, ldc: outFeatures, values: values)
         }
     }
     return out
@@ -161,8 +164,8 @@ private struct GEMMOperand {
     }
 }
 
-/// Forward kernel (no autograd).
-func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
+/// Forward kernel (no autograd); `values`: what the operands hold (``GEMMValues``).
+func matmulKernel(_ a: Tensor, _ b: Tensor, values: GEMMValues = .float32) -> Tensor {
     precondition(a.dtype == .float32 && b.dtype == .float32, "matmul: needs float32, got \(a.dtype) and \(b.dtype)")
     precondition(a.rank >= 2 && b.rank >= 2, "matmul: needs operands of rank >= 2, got \(a.shape) and \(b.shape)")
     let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.shape[b.rank - 1]
@@ -171,7 +174,7 @@ func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
     // A batched `a` with a shared 2-D `b`: one GEMM over all rows when `a`'s batch is contiguous.
     if b.rank == 2 && a.rank > 2 {
         let a2 = a.isContiguous ? a.reshapedForKernel([-1, k]) : a.contiguousCopy().reshapedForKernel([-1, k])
-        let out2 = matmulKernel(a2, b)
+        let out2 = matmulKernel(a2, b, values: values)
         return Tensor(storage: out2.storage, shape: Array(a.shape.dropLast()) + [n],
                       strides: ShapeRules.contiguousStrides(Array(a.shape.dropLast()) + [n]), dtype: .float32)
     }
@@ -194,6 +197,11 @@ func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
     let (ta, tb) = (Int32(opA.transposed ? 1 : 0), Int32(opB.transposed ? 1 : 0))
     let (lda, ldb) = (Int32(opA.leadingDimension), Int32(opB.leadingDimension))
     let aStrides = Array(aBatchStrides), bStrides = Array(bBatchStrides)
+    // bf16 values with the bf16 GEMM: both operands converted once (their bit patterns' upper
+    // halves), every batch entry's GEMM on the converted copies.
+    let bf16 = values == .bfloat16 && Runtime.bfloat16Gemm == .sbgemm
+    let ha = bf16 ? bfloat16Copy(UnsafePointer(pa), count: reachableElements(opA.tensor)) : nil
+    let hb = bf16 ? bfloat16Copy(UnsafePointer(pb), count: reachableElements(opB.tensor)) : nil
     func gemm(_ i: Int, threads: Int32) {
         var r = i, offA = 0, offB = 0
         for d in 0..<batch.count {
@@ -202,7 +210,16 @@ func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
             offA += idx * aStrides[d]
             offB += idx * bStrides[d]
         }
-        if threads > 0 {
+        if let ha, let hb {
+            let qa = UnsafePointer(ha.rawPointer.assumingMemoryBound(to: UInt16.self)) + offA
+            let qb = UnsafePointer(hb.rawPointer.assumingMemoryBound(to: UInt16.self)) + offB
+            if threads > 0 {
+                remat_sbgemm_raw(threads, ta, tb, Int32(m), Int32(n), Int32(k), 1, qa, lda, qb, ldb, 0, pc + i * m * n, Int32(n))
+            } else {
+                sbgemmRows(transA: opA.transposed, transB: opB.transposed, m: m, n: n, k: k, a: qa, lda: Int(lda),
+                           b: qb, ldb: Int(ldb), beta: 0, c: pc + i * m * n, ldc: n)
+            }
+        } else if threads > 0 {
             remat_sgemm_raw(threads, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + offA, lda, pb + offB, ldb, 0, pc + i * m * n, Int32(n))
         } else {
             sgemm(transA: opA.transposed, transB: opB.transposed, m: m, n: n, k: k, a: pa + offA, lda: Int(lda),
@@ -219,7 +236,48 @@ func matmulKernel(_ a: Tensor, _ b: Tensor) -> Tensor {
     } else {
         for i in 0..<batchCount { gemm(i, threads: 0) }
     }
+    withExtendedLifetime((ha, hb)) {}
     return out
+}
+
+/// What a GEMM's operands hold: any float32 values, or bf16 values in float32 storage (autocast's
+/// bf16 products), which the bf16 GEMM takes exactly when ``Runtime/bfloat16Gemm`` is `.sbgemm`.
+enum GEMMValues: Sendable {
+    case float32, bfloat16
+    init(_ precision: AutocastPrecision?) { self = precision == .bfloat16 ? .bfloat16 : .float32 }
+}
+
+/// The elements a strided tensor's layout reaches from its first element (non-negative strides).
+private func reachableElements(_ t: Tensor) -> Int {
+    guard t.count > 0 else { return 0 }
+    return zip(t.shape, t.strides).reduce(1) { $0 + ($1.0 - 1) * $1.1 }
+}
+
+/// `count` float32 values whose values are bf16, as bf16 bit patterns (a temporary).
+private func bfloat16Copy(_ p: UnsafePointer<Float>, count: Int) -> Tensor {
+    let t = Tensor(uninitializedShape: [count], dtype: .bfloat16, label: "gemm_bf16_operand")
+    let q = t.rawPointer.assumingMemoryBound(to: UInt16.self)
+    parallelChunks(count, grain: elementwiseGrain) { lo, hi in remat_f32_to_bf16(p + lo, q + lo, hi - lo) }
+    return t
+}
+
+/// ``sgemm(transA:transB:m:n:k:a:lda:b:ldb:beta:c:ldc:values:)`` on bf16 operands (the library's
+/// bf16 GEMM), with the same threading: the output rows split over the engine's threads.
+private func sbgemmRows(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<UInt16>, lda: Int,
+                        b: UnsafePointer<UInt16>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let threads = Runtime.threads
+    if Runtime.gemmThreading == .library || threads == 1 || 2 * m * n * k < (1 << 25) || m < 2 * 16 {
+        remat_sbgemm_raw(Runtime.gemmThreading == .library ? 0 : 1, transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1,
+                         a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        return
+    }
+    let blocks = (m + 15) / 16
+    parallelChunks(blocks, grain: 1) { lo, hi in
+        let r0 = lo * 16, r1 = Swift.min(m, hi * 16)
+        let aRows = transA ? a + r0 : a + r0 * lda
+        remat_sbgemm_raw(1, transA ? 1 : 0, transB ? 1 : 0, Int32(r1 - r0), Int32(n), Int32(k), 1, aRows, Int32(lda),
+                         b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
+    }
 }
 
 /// How large GEMMs use the engine's threads.
@@ -243,8 +301,21 @@ private let gemmThreadingStorage = Mutex<GEMMThreading>(
     getenv("REMAT_GEMM_THREADING").flatMap { GEMMThreading(rawValue: String(cString: $0)) } ?? .engine)
 
 /// Row-major `C[m, n] = op(A)·op(B) + beta·C` with the engine's threading policy (no autograd).
+/// `values == .bfloat16` with ``Runtime/bfloat16Gemm`` `.sbgemm`: the operands are converted to bf16
+/// (exactly: their values are bf16) and the library's bf16 GEMM runs.
 func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-           b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+           b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+           values: GEMMValues = .float32) {
+    if values == .bfloat16, Runtime.bfloat16Gemm == .sbgemm, m > 0, n > 0, k > 0 {
+        // The stored extents: op(A) is m×k (A stored m×k, or k×m transposed), op(B) k×n.
+        let ha = bfloat16Copy(a, count: transA ? (k - 1) * lda + m : (m - 1) * lda + k)
+        let hb = bfloat16Copy(b, count: transB ? (n - 1) * ldb + k : (k - 1) * ldb + n)
+        withExtendedLifetime((ha, hb)) {
+            sbgemmRows(transA: transA, transB: transB, m: m, n: n, k: k, a: ha.rawPointer.assumingMemoryBound(to: UInt16.self), lda: lda,
+                       b: hb.rawPointer.assumingMemoryBound(to: UInt16.self), ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+        return
+    }
     let threads = Runtime.threads
     let flops = 2 * m * n * k
     if Runtime.gemmThreading == .library || threads == 1 || flops < (1 << 25) || m < 2 * 16 {
