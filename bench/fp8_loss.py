@@ -26,6 +26,12 @@ def train(a, precision):
         raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr}")
     rows = [(int(m.group(1)), float(m.group(2)), int(m.group(3))) for m in map(LINE.search, p.stdout.splitlines()) if m]
     run = {"command": " ".join(cmd), "steps": rows}
+    # What ran the products: the GEMM library and, under autocast, the bf16 GEMM path.
+    for line in p.stdout.splitlines():
+        if line.startswith("GEMM: "):
+            run["gemm"] = line[len("GEMM: "):]
+        elif line.startswith("bf16/fp16 products: "):
+            run["low_precision_gemm"] = line[len("bf16/fp16 products: "):]
     scaling = [m for m in map(SCALING.search, p.stdout.splitlines()) if m]
     if scaling:
         run["skipped_steps"], run["final_loss_scale"] = int(scaling[-1].group(1)), float(scaling[-1].group(3))
@@ -46,6 +52,10 @@ def markdown(o):
         vals = [dict((x, l) for x, l, _ in runs[n]["steps"]).get(s) for n in names]
         ratios = [f"{v / base[s]:.4f}" if v is not None else "" for v in vals[1:]]
         L.append(f"| {s} | " + " | ".join(f"{v:.4f}" for v in vals) + " | " + " | ".join(ratios) + " |")
+    L.append("")
+    for n in names:
+        gemm = runs[n].get("gemm", "?") + (f"; {runs[n]['low_precision_gemm']}" if "low_precision_gemm" in runs[n] else "")
+        L.append(f"- {n} GEMM: {gemm}")
     L.append("")
     last = runs[names[0]]["steps"][-1][0]
     for n in names[1:]:
@@ -74,7 +84,8 @@ def main():
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "Sources"], capture_output=True, text=True, check=True).stdout.strip())
     runs = {pr: train(a, pr) for pr in a.precisions.split(",")}
-    o = {"command": f"python3 bench/fp8_loss.py --model {a.model} --steps {a.steps} --precisions {a.precisions}", "model": a.model,
+    env = f"REMAT_OPENBLAS={os.environ['REMAT_OPENBLAS']} " if os.environ.get("REMAT_OPENBLAS") else ""
+    o = {"command": f"{env}python3 bench/fp8_loss.py --model {a.model} --steps {a.steps} --precisions {a.precisions}", "model": a.model,
          "seed": a.seed, "commit": commit, "dirty": dirty, "cpu": cpu_description(), "started": started, "runs": runs}
     write_result(a.out, o, markdown(o))
 

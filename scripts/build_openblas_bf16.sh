@@ -33,7 +33,8 @@ make -C "$work/OpenBLAS-$version" -j"$(nproc)" TARGET=COOPERLAKE BUILD_BFLOAT16=
     USE_OPENMP=0 USE_THREAD=1 NUM_THREADS=64 ONLY_CBLAS=1 NO_STATIC=1 libs shared >"$work/build.log" 2>&1 \
     || { tail -20 "$work/build.log" >&2; echo "build_openblas_bf16: build failed" >&2; exit 1; }
 built=$(ls "$work/OpenBLAS-$version"/libopenblas_*-r$version.so | head -1)
-nm -D "$built" | grep -q " T cblas_sbgemm$" || { echo "build_openblas_bf16: the build has no cblas_sbgemm" >&2; exit 1; }
+# (grep without -q: reading all of nm's output, so pipefail sees no SIGPIPE.)
+nm -D "$built" | grep " T cblas_sbgemm$" >/dev/null || { echo "build_openblas_bf16: the build has no cblas_sbgemm" >&2; exit 1; }
 # Appear whole or not at all: copy beside, then rename into place.
 mkdir -p "$(dirname "$prefix")"
 staging="$prefix.partial.$$"
