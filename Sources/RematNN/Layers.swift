@@ -57,6 +57,19 @@ extension Module {
     }
 }
 
+extension Module {
+    /// Sets the attention computation of every ``CausalSelfAttention`` in this model; returns
+    /// their paths.
+    @discardableResult
+    public func setAttentionKernel(_ kernel: AttentionKernel) -> [String] {
+        namedModules.compactMap { path, m in
+            guard let attention = m as? CausalSelfAttention else { return nil }
+            attention.kernel = kernel
+            return path
+        }
+    }
+}
+
 /// Lookup of rows of `weight` `[count, dimension]` by integer indices.
 /// Saves: the indices.
 public final class Embedding: Module {

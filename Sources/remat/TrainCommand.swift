@@ -61,8 +61,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Directory to save the weights to (model.safetensors) at the end or on Ctrl-C.") var save: String?
     @Option(parsing: .unconditional, help: "Print a line every N steps when not on a terminal (N ≥ 1).") var logEvery = 10
     @OptionGroup var budgetOptions: BudgetOptions
+    @Option(help: "Attention: explicit (the T×T probabilities saved; default) or fused (FlashAttention-2's online softmax: saves each row's log-sum-exp instead).") var attention = "explicit"
 
     func validate() throws {
+        guard AttentionKernel(rawValue: attention) != nil else {
+            throw ValidationError("--attention must be explicit or fused, got '\(attention)'")
+        }
         guard ModelZoo.languageModelNames.contains(model) else {
             throw ValidationError("--model: '\(model)' is not a language model; use \(ModelZoo.languageModelNames.joined(separator: ", "))")
         }
@@ -96,6 +100,7 @@ struct TrainCommand: ParsableCommand {
         let gpt = GPT(config, seed: seed)
         let precision = try precisionOption.parsed()
         gpt.setFloat8Linears(precision.float8)
+        gpt.setAttentionKernel(AttentionKernel(rawValue: attention) ?? .explicit)
         try gpt.applyCheckpointing(policyOption.parsed())
         let compressed = try compression.parsed()
         try checkSelectedModules(gpt, compressed, try offload.parsedSelector())
@@ -119,7 +124,7 @@ struct TrainCommand: ParsableCommand {
             trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver(), options: try budgetOptions.parsedPlanOptions())
             memory = "memory budget \(parsed)"
         }
-        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), precision \(precisionOption.precision), \(Runtime.threads) threads")
+        print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), precision \(precisionOption.precision), \(attention) attention, \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
         if precision.autocast != nil { print("bf16/fp16 products: \(Runtime.bfloat16GemmPath)") }
         installInterruptHandler()

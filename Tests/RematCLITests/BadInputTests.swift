@@ -133,7 +133,8 @@ import Remat
         add("step --compress with --budget", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--compress", "bf16"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("bench train --compress with --budget", ["bench", "train", "--budget", "0.5", "--compress", "bf16"])
         add("bench train --compare with a bad codec", ["bench", "train", "--compare", "all+fp9"])
-        for p in ["bf17", "", "FP8", "fp8-hp"] { add("train --precision '\(p)'", ["train", "--precision", p]) }
+        for p in ["bf17", "", "FP8", "fp8-hp", "fp32"] { add("train --precision '\(p)'", ["train", "--precision", p]) }
+        for a in ["", "flash", "Fused"] { add("train --attention '\(a)'", ["train", "--attention", a]) }
         add("bench fp8 --policy none", ["bench", "fp8", "--policy", "none"])
         add("bench fp8 --policy bogus", ["bench", "fp8", "--policy", "bogus"])
         add("bench fp8 on a convolutional model", ["bench", "fp8", "--model", "resnet50-64"])

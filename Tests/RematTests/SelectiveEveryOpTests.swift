@@ -72,6 +72,7 @@ import Remat
         case .causalMask: op = { p, _ in causalMask(p, scale: 0.5) }
         case .causalSoftmax: op = { p, _ in causalSoftmax(p, scale: 0.5) }
         case .attentionProbabilities: op = { p, x in causalAttentionProbabilities(q: p, k: x, scale: 0.5) }
+        case .scaledDotProductAttention: op = { p, x in scaledDotProductAttention(q: p, k: x, v: p * x, causal: true) }
         case .matmul: op = { p, x in matmul(p, x.transposed()) }
         case .linear: op = { p, _ in linear(p, weight: w, bias: bias) }
         case .float8Linear:

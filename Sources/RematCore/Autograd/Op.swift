@@ -17,6 +17,7 @@ public enum OpKind: String, CaseIterable, Sendable {
     // Softmax and attention (Softmax.swift, Attention.swift).
     case softmax, logSoftmax = "log_softmax", causalMask = "causal_mask", causalSoftmax = "causal_softmax"
     case attentionProbabilities = "attention_probs"
+    case scaledDotProductAttention = "sdpa"
     // Products (Matmul.swift, Convolution.swift).
     case matmul, linear, conv2d
     // FP8 (Float8.swift).

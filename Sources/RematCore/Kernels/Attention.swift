@@ -146,7 +146,7 @@ struct HeadRows {
 /// each: in parallel with single-threaded GEMMs when there are at least as many heads as
 /// threads, else one range with threaded GEMMs. `parts` ≤ the engine's threads, so per-part
 /// scratch buffers can be made before the call.
-private struct HeadPartition {
+struct HeadPartition {
     let slices: Int
     let parts: Int
     let gemmThreads: Int32

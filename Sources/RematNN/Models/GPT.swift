@@ -52,14 +52,28 @@ public final class MLP: Module, UnaryLayer {
     }
 }
 
+/// How an attention layer computes `softmax(QKᵀ/√hs + mask)·V`.
+public enum AttentionKernel: String, Sendable, Hashable, CaseIterable {
+    /// ``causalSelfAttention(q:k:v:)``: the `T×T` probabilities materialised and saved
+    /// (`4·B·H·T²` bytes); the probabilities op is a saved tensor policies and plans can drop.
+    case explicit
+    /// ``scaledDotProductAttention(q:k:v:causal:)``: FlashAttention-2's online softmax; saves the
+    /// output and each row's log-sum-exp instead of the probabilities.
+    case fused
+}
+
 /// Multi-head causal self-attention with a fused `qkv` projection: `softmax(QKᵀ/√hs + mask)·V`,
-/// then `proj`. Q, K and V are strided views of the qkv output (no copies); the `T×T`
-/// probabilities are materialised (saved once: `4·B·H·T²` bytes).
+/// then `proj`. Q, K and V are strided views of the qkv output (no copies); ``kernel`` says
+/// whether the `T×T` probabilities are materialised (`.explicit`, the default: saved once,
+/// `4·B·H·T²` bytes) or not (`.fused`).
 public final class CausalSelfAttention: Module, UnaryLayer {
     public let qkv: Linear
     public let proj: Linear
     public let heads: Int
     public let residualDropout: Dropout
+    /// The attention computation (``AttentionKernel``); set model-wide with
+    /// ``Module/setAttentionKernel(_:)``.
+    public var kernel: AttentionKernel = .explicit
 
     public init(_ dimension: Int, heads: Int, dropout: Float, generator: RandomGenerator) {
         precondition(dimension % heads == 0, "CausalSelfAttention: d_model \(dimension) is not a multiple of heads \(heads)")
@@ -70,7 +84,7 @@ public final class CausalSelfAttention: Module, UnaryLayer {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped(x) { [qkv, proj, heads, residualDropout] x in
+        scoped(x) { [qkv, proj, heads, residualDropout, kernel] x in
             let (b, t, c) = (x.shape[0], x.shape[1], x.shape[2])
             let hs = c / heads
             // [B, T, 3C] → [3, B, H, T, hs] as a view; q, k, v are strided views into it.
@@ -78,7 +92,8 @@ public final class CausalSelfAttention: Module, UnaryLayer {
             let q = parts.narrowed(axis: 0, start: 0, length: 1).squeezed(0)
             let k = parts.narrowed(axis: 0, start: 1, length: 1).squeezed(0)
             let v = parts.narrowed(axis: 0, start: 2, length: 1).squeezed(0)
-            let y = causalSelfAttention(q: q, k: k, v: v)          // [B, H, T, hs]
+            let y = kernel == .fused ? scaledDotProductAttention(q: q, k: k, v: v, causal: true)
+                                     : causalSelfAttention(q: q, k: k, v: v)          // [B, H, T, hs]
             let merged = y.permuted([0, 2, 1, 3]).reshaped([b, t, c])
             return residualDropout(proj(merged))
         }

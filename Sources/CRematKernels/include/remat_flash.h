@@ -1,0 +1,32 @@
+#ifndef REMAT_FLASH_H
+#define REMAT_FLASH_H
+
+/// The elementwise parts of the fused attention (FlashAttention-2's loop; the products are GEMM
+/// calls made by the caller). A block is `rows` query rows starting at query `r0` against `cols`
+/// keys starting at key `c0`, row-major with leading dimension `ld`. Key `c` is visible from
+/// query `r` when `!causal` or `c <= r + shift` (shift = S − T: the last query sees every key).
+/// Scores are scaled after the product: `x = scale · (q·kᵀ)`.
+
+/// Online-softmax step. `s` holds the raw block `q·kᵀ`; on return it holds
+/// `P = exp(x − m_new)` (0 where masked). `m` (running max of `x`, −inf at the start) and `l`
+/// (running Σ exp(x − m)) are updated per row, and the rows of `o` (the unnormalised output,
+/// `rows × d`, leading dimension `ldo`) are rescaled by `exp(m_old − m_new)` so that the caller's
+/// `o += P·v` completes the step. A row with no visible key in the block is left as it was
+/// (its P row is 0).
+void remat_flash_forward_step(float *s, long ld, long rows, long cols, long r0, long c0, long shift, int causal,
+                              float scale, float *m, float *l, float *o, long ldo, long d);
+
+/// End of a query block: `o /= l` per row and `lse = m + log(l)` (the row's log-sum-exp of `x`).
+void remat_flash_forward_finish(float *o, long ldo, long rows, long d, const float *m, const float *l, float *lse);
+
+/// Backward step. `s` holds the raw block `q·kᵀ`, `dp` the block `dO·vᵀ`; on return `s` holds
+/// `P = exp(x − lse)` (0 where masked) and `dp` holds `dS·scale = scale · P ⊙ (dP − D)`, the
+/// gradient of the raw product, with `D` the rows' `Σ dO ⊙ O`. `lse` and `dvec` are indexed by
+/// the block's rows.
+void remat_flash_backward_step(float *s, float *dp, long ld, long rows, long cols, long r0, long c0, long shift,
+                               int causal, float scale, const float *lse, const float *dvec);
+
+/// `out[i] = Σ_c a[i·lda + c] · b[i·ldb + c]` for rows [0, rows) (D = rowsum(dO ⊙ O)).
+void remat_flash_row_dots(const float *a, long lda, const float *b, long ldb, long rows, long d, float *out);
+
+#endif

@@ -1,0 +1,157 @@
+import CRematBLAS
+import CRematKernels
+
+/// Fused scaled dot-product attention, `softmax(scale · q·kᵀ [causal]) · v` with
+/// `scale = 1/√Dh`, computed as FlashAttention-2 does: for each block of query rows, an online
+/// softmax over blocks of keys (running row max and sum, the output block rescaled as the max
+/// grows), so the `T×S` probabilities never exist whole. Saves only `q`, `k`, `v` (no extra
+/// bytes when they are views of a kept QKV projection), the output and each row's log-sum-exp
+/// (`4·B·H·T` bytes); backward recomputes the probabilities block by block from them
+/// (`P = exp(scale·q·kᵀ − lse)`), with `D = Σ dO⊙O` per row.
+///
+/// Shapes: `q` `[B, H, T, Dh]`, `k` and `v` `[B, H, S, Dh]`; causal needs `S ≥ T` and query `i`
+/// sees keys `j ≤ i + (S − T)`, as ``causalSelfAttention(q:k:v:)``. Inputs may be strided views
+/// whose rows have unit stride. Output `[B, H, T, Dh]`, contiguous.
+/// Saves: `q`, `k`, `v`, `output` (`4·B·H·T·Dh` bytes) and `lse` (`4·B·H·T` bytes).
+/// Backward: `dV = Pᵀ·dO`, `dP = dO·vᵀ`, `dS = P ⊙ (dP − D)`, `dQ = scale·dS·k`, `dK = scale·dSᵀ·q`,
+/// key block by key block (dK, dV finished per block; dQ accumulated).
+///
+/// Numerics: float32 GEMMs on 64×64 blocks and remat_exp; the values differ from the explicit
+/// path's (``causalSelfAttention(q:k:v:)``: one softmax per whole row) by float32 rounding
+/// (≲ 1e-6 relative), not bitwise. Threads: forward over (head, query block) pairs, backward over
+/// heads; per-thread scratch made once per call (no allocation per block).
+public func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: Bool) -> Tensor {
+    precondition(q.rank == 4 && k.rank == 4 && v.rank == 4 && [q, k, v].allSatisfy { $0.dtype == .float32 },
+                 "scaledDotProductAttention: q, k, v must be float32 [B, H, T, Dh], [B, H, S, Dh], [B, H, S, Dh]; got \(q.shape) \(q.dtype), \(k.shape) \(k.dtype), \(v.shape) \(v.dtype)")
+    precondition(k.shape == v.shape && q.shape[0] == k.shape[0] && q.shape[1] == k.shape[1] && q.shape[3] == k.shape[3]
+                 && (!causal || k.shape[2] >= q.shape[2]),
+                 "scaledDotProductAttention: shapes q \(q.shape), k \(k.shape), v \(v.shape) do not match (need k == v = [B, H, S, Dh]\(causal ? ", S >= T when causal" : ""))")
+    let scale = 1 / Float(Double(q.shape[3]).squareRoot())
+    return Autograd.op(.scaledDotProductAttention, inputs: [q, k, v]) {
+        let geometry = FlashGeometry(q: q, k: k, causal: causal)
+        let (out, lse) = flashForward(HeadRows(q), HeadRows(k), HeadRows(v), geometry, scale: scale)
+        return OpResult(out, saving: [("q", q), ("k", k), ("v", v), ("output", out), ("lse", lse)]) { ctx, g in
+            let grads = flashBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]), v: HeadRows(ctx.saved[2]),
+                                      out: ctx.saved[3], lse: ctx.saved[4], dOut: g.contiguousInput(), geometry, scale: scale,
+                                      need: ctx.needsInputGrad)
+            return grads
+        }
+    }
+}
+
+/// Query rows and keys per block of ``scaledDotProductAttention(q:k:v:causal:)``: 64×64 float32
+/// score blocks (16 KiB, in L1/L2 beside the q, k, v rows they read).
+public let flashBlockRows = 64
+public let flashBlockKeys = 64
+
+struct FlashGeometry {
+    let batch: Int, heads: Int, t: Int, s: Int, d: Int
+    let causal: Bool
+    init(q: Tensor, k: Tensor, causal: Bool) {
+        batch = q.shape[0]; heads = q.shape[1]; t = q.shape[2]; s = k.shape[2]; d = q.shape[3]
+        self.causal = causal
+    }
+    var slices: Int { batch * heads }
+    /// Query `i` sees keys `j ≤ i + shift` when causal.
+    var shift: Int { s - t }
+    /// Keys seen by query rows `[r0, r1)`: `0..<keysVisible(through: r1)`.
+    func keysVisible(through r1: Int) -> Int { causal ? Swift.max(0, Swift.min(s, r1 + shift)) : s }
+    /// The first query row that sees key `c0`.
+    func firstQuery(seeing c0: Int) -> Int { causal ? Swift.max(0, c0 - shift) : 0 }
+    var queryBlocks: Int { (t + flashBlockRows - 1) / flashBlockRows }
+}
+
+private func flashForward(_ q: HeadRows, _ k: HeadRows, _ v: HeadRows, _ g: FlashGeometry, scale: Float) -> (Tensor, Tensor) {
+    let out = Tensor(uninitializedShape: [g.batch, g.heads, g.t, g.d], label: "sdpa")
+    let lse = Tensor(uninitializedShape: [g.batch, g.heads, g.t], label: "sdpa_lse")
+    let units = g.slices * g.queryBlocks
+    guard units > 0 else { return (out, lse) }
+    let po = out.floatPointer, pl = lse.floatPointer
+    let br = flashBlockRows, bc = flashBlockKeys
+    // (head, query block) pairs split into `parts` ranges, one per thread, each with its scratch:
+    // a score block and the block's running max and sum.
+    let parts = Swift.min(Runtime.threads, units)
+    let scratch = Tensor(uninitializedShape: [parts, br * bc + 2 * br], label: "sdpa_scratch")
+    let ps = scratch.floatPointer
+    withExtendedLifetime((q, k, v, scratch)) {
+        parallelChunks(parts, grain: 1) { lo, hi in
+            for part in lo..<hi {
+                let sb = ps + part * (br * bc + 2 * br), m = sb + br * bc, l = m + br
+                for unit in (units * part / parts)..<(units * (part + 1) / parts) {
+                    let i = unit / g.queryBlocks, r0 = (unit % g.queryBlocks) * br
+                    let rows = Swift.min(br, g.t - r0)
+                    let pq = q.matrix(i) + r0 * q.rowStride, pk = k.matrix(i), pv = v.matrix(i)
+                    let o = po + (i * g.t + r0) * g.d
+                    o.initialize(repeating: 0, count: rows * g.d)
+                    m.initialize(repeating: -.infinity, count: rows)
+                    l.initialize(repeating: 0, count: rows)
+                    let keys = g.keysVisible(through: r0 + rows)
+                    if g.d > 0 {
+                        for c0 in stride(from: 0, to: keys, by: bc) {
+                            let cols = Swift.min(bc, keys - c0)
+                            // S = q[r0..] · k[c0..]ᵀ, then P and the running statistics, then O += P · v[c0..].
+                            remat_sgemm_raw(1, 0, 1, Int32(rows), Int32(cols), Int32(g.d), 1, pq, Int32(q.rowStride),
+                                            pk + c0 * k.rowStride, Int32(k.rowStride), 0, sb, Int32(bc))
+                            remat_flash_forward_step(sb, bc, rows, cols, r0, c0, g.shift, g.causal ? 1 : 0, scale, m, l, o, g.d, g.d)
+                            remat_sgemm_raw(1, 0, 0, Int32(rows), Int32(g.d), Int32(cols), 1, sb, Int32(bc),
+                                            pv + c0 * v.rowStride, Int32(v.rowStride), 1, o, Int32(g.d))
+                        }
+                    } else {
+                        // Dh = 0: the scores are all 0 (softmax uniform over the visible keys); the output is empty.
+                        for r in 0..<rows { m[r] = 0; l[r] = Float(g.causal ? Swift.min(g.s, r0 + r + g.shift + 1) : g.s) }
+                    }
+                    remat_flash_forward_finish(o, g.d, rows, g.d, m, l, pl + i * g.t + r0)
+                }
+            }
+        }
+    }
+    return (out, lse)
+}
+
+private func flashBackward(q: HeadRows, k: HeadRows, v: HeadRows, out: Tensor, lse: Tensor, dOut: Tensor, _ g: FlashGeometry,
+                           scale: Float, need: [Bool]) -> [Tensor?] {
+    // dQ always (it is accumulated while dK and dV are computed; dropped if not needed).
+    let dq = Tensor.zeros([g.batch, g.heads, g.t, g.d], label: "sdpa_backward")
+    let dk = Tensor.zeros([g.batch, g.heads, g.s, g.d], label: "sdpa_backward")
+    let dv = Tensor.zeros([g.batch, g.heads, g.s, g.d], label: "sdpa_backward")
+    guard g.slices > 0, g.t > 0, g.s > 0, g.d > 0 else { return [need[0] ? dq : nil, need[1] ? dk : nil, need[2] ? dv : nil] }
+    let br = flashBlockRows, bc = flashBlockKeys
+    let o = out.contiguousInput()
+    let partition = HeadPartition(slices: g.slices)
+    // Per part: the score block, the dP block and the rows' D.
+    let scratch = Tensor(uninitializedShape: [partition.parts, 2 * br * bc + g.t], label: "sdpa_scratch")
+    let ps = scratch.floatPointer, pdo = dOut.floatPointer, pout = o.floatPointer, pl = lse.contiguousInput().floatPointer
+    withExtendedLifetime((q, k, v, o, lse, dOut, scratch)) {
+        partition.run { part, heads, threads in
+            let sb = ps + part * (2 * br * bc + g.t), dpb = sb + br * bc, dvec = dpb + br * bc
+            for i in heads {
+                let pq = q.matrix(i), pk = k.matrix(i), pv = v.matrix(i)
+                let gdo = pdo + i * g.t * g.d, gl = pl + i * g.t
+                let pdq = dq.floatPointer + i * g.t * g.d, pdk = dk.floatPointer + i * g.s * g.d, pdv = dv.floatPointer + i * g.s * g.d
+                remat_flash_row_dots(gdo, g.d, pout + i * g.t * g.d, g.d, g.t, g.d, dvec)
+                for c0 in stride(from: 0, to: g.s, by: bc) {
+                    let cols = Swift.min(bc, g.s - c0)
+                    let first = (g.firstQuery(seeing: c0) / br) * br
+                    for r0 in stride(from: first, to: g.t, by: br) {
+                        let rows = Swift.min(br, g.t - r0)
+                        let qr = pq + r0 * q.rowStride, kc = pk + c0 * k.rowStride, vc = pv + c0 * v.rowStride, dor = gdo + r0 * g.d
+                        // S = q_r · k_cᵀ and dP = dO_r · v_cᵀ, then P and dS·scale in place.
+                        remat_sgemm_raw(threads, 0, 1, Int32(rows), Int32(cols), Int32(g.d), 1, qr, Int32(q.rowStride),
+                                        kc, Int32(k.rowStride), 0, sb, Int32(bc))
+                        remat_sgemm_raw(threads, 0, 1, Int32(rows), Int32(cols), Int32(g.d), 1, dor, Int32(g.d),
+                                        vc, Int32(v.rowStride), 0, dpb, Int32(bc))
+                        remat_flash_backward_step(sb, dpb, bc, rows, cols, r0, c0, g.shift, g.causal ? 1 : 0, scale, gl + r0, dvec + r0)
+                        // dV_c += Pᵀ · dO_r, dK_c += dSᵀ · q_r, dQ_r += dS · k_c.
+                        remat_sgemm_raw(threads, 1, 0, Int32(cols), Int32(g.d), Int32(rows), 1, sb, Int32(bc), dor, Int32(g.d),
+                                        1, pdv + c0 * g.d, Int32(g.d))
+                        remat_sgemm_raw(threads, 1, 0, Int32(cols), Int32(g.d), Int32(rows), 1, dpb, Int32(bc), qr, Int32(q.rowStride),
+                                        1, pdk + c0 * g.d, Int32(g.d))
+                        remat_sgemm_raw(threads, 0, 0, Int32(rows), Int32(g.d), Int32(cols), 1, dpb, Int32(bc), kc, Int32(k.rowStride),
+                                        1, pdq + r0 * g.d, Int32(g.d))
+                    }
+                }
+            }
+        }
+    }
+    return [need[0] ? dq : nil, need[1] ? dk : nil, need[2] ? dv : nil]
+}
