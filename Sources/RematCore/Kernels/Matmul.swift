@@ -262,22 +262,28 @@ private func bfloat16Copy(_ p: UnsafePointer<Float>, count: Int) -> Tensor {
 }
 
 /// ``sgemm(transA:transB:m:n:k:a:lda:b:ldb:beta:c:ldc:values:)`` on bf16 operands (the library's
-/// bf16 GEMM), with the same threading: the output rows split over the engine's threads.
+/// bf16 GEMM), with the same threading (``splitOverRows(m:n:k:whole:rows:)``).
 private func sbgemmRows(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<UInt16>, lda: Int,
                         b: UnsafePointer<UInt16>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    let threads = Runtime.threads
-    if Runtime.gemmThreading == .library || threads == 1 || 2 * m * n * k < (1 << 25) || m < 2 * 16 {
+    splitOverRows(m: m, n: n, k: k, whole: {
         remat_sbgemm_raw(Runtime.gemmThreading == .library ? 0 : 1, transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1,
                          a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }, rows: { r0, r1 in
+        remat_sbgemm_raw(1, transA ? 1 : 0, transB ? 1 : 0, Int32(r1 - r0), Int32(n), Int32(k), 1, transA ? a + r0 : a + r0 * lda,
+                         Int32(lda), b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
+    })
+}
+
+/// The engine's GEMM threading: `whole()` once (library threading, one thread, or a GEMM below
+/// 32 MFLOP or 32 rows), else `rows(r0, r1)` for blocks of 16 output rows (the kernels' row tile)
+/// spread over the engine's threads, each a single-threaded GEMM. Row r of op(A) is row r of A
+/// (`lda` stride) or column r of Aᵀ (unit stride).
+private func splitOverRows(m: Int, n: Int, k: Int, whole: () -> Void, rows: (Int, Int) -> Void) {
+    if Runtime.gemmThreading == .library || Runtime.threads == 1 || 2 * m * n * k < (1 << 25) || m < 2 * 16 {
+        whole()
         return
     }
-    let blocks = (m + 15) / 16
-    parallelChunks(blocks, grain: 1) { lo, hi in
-        let r0 = lo * 16, r1 = Swift.min(m, hi * 16)
-        let aRows = transA ? a + r0 : a + r0 * lda
-        remat_sbgemm_raw(1, transA ? 1 : 0, transB ? 1 : 0, Int32(r1 - r0), Int32(n), Int32(k), 1, aRows, Int32(lda),
-                         b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
-    }
+    parallelChunks((m + 15) / 16, grain: 1) { lo, hi in rows(lo * 16, Swift.min(m, hi * 16)) }
 }
 
 /// How large GEMMs use the engine's threads.
@@ -316,19 +322,10 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<
         }
         return
     }
-    let threads = Runtime.threads
-    let flops = 2 * m * n * k
-    if Runtime.gemmThreading == .library || threads == 1 || flops < (1 << 25) || m < 2 * 16 {
+    splitOverRows(m: m, n: n, k: k, whole: {
         remat_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-        return
-    }
-    // Split the output rows in blocks of 16 (the kernels' row tile) over the threads.
-    let blocks = (m + 15) / 16
-    parallelChunks(blocks, grain: 1) { lo, hi in
-        let r0 = lo * 16, r1 = Swift.min(m, hi * 16)
-        // Row r of op(A): row r of A (lda stride), or column r of Aᵀ (unit stride).
-        let aRows = transA ? a + r0 : a + r0 * lda
-        remat_sgemm_raw(1, transA ? 1 : 0, transB ? 1 : 0, Int32(r1 - r0), Int32(n), Int32(k), 1, aRows, Int32(lda),
-                        b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
-    }
+    }, rows: { r0, r1 in
+        remat_sgemm_raw(1, transA ? 1 : 0, transB ? 1 : 0, Int32(r1 - r0), Int32(n), Int32(k), 1, transA ? a + r0 : a + r0 * lda,
+                        Int32(lda), b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
+    })
 }
