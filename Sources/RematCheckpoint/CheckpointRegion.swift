@@ -101,19 +101,9 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     /// The saved-tensor policy's hooks in force when the forward ran (none: held as they are).
     private var policyHooks: [SavedTensorHooks] = []
     /// Rebuilt dropped tensors, by slot index, until backward takes them.
-    private var materialized: [Int: Rebuilt] = [:]
-
-    /// A rebuilt tensor held for backward: as it is, or packed by the autocast scope's hooks.
-    private enum Rebuilt {
-        case held(HeldTensor)
-        case saved(SavedTensor)
-        var tensor: Tensor {
-            switch self {
-            case .held(let h): return h.tensor
-            case .saved(let s): return s.unpack()
-            }
-        }
-    }
+    /// (Each a saved-tensor slot: it holds the tensor as an activation, packed by the autocast
+    /// scope's hooks when the forward ran under one.)
+    private var materialized: [Int: SavedTensor] = [:]
     /// What the current recompute decided, and what it collects.
     private var replay: Replay? = nil
     /// During the forward: the name of each node recorded here (weakly: a node that died leaves
@@ -277,7 +267,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         guard let t = materialized.removeValue(forKey: index) else {
             preconditionFailure("checkpoint \(name): the recompute did not rebuild saved tensor \(dropped[index].info.name)")
         }
-        return t.tensor
+        return t.unpack()
     }
 
     private func discard(_ index: Int) { materialized.removeValue(forKey: index) }
@@ -370,12 +360,8 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
                          "checkpoint \(name): determinism check failed at saved tensor \(d.info.name): op \(d.info.op), shape \(d.info.shape): recomputed values differ from the forward's")
         }
         // Held for backward: an activation (under autocast, in 2 bytes when its values allow).
-        if let autocastHooks {   // packs what is the precision's, holds the rest as it is
-            materialized[k] = .saved(Autograd.save(t, name: d.info.nodeName, op: d.info.op, role: d.info.role,
-                                                   isOutput: d.info.isOutput, hooks: [autocastHooks]))
-        } else {
-            materialized[k] = .held(HeldTensor(t))
-        }
+        materialized[k] = Autograd.save(t, name: d.info.nodeName, op: d.info.op, role: d.info.role, isOutput: d.info.isOutput,
+                                        hooks: autocastHooks.map { [$0] } ?? [])
     }
 
     /// The output at hand for op `i` (held for the recompute, or alive), as the forward laid it out.

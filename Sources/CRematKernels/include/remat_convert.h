@@ -51,12 +51,12 @@ void remat_f32_to_i8_scaled(const float *src, int8_t *dst, long n, float scale);
 void remat_i8_to_f32_scaled(const int8_t *src, float *dst, long n, float scale);
 
 // Autocast: dst[i] = the format's value nearest src[i] (decode(encode(src[i])), same rules as
-// above), elements [begin, end); dst may be src (in place). remat_count_not_* counts the
-// elements of [begin, end) that are not bitwise a value of the format (decode(encode(x)) != x).
+// above), elements [begin, end); dst may be src (in place). remat_any_not_* is 1 when an
+// element of [begin, end) is not bitwise a value of the format (decode(encode(x)) != x), else 0.
 void remat_round_bf16_f32(const float *src, float *dst, long begin, long end);
 void remat_round_f16_f32(const float *src, float *dst, long begin, long end);
-long remat_count_not_bf16(const float *src, long begin, long end);
-long remat_count_not_f16(const float *src, long begin, long end);
+int remat_any_not_bf16(const float *src, long begin, long end);
+int remat_any_not_f16(const float *src, long begin, long end);
 
 // Single-value versions (same rules as the buffer loops; the loops are built from the same code).
 uint16_t remat_f32_to_f16_1(float x);

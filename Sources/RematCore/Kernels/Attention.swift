@@ -97,12 +97,12 @@ public func causalAttentionProbabilities(q: Tensor, k: Tensor, scale: Float) -> 
     let precision = Autocast.current
     return Autograd.op(.attentionProbabilities, inputs: [q, k]) {
         let geometry = CausalGeometry(q: q, k: k)
-        let q = precision.map { Autocast.operand(q, $0, label: "attention_q_autocast") } ?? q
-        let k = precision.map { Autocast.operand(k, $0, label: "attention_k_autocast") } ?? k
+        let q = Autocast.operand(q, precision, label: "attention_q_autocast")
+        let k = Autocast.operand(k, precision, label: "attention_k_autocast")
         let out = causalProbabilitiesKernel(HeadRows(q), HeadRows(k), geometry, scale: scale)
         if let precision { Autocast.roundInPlace(out, precision) }
         return OpResult(out, saving: [("q", q), ("k", k), ("output", out)]) { ctx, g in
-            let dp = (precision.map { Autocast.operand(g, $0, label: "attention_grad_autocast") } ?? g).contiguousInput()
+            let dp = Autocast.operand(g, precision, label: "attention_grad_autocast").contiguousInput()
             let (dq, dk) = causalProbabilitiesBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]),
                                                        p: ctx.saved[2].contiguousInput(), dp: dp, geometry,
                                                        scale: scale, needQ: ctx.needsInputGrad[0], needK: ctx.needsInputGrad[1])

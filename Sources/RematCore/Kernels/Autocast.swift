@@ -29,17 +29,18 @@ public enum AutocastPrecision: String, Sendable, Hashable, CaseIterable, CustomS
     public var description: String { self == .bfloat16 ? "bf16" : "fp16" }
 
     /// Whether every element of `t` (float32) is bitwise a value of this precision (so storing it
-    /// in 2 bytes loses nothing). One pass over the elements (the whole storage for a view).
+    /// in 2 bytes loses nothing). One pass over the elements (the whole storage for a view) when
+    /// it is; each thread stops at its first inexact element when it is not.
     public func represents(_ t: Tensor) -> Bool {
         guard t.dtype == .float32 else { return false }
         let (base, n) = Autocast.span(t)
         guard n > 0 else { return true }
-        let off = Atomic(0)
+        let inexact = Atomic(false)
         parallelChunks(n, grain: elementwiseGrain) { lo, hi in
-            let c = self == .bfloat16 ? remat_count_not_bf16(base, lo, hi) : remat_count_not_f16(base, lo, hi)
-            if c > 0 { off.add(c, ordering: .relaxed) }
+            let any = self == .bfloat16 ? remat_any_not_bf16(base, lo, hi) : remat_any_not_f16(base, lo, hi)
+            if any != 0 { inexact.store(true, ordering: .relaxed) }
         }
-        return off.load(ordering: .relaxed) == 0
+        return !inexact.load(ordering: .relaxed)
     }
 }
 
@@ -56,10 +57,12 @@ enum Autocast {
         return (UnsafePointer(t.storage.pointer.assumingMemoryBound(to: Float.self)), t.storage.byteCount / 4)
     }
 
-    /// `x` itself when its values are already `precision`'s (the output of another autocast
-    /// product, a view of one), else a new contiguous tensor of its values rounded to `precision`
-    /// (round to nearest even; overflow to ±inf for fp16).
-    static func operand(_ x: Tensor, _ precision: AutocastPrecision, label: String) -> Tensor {
+    /// `x` itself outside autocast (`precision` nil) or when its values are already
+    /// `precision`'s (the output of another autocast product, a view of one), else a new
+    /// contiguous tensor of its values rounded to `precision` (round to nearest even; overflow to
+    /// ±inf for fp16).
+    static func operand(_ x: Tensor, _ precision: AutocastPrecision?, label: String) -> Tensor {
+        guard let precision else { return x }
         // A parameter (a float32 master weight) is not tested: it is rounded, a copy per use.
         if x.storage.baseCategory != .parameters, precision.represents(x) { return x }
         let src = x.isContiguous ? x : x.contiguousCopy()
@@ -78,8 +81,7 @@ enum Autocast {
     /// A saved operand as the backward reads it: a parameter rounded to `precision` again (bitwise
     /// the forward's operand: the rounding is deterministic), anything else as saved.
     static func restored(_ saved: Tensor, _ precision: AutocastPrecision?, label: String) -> Tensor {
-        guard let precision, saved.storage.baseCategory == .parameters else { return saved }
-        return operand(saved, precision, label: label)
+        saved.storage.baseCategory == .parameters ? operand(saved, precision, label: label) : saved
     }
 
     /// Rounds the values of the contiguous float32 tensor `t` to `precision` in place (an

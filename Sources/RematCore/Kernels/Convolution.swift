@@ -52,15 +52,15 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation)
     let precision = Autocast.current
     return Autograd.op(.conv2d, inputs: [x, weight] + [bias].compactMap { $0 }) {
-        let x = precision.map { Autocast.operand(x, $0, label: "conv2d_input_autocast") } ?? x
-        let rw = precision.map { Autocast.operand(weight, $0, label: "conv2d_weight_autocast") } ?? weight
-        let rb = precision.flatMap { p in bias.map { Autocast.operand($0, p, label: "conv2d_bias_autocast") } } ?? bias
+        let x = Autocast.operand(x, precision, label: "conv2d_input_autocast")
+        let rw = Autocast.operand(weight, precision, label: "conv2d_weight_autocast")
+        let rb = bias.map { Autocast.operand($0, precision, label: "conv2d_bias_autocast") }
         let out = conv2dForwardKernel(x.contiguousInput(), weight: rw.contiguousInput(), bias: rb?.contiguousInput(), geo)
         if let precision { Autocast.roundInPlace(out, precision) }
         let hasBias = bias != nil
         return OpResult(out, saving: [("input", x), ("weight", Autocast.saved(weight, rw))]) { ctx, g in
             let xs = ctx.saved[0].contiguousInput(), ws = Autocast.restored(ctx.saved[1], precision, label: "conv2d_weight_autocast").contiguousInput()
-            let dy = (precision.map { Autocast.operand(g, $0, label: "conv2d_grad_autocast") } ?? g).contiguousInput()
+            let dy = Autocast.operand(g, precision, label: "conv2d_grad_autocast").contiguousInput()
             let (dx, dw) = conv2dBackwardKernel(xs, weight: ws, gradOutput: dy, geo,
                                                 needInput: ctx.needsInputGrad[0], needWeight: ctx.needsInputGrad[1])
             var grads: [Tensor?] = [dx, dw]

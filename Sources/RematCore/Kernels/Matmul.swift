@@ -22,14 +22,14 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     let precision = Autocast.current
     return Autograd.op(.matmul, inputs: [a, b]) {
         let sa = a.shape, sb = b.shape
-        let ra = precision.map { Autocast.operand(a, $0, label: "matmul_a_autocast") } ?? a
-        let rb = precision.map { Autocast.operand(b, $0, label: "matmul_b_autocast") } ?? b
+        let ra = Autocast.operand(a, precision, label: "matmul_a_autocast")
+        let rb = Autocast.operand(b, precision, label: "matmul_b_autocast")
         let values = GEMMValues(precision)
         let out = matmulKernel(ra, rb, values: values)
         if let precision { Autocast.roundInPlace(out, precision) }
         // A parameter operand is saved as itself (no bytes) and rounded again for backward.
         return OpResult(out, saving: [("a", Autocast.saved(a, ra)), ("b", Autocast.saved(b, rb))]) { ctx, g in
-            let g = precision.map { Autocast.operand(g, $0, label: "matmul_grad_autocast") } ?? g
+            let g = Autocast.operand(g, precision, label: "matmul_grad_autocast")
             let x = Autocast.restored(ctx.saved[0], precision, label: "matmul_a_autocast")
             let y = Autocast.restored(ctx.saved[1], precision, label: "matmul_b_autocast")
             var ga: Tensor? = nil, gb: Tensor? = nil
@@ -66,14 +66,14 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let precision = Autocast.current
     return Autograd.op(.linear, inputs: [x, weight] + [bias].compactMap { $0 }) {
         let xShape = x.shape, hasBias = bias != nil
-        let x = precision.map { Autocast.operand(x, $0, label: "linear_input_autocast") } ?? x
-        let rw = precision.map { Autocast.operand(weight, $0, label: "linear_weight_autocast") } ?? weight
-        let rb = precision.flatMap { p in bias.map { Autocast.operand($0, p, label: "linear_bias_autocast") } } ?? bias
+        let x = Autocast.operand(x, precision, label: "linear_input_autocast")
+        let rw = Autocast.operand(weight, precision, label: "linear_weight_autocast")
+        let rb = bias.map { Autocast.operand($0, precision, label: "linear_bias_autocast") }
         let values = GEMMValues(precision)
         let out = linearKernel(x, weight: rw, bias: rb, values: values)
         if let precision { Autocast.roundInPlace(out, precision) }
         return OpResult(out, saving: [("input", x), ("weight", Autocast.saved(weight, rw))]) { ctx, g in
-            let g = precision.map { Autocast.operand(g, $0, label: "linear_grad_autocast") } ?? g
+            let g = Autocast.operand(g, precision, label: "linear_grad_autocast")
             let xs = ctx.saved[0], w = Autocast.restored(ctx.saved[1], precision, label: "linear_weight_autocast")
             let features = w.shape[1], outFeatures = w.shape[0]
             let g2 = g.reshapedForKernel([-1, outFeatures])

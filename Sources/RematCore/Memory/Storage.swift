@@ -111,16 +111,6 @@ package final class StorageHold {
     deinit { storage.removeHold() }
 }
 
-/// A tensor together with a hold on its storage (what a region keeps for backward).
-package struct HeldTensor {
-    package let tensor: Tensor
-    private let hold: StorageHold
-    package init(_ tensor: Tensor) {
-        self.tensor = tensor
-        hold = StorageHold(tensor.storage)
-    }
-}
-
 /// The shared read-only zero mapping behind placeholders: grown (a new, larger mapping; old ones
 /// stay mapped, since placeholders may point into them) when a larger one is asked for.
 private let zeroMapping = Mutex<(pointer: UInt, bytes: Int)>((0, 0))
