@@ -6,10 +6,13 @@ import Remat
 @Suite struct FusedAttentionModelTests {
     static let config = GPTConfig(contextLength: 80, layers: 2, heads: 2, modelDimension: 32, mlpHidden: 64, batchSize: 2)
 
-    static func step(_ kernel: AttentionKernel, _ policy: CheckpointPolicy, plan: MemoryPlan? = nil) throws -> (Float, [String: [Float]], Int) {
+    static func step(_ kernel: AttentionKernel, _ policy: CheckpointPolicy, plan: MemoryPlan? = nil,
+                     attentionDropout: Float = 0) throws -> (Float, [String: [Float]], Int) {
         let ledger = MemoryLedger()
         return try MemoryLedger.withLedger(ledger) {
-            let model = GPT(config, seed: 3)
+            var c = config
+            c.attentionDropout = attentionDropout
+            let model = GPT(c, seed: 3)
             model.setAttentionKernel(kernel)
             if let plan { try model.applyPlan(plan) } else { try model.applyCheckpointing(policy) }
             var source = ArithmeticText.dataset(seed: 5)
@@ -37,12 +40,27 @@ import Remat
         #expect(pe - pf >= 2 * 2 * 2 * 80 * 80 * 4 - 2 * 2 * 2 * 80 * 16 * 4 - 2 * 2 * 2 * 80 * 4, "activation peaks \(pe) vs \(pf)")
     }
 
-    @Test(arguments: [CheckpointPolicy.all, .saveMatmuls, .revolve(slots: 1)])
-    func checkpointedFusedIsBitwise(policy: CheckpointPolicy) throws {
-        let (l0, g0, _) = try Self.step(.fused, .none)
-        let (l1, g1, _) = try Self.step(.fused, policy)
+    @Test(arguments: [CheckpointPolicy.all, .saveMatmuls, .revolve(slots: 1)], [0, 0.2] as [Float])
+    func checkpointedFusedIsBitwise(policy: CheckpointPolicy, attentionDropout: Float) throws {
+        let (l0, g0, _) = try Self.step(.fused, .none, attentionDropout: attentionDropout)
+        let (l1, g1, _) = try Self.step(.fused, policy, attentionDropout: attentionDropout)
         #expect(l0.bitPattern == l1.bitPattern)
         for (name, g) in g0 { #expect(g1[name]?.map(\.bitPattern) == g.map(\.bitPattern), "\(policy): \(name)") }
+    }
+
+    /// Attention dropout: the fused op draws the mask the explicit path's dropout draws (same
+    /// stream positions), so the two models agree to float32 rounding, not just in distribution.
+    @Test func attentionDropoutMatchesTheExplicitPath() throws {
+        let (le, ge, _) = try Self.step(.explicit, .none, attentionDropout: 0.2)
+        let (lf, gf, _) = try Self.step(.fused, .none, attentionDropout: 0.2)
+        let (l0, _, _) = try Self.step(.fused, .none)
+        #expect(abs(le - lf) <= 1e-5 * abs(le) && l0 != lf)
+        for (name, g) in ge {
+            let f = try #require(gf[name])
+            let scale = max(g.map(abs).max() ?? 0, 1e-12)
+            let err = zip(g, f).map { abs($0 - $1) }.max() ?? 0
+            #expect(err <= 1e-4 * scale, "\(name): \(err) of \(scale)")
+        }
     }
 
     @Test func plannedFusedIsBitwiseAndNamesTheOp() throws {

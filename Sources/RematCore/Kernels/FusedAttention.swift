@@ -1,41 +1,115 @@
 import CRematBLAS
 import CRematKernels
 
-/// Fused scaled dot-product attention, `softmax(scale · q·kᵀ [causal]) · v` with
+/// Fused scaled dot-product attention, `dropout(softmax(scale · q·kᵀ + mask [causal])) · v` with
 /// `scale = 1/√Dh`, computed as FlashAttention-2 does: for each block of query rows, an online
 /// softmax over blocks of keys (running row max and sum, the output block rescaled as the max
 /// grows), so the `T×S` probabilities never exist whole. Saves only `q`, `k`, `v` (no extra
-/// bytes when they are views of a kept QKV projection), the output and each row's log-sum-exp
-/// (`4·B·H·T` bytes); backward recomputes the probabilities block by block from them
-/// (`P = exp(scale·q·kᵀ − lse)`), with `D = Σ dO⊙O` per row.
+/// bytes when they are views of a kept QKV projection), the output, each row's log-sum-exp
+/// (`4·B·H·T` bytes) and the mask if there is one; backward recomputes the probabilities block by
+/// block from them (`P = exp(scale·q·kᵀ + mask − lse)`), with `D = Σ dO⊙O` per row.
 ///
 /// Shapes: `q` `[B, H, T, Dh]`, `k` and `v` `[B, H, S, Dh]`; causal needs `S ≥ T` and query `i`
 /// sees keys `j ≤ i + (S − T)`, as ``causalSelfAttention(q:k:v:)``. Inputs may be strided views
 /// whose rows have unit stride. Output `[B, H, T, Dh]`, contiguous.
-/// Saves: `q`, `k`, `v`, `output` (`4·B·H·T·Dh` bytes) and `lse` (`4·B·H·T` bytes).
-/// Backward: `dV = Pᵀ·dO`, `dP = dO·vᵀ`, `dS = P ⊙ (dP − D)`, `dQ = scale·dS·k`, `dK = scale·dSᵀ·q`,
-/// key block by key block (dK, dV finished per block; dQ accumulated).
+///
+/// `mask`: an additive float32 bias broadcastable to `[B, H, T, S]` (right-aligned, each dimension
+/// but the last 1 or the full size: `[B, 1, 1, S]` for key padding, `[T, S]` for a shared bias), added to the
+/// scaled scores; `−inf` hides a key (may be combined with `causal`). A query row with every key
+/// hidden has output 0 and gradient 0 (the explicit softmax would give NaN). If the mask needs a
+/// gradient (a learned bias), backward returns it: `dS` summed over its broadcast dimensions (this
+/// materialises `4·B·H·T·S` bytes of gradient for the duration of the backward).
+///
+/// `dropout`: probability `p` of zeroing a probability (kept ones scaled by `fl(1/(1 − p))`),
+/// applied after the softmax as ``dropout(_:probability:generator:training:)`` applies it to the
+/// whole `[B, H, T, S]` probability tensor: same stream positions (element `((b·H + h)·T + i)·S + j`),
+/// same rule, so the mask equals the explicit path's for the same generator state. The mask is
+/// never stored: backward redraws it from the generator state the call captured (Philox is
+/// counter-based). Consumes `⌈B·H·T·S / 4⌉` blocks of `generator` when `p > 0` (also for causal
+/// or hidden keys), nothing when `p = 0`; a checkpoint region replays the state (the generator
+/// observer), so a recompute is bitwise the original.
+///
+/// Saves: `q`, `k`, `v`, `output` (`4·B·H·T·Dh` bytes), `lse` (`4·B·H·T` bytes) and `mask`.
+/// Backward: `dV = Zᵀ·dO` (`Z` the dropped-out `P`), `dZ = dO·vᵀ`, `dS = P ⊙ (dropout(dZ) − D)`,
+/// `dQ = scale·dS·k`, `dK = scale·dSᵀ·q`, key block by key block (dK, dV finished per block; dQ
+/// accumulated).
 ///
 /// Numerics: float32 GEMMs on 64×64 blocks and remat_exp; the values differ from the explicit
 /// path's (``causalSelfAttention(q:k:v:)``: one softmax per whole row) by float32 rounding
 /// (≲ 1e-6 relative), not bitwise. Threads: forward over (head, query block) pairs, backward over
 /// heads; per-thread scratch made once per call (no allocation per block).
-public func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: Bool) -> Tensor {
+///
+/// - Precondition: float32 operands of matching shapes, a broadcastable mask, `0 ≤ p < 1`, a
+///   generator when `p > 0`.
+public func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: Bool, mask: Tensor? = nil,
+                                      dropout p: Float = 0, generator: RandomGenerator? = nil) -> Tensor {
     precondition(q.rank == 4 && k.rank == 4 && v.rank == 4 && [q, k, v].allSatisfy { $0.dtype == .float32 },
                  "scaledDotProductAttention: q, k, v must be float32 [B, H, T, Dh], [B, H, S, Dh], [B, H, S, Dh]; got \(q.shape) \(q.dtype), \(k.shape) \(k.dtype), \(v.shape) \(v.dtype)")
     precondition(k.shape == v.shape && q.shape[0] == k.shape[0] && q.shape[1] == k.shape[1] && q.shape[3] == k.shape[3]
                  && (!causal || k.shape[2] >= q.shape[2]),
                  "scaledDotProductAttention: shapes q \(q.shape), k \(k.shape), v \(v.shape) do not match (need k == v = [B, H, S, Dh]\(causal ? ", S >= T when causal" : ""))")
+    let full = [q.shape[0], q.shape[1], q.shape[2], k.shape[2]]
+    if let mask {
+        precondition(mask.dtype == .float32 && (1...4).contains(mask.rank) && mask.shape.last == full[3]
+                     && zip(mask.shape.reversed(), full.reversed()).allSatisfy { $0 == 1 || $0 == $1 },
+                     "scaledDotProductAttention: mask \(mask.shape) \(mask.dtype) is not a float32 bias broadcastable to [B, H, T, S] = \(full) with last dimension S")
+    }
+    precondition(p >= 0 && p < 1, "scaledDotProductAttention: dropout probability \(p) is not in [0, 1)")
+    precondition(p == 0 || generator != nil, "scaledDotProductAttention: dropout \(p) needs a generator")
     let scale = 1 / Float(Double(q.shape[3]).squareRoot())
-    return Autograd.op(.scaledDotProductAttention, inputs: [q, k, v]) {
+    var drop: FlashDropout?
+    if p > 0, let generator {
+        AutogradContext.current.generatorObserver?(generator)   // a region captures the state to replay
+        drop = FlashDropout(state: generator.state, p: p)
+        generator.state.offset &+= UInt64((full.reduce(1, *) + 3) / 4)   // the fillUniform rule, as dropout's
+    }
+    let inputs = mask.map { [q, k, v, $0] } ?? [q, k, v]
+    return Autograd.op(.scaledDotProductAttention, inputs: inputs) {
         let geometry = FlashGeometry(q: q, k: k, causal: causal)
-        let (out, lse) = flashForward(HeadRows(q), HeadRows(k), HeadRows(v), geometry, scale: scale)
-        return OpResult(out, saving: [("q", q), ("k", k), ("v", v), ("output", out), ("lse", lse)]) { ctx, g in
-            let grads = flashBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]), v: HeadRows(ctx.saved[2]),
-                                      out: ctx.saved[3], lse: ctx.saved[4], dOut: g.contiguousInput(), geometry, scale: scale,
-                                      need: ctx.needsInputGrad)
-            return grads
+        let bias = mask.map { FlashBias($0) }
+        let (out, lse) = flashForward(HeadRows(q), HeadRows(k), HeadRows(v), bias, drop, geometry, scale: scale)
+        var saving: [(String, Tensor)] = [("q", q), ("k", k), ("v", v), ("output", out), ("lse", lse)]
+        if let mask { saving.append(("mask", mask)) }
+        return OpResult(out, saving: saving) { ctx, g in
+            flashBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]), v: HeadRows(ctx.saved[2]),
+                          out: ctx.saved[3], lse: ctx.saved[4], bias: mask == nil ? nil : FlashBias(ctx.saved[5]),
+                          drop, dOut: g.contiguousInput(), geometry, scale: scale, need: ctx.needsInputGrad)
         }
+    }
+}
+
+/// The dropout of ``scaledDotProductAttention(q:k:v:causal:mask:dropout:generator:)``: the
+/// generator state before the draw and the probability (plain values: nothing is stored).
+struct FlashDropout {
+    let state: RNGState
+    let p: Float
+    /// The C description for the block at query `r0`, key `c0` of slice `slice`.
+    func block(slice: Int, r0: Int, c0: Int, _ g: FlashGeometry) -> remat_flash_dropout {
+        remat_flash_dropout(seed: state.seed, block: state.offset, p: p, scale: 1 / (1 - p),
+                            base: (slice * g.t + r0) * g.s + c0, ld: g.s)
+    }
+}
+
+/// An additive mask broadcast to `[B, H, T, S]` by zero strides (no copy of a broadcast mask).
+struct FlashBias {
+    let tensor: Tensor
+    /// The mask's own shape (its gradient's).
+    let shape: [Int]
+    let batchStride: Int, headStride: Int, rowStride: Int
+    init(_ mask: Tensor) {
+        tensor = mask.contiguousInput()
+        shape = mask.shape
+        let padded = Array(repeating: 1, count: 4 - mask.rank) + mask.shape
+        var strides = [0, 0, 0, 0], step = 1
+        for axis in stride(from: 3, through: 0, by: -1) {
+            strides[axis] = padded[axis] == 1 ? 0 : step
+            step *= padded[axis]
+        }
+        (batchStride, headStride, rowStride) = (strides[0], strides[1], strides[2])
+    }
+    /// The bias of slice `slice` (batch · H + head), query row `r`, key `c`.
+    func pointer(slice: Int, heads: Int, row r: Int, key c: Int) -> UnsafePointer<Float> {
+        UnsafePointer(tensor.floatPointer + (slice / heads) * batchStride + (slice % heads) * headStride + r * rowStride + c)
     }
 }
 
@@ -61,7 +135,8 @@ struct FlashGeometry {
     var queryBlocks: Int { (t + flashBlockRows - 1) / flashBlockRows }
 }
 
-private func flashForward(_ q: HeadRows, _ k: HeadRows, _ v: HeadRows, _ g: FlashGeometry, scale: Float) -> (Tensor, Tensor) {
+private func flashForward(_ q: HeadRows, _ k: HeadRows, _ v: HeadRows, _ bias: FlashBias?, _ drop: FlashDropout?,
+                          _ g: FlashGeometry, scale: Float) -> (Tensor, Tensor) {
     let out = Tensor(uninitializedShape: [g.batch, g.heads, g.t, g.d], label: "sdpa")
     let lse = Tensor(uninitializedShape: [g.batch, g.heads, g.t], label: "sdpa_lse")
     let units = g.slices * g.queryBlocks
@@ -73,7 +148,7 @@ private func flashForward(_ q: HeadRows, _ k: HeadRows, _ v: HeadRows, _ g: Flas
     let parts = Swift.min(Runtime.threads, units)
     let scratch = Tensor(uninitializedShape: [parts, br * bc + 2 * br], label: "sdpa_scratch")
     let ps = scratch.floatPointer
-    withExtendedLifetime((q, k, v, scratch)) {
+    withExtendedLifetime((q, k, v, bias, scratch)) {
         parallelChunks(parts, grain: 1) { lo, hi in
             for part in lo..<hi {
                 let sb = ps + part * (br * bc + 2 * br), m = sb + br * bc, l = m + br
@@ -92,13 +167,18 @@ private func flashForward(_ q: HeadRows, _ k: HeadRows, _ v: HeadRows, _ g: Flas
                             // S = q[r0..] · k[c0..]ᵀ, then P and the running statistics, then O += P · v[c0..].
                             remat_sgemm_raw(1, 0, 1, Int32(rows), Int32(cols), Int32(g.d), 1, pq, Int32(q.rowStride),
                                             pk + c0 * k.rowStride, Int32(k.rowStride), 0, sb, Int32(bc))
-                            remat_flash_forward_step(sb, bc, rows, cols, r0, c0, g.shift, g.causal ? 1 : 0, scale, m, l, o, g.d, g.d)
+                            let pb = bias?.pointer(slice: i, heads: g.heads, row: r0, key: c0)
+                            var dropBlock = drop?.block(slice: i, r0: r0, c0: c0, g)
+                            withOptionalPointer(&dropBlock) { pd in
+                                remat_flash_forward_step(sb, bc, rows, cols, r0, c0, g.shift, g.causal ? 1 : 0, scale,
+                                                         pb, bias?.rowStride ?? 0, pd, m, l, o, g.d, g.d)
+                            }
                             remat_sgemm_raw(1, 0, 0, Int32(rows), Int32(g.d), Int32(cols), 1, sb, Int32(bc),
                                             pv + c0 * v.rowStride, Int32(v.rowStride), 1, o, Int32(g.d))
                         }
                     } else {
-                        // Dh = 0: the scores are all 0 (softmax uniform over the visible keys); the output is empty.
-                        for r in 0..<rows { m[r] = 0; l[r] = Float(g.causal ? Swift.min(g.s, r0 + r + g.shift + 1) : g.s) }
+                        // Dh = 0: the output is empty; the statistics are never read (backward returns at once).
+                        for r in 0..<rows { m[r] = 0; l[r] = 1 }
                     }
                     remat_flash_forward_finish(o, g.d, rows, g.d, m, l, pl + i * g.t + r0)
                 }
@@ -108,20 +188,27 @@ private func flashForward(_ q: HeadRows, _ k: HeadRows, _ v: HeadRows, _ g: Flas
     return (out, lse)
 }
 
-private func flashBackward(q: HeadRows, k: HeadRows, v: HeadRows, out: Tensor, lse: Tensor, dOut: Tensor, _ g: FlashGeometry,
-                           scale: Float, need: [Bool]) -> [Tensor?] {
+private func flashBackward(q: HeadRows, k: HeadRows, v: HeadRows, out: Tensor, lse: Tensor, bias: FlashBias?, _ drop: FlashDropout?,
+                           dOut: Tensor, _ g: FlashGeometry, scale: Float, need: [Bool]) -> [Tensor?] {
     // dQ always (it is accumulated while dK and dV are computed; dropped if not needed).
     let dq = Tensor.zeros([g.batch, g.heads, g.t, g.d], label: "sdpa_backward")
     let dk = Tensor.zeros([g.batch, g.heads, g.s, g.d], label: "sdpa_backward")
     let dv = Tensor.zeros([g.batch, g.heads, g.s, g.d], label: "sdpa_backward")
-    guard g.slices > 0, g.t > 0, g.s > 0, g.d > 0 else { return [need[0] ? dq : nil, need[1] ? dk : nil, need[2] ? dv : nil] }
+    // A mask that needs its gradient gets dS whole, then summed over its broadcast dimensions.
+    let dBias = bias != nil && need[3] ? Tensor.zeros([g.batch, g.heads, g.t, g.s], label: "sdpa_backward") : nil
+    func results() -> [Tensor?] {
+        let grads = [need[0] ? dq : nil, need[1] ? dk : nil, need[2] ? dv : nil]
+        guard let bias else { return grads }
+        return grads + [dBias.map { $0.summed(toShape: bias.shape) }]
+    }
+    guard g.slices > 0, g.t > 0, g.s > 0, g.d > 0 else { return results() }
     let br = flashBlockRows, bc = flashBlockKeys
     let o = out.contiguousInput()
     let partition = HeadPartition(slices: g.slices)
     // Per part: the score block, the dP block and the rows' D.
     let scratch = Tensor(uninitializedShape: [partition.parts, 2 * br * bc + g.t], label: "sdpa_scratch")
     let ps = scratch.floatPointer, pdo = dOut.floatPointer, pout = o.floatPointer, pl = lse.contiguousInput().floatPointer
-    withExtendedLifetime((q, k, v, o, lse, dOut, scratch)) {
+    withExtendedLifetime((q, k, v, o, lse, bias, dOut, dBias, scratch)) {
         partition.run { part, heads, threads in
             let sb = ps + part * (2 * br * bc + g.t), dpb = sb + br * bc, dvec = dpb + br * bc
             for i in heads {
@@ -135,23 +222,38 @@ private func flashBackward(q: HeadRows, k: HeadRows, v: HeadRows, out: Tensor, l
                     for r0 in stride(from: first, to: g.t, by: br) {
                         let rows = Swift.min(br, g.t - r0)
                         let qr = pq + r0 * q.rowStride, kc = pk + c0 * k.rowStride, vc = pv + c0 * v.rowStride, dor = gdo + r0 * g.d
-                        // S = q_r · k_cᵀ and dP = dO_r · v_cᵀ, then P and dS·scale in place.
+                        // S = q_r · k_cᵀ and dZ = dO_r · v_cᵀ, then Z and dS in place.
                         remat_sgemm_raw(threads, 0, 1, Int32(rows), Int32(cols), Int32(g.d), 1, qr, Int32(q.rowStride),
                                         kc, Int32(k.rowStride), 0, sb, Int32(bc))
                         remat_sgemm_raw(threads, 0, 1, Int32(rows), Int32(cols), Int32(g.d), 1, dor, Int32(g.d),
                                         vc, Int32(v.rowStride), 0, dpb, Int32(bc))
-                        remat_flash_backward_step(sb, dpb, bc, rows, cols, r0, c0, g.shift, g.causal ? 1 : 0, scale, gl + r0, dvec + r0)
-                        // dV_c += Pᵀ · dO_r, dK_c += dSᵀ · q_r, dQ_r += dS · k_c.
+                        let pb = bias?.pointer(slice: i, heads: g.heads, row: r0, key: c0)
+                        var dropBlock = drop?.block(slice: i, r0: r0, c0: c0, g)
+                        withOptionalPointer(&dropBlock) { pd in
+                            remat_flash_backward_step(sb, dpb, bc, rows, cols, r0, c0, g.shift, g.causal ? 1 : 0, scale,
+                                                      pb, bias?.rowStride ?? 0, pd, gl + r0, dvec + r0)
+                        }
+                        if let dBias {
+                            let pdb = dBias.floatPointer + (i * g.t + r0) * g.s + c0
+                            for r in 0..<rows { (pdb + r * g.s).update(from: dpb + r * bc, count: cols) }
+                        }
+                        // dV_c += Zᵀ · dO_r, dK_c += scale · dSᵀ · q_r, dQ_r += scale · dS · k_c.
                         remat_sgemm_raw(threads, 1, 0, Int32(cols), Int32(g.d), Int32(rows), 1, sb, Int32(bc), dor, Int32(g.d),
                                         1, pdv + c0 * g.d, Int32(g.d))
-                        remat_sgemm_raw(threads, 1, 0, Int32(cols), Int32(g.d), Int32(rows), 1, dpb, Int32(bc), qr, Int32(q.rowStride),
+                        remat_sgemm_raw(threads, 1, 0, Int32(cols), Int32(g.d), Int32(rows), scale, dpb, Int32(bc), qr, Int32(q.rowStride),
                                         1, pdk + c0 * g.d, Int32(g.d))
-                        remat_sgemm_raw(threads, 0, 0, Int32(rows), Int32(g.d), Int32(cols), 1, dpb, Int32(bc), kc, Int32(k.rowStride),
+                        remat_sgemm_raw(threads, 0, 0, Int32(rows), Int32(g.d), Int32(cols), scale, dpb, Int32(bc), kc, Int32(k.rowStride),
                                         1, pdq + r0 * g.d, Int32(g.d))
                     }
                 }
             }
         }
     }
-    return [need[0] ? dq : nil, need[1] ? dk : nil, need[2] ? dv : nil]
+    return results()
+}
+
+/// `body` with a pointer to `value`, or NULL when it is nil.
+private func withOptionalPointer<T, R>(_ value: inout T?, _ body: (UnsafePointer<T>?) -> R) -> R {
+    guard value != nil else { return body(nil) }
+    return withUnsafePointer(to: &value!) { body($0) }
 }

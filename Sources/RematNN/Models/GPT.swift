@@ -6,13 +6,17 @@ public struct GPTConfig: Sendable, Hashable, Codable {
     public var heads: Int
     public var modelDimension: Int
     public var mlpHidden: Int
+    /// Dropout after the embeddings, the attention projection and the MLP (nanoGPT's `dropout`).
     public var dropout: Float
+    /// Dropout on the attention probabilities (nanoGPT's `attn_dropout`; 0 by default). The fused
+    /// attention draws it inside the op, from the same stream positions as the explicit path.
+    public var attentionDropout: Float
     public var layerNormEps: Float
     /// The spec's batch size for this workload.
     public var batchSize: Int
 
     public init(vocabularySize: Int = 256, contextLength: Int, layers: Int, heads: Int, modelDimension: Int,
-                mlpHidden: Int, dropout: Float = 0, layerNormEps: Float = 1e-5, batchSize: Int) {
+                mlpHidden: Int, dropout: Float = 0, attentionDropout: Float = 0, layerNormEps: Float = 1e-5, batchSize: Int) {
         self.vocabularySize = vocabularySize
         self.contextLength = contextLength
         self.layers = layers
@@ -20,6 +24,7 @@ public struct GPTConfig: Sendable, Hashable, Codable {
         self.modelDimension = modelDimension
         self.mlpHidden = mlpHidden
         self.dropout = dropout
+        self.attentionDropout = attentionDropout
         self.layerNormEps = layerNormEps
         self.batchSize = batchSize
     }
@@ -71,20 +76,24 @@ public final class CausalSelfAttention: Module, UnaryLayer {
     public let proj: Linear
     public let heads: Int
     public let residualDropout: Dropout
+    /// Dropout on the probabilities (`attentionDropout`); the fused kernel applies it inside the op.
+    public let attentionDropout: Dropout
     /// The attention computation (``AttentionKernel``); set model-wide with
     /// ``Module/setAttentionKernel(_:)``.
     public var kernel: AttentionKernel = .explicit
 
-    public init(_ dimension: Int, heads: Int, dropout: Float, generator: RandomGenerator) {
+    public init(_ dimension: Int, heads: Int, dropout: Float, attentionDropout: Float = 0, generator: RandomGenerator) {
         precondition(dimension % heads == 0, "CausalSelfAttention: d_model \(dimension) is not a multiple of heads \(heads)")
         qkv = Linear(dimension, 3 * dimension, generator: generator)
         proj = Linear(dimension, dimension, generator: generator)
         self.heads = heads
         residualDropout = Dropout(dropout, generator: generator)
+        self.attentionDropout = Dropout(attentionDropout, generator: generator)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        scoped(x) { [qkv, proj, heads, residualDropout, kernel] x in
+        let dropP = isTraining ? attentionDropout.probability : 0
+        return scoped(x) { [qkv, proj, heads, residualDropout, attentionDropout, kernel] x in
             let (b, t, c) = (x.shape[0], x.shape[1], x.shape[2])
             let hs = c / heads
             // [B, T, 3C] → [3, B, H, T, hs] as a view; q, k, v are strided views into it.
@@ -92,8 +101,15 @@ public final class CausalSelfAttention: Module, UnaryLayer {
             let q = parts.narrowed(axis: 0, start: 0, length: 1).squeezed(0)
             let k = parts.narrowed(axis: 0, start: 1, length: 1).squeezed(0)
             let v = parts.narrowed(axis: 0, start: 2, length: 1).squeezed(0)
-            let y = kernel == .fused ? scaledDotProductAttention(q: q, k: k, v: v, causal: true)
-                                     : causalSelfAttention(q: q, k: k, v: v)          // [B, H, T, hs]
+            let y: Tensor   // [B, H, T, hs]
+            if kernel == .fused {
+                y = scaledDotProductAttention(q: q, k: k, v: v, causal: true, dropout: dropP, generator: attentionDropout.generator)
+            } else if dropP > 0 {
+                let probabilities = causalAttentionProbabilities(q: q, k: k, scale: 1 / Float(Double(hs).squareRoot()))
+                y = matmul(attentionDropout(probabilities), v)
+            } else {
+                y = causalSelfAttention(q: q, k: k, v: v)
+            }
             let merged = y.permuted([0, 2, 1, 3]).reshaped([b, t, c])
             return residualDropout(proj(merged))
         }
@@ -110,7 +126,8 @@ public final class TransformerBlock: Module, UnaryLayer {
 
     public init(_ config: GPTConfig, generator: RandomGenerator) {
         ln1 = LayerNorm(config.modelDimension, eps: config.layerNormEps)
-        attn = CausalSelfAttention(config.modelDimension, heads: config.heads, dropout: config.dropout, generator: generator)
+        attn = CausalSelfAttention(config.modelDimension, heads: config.heads, dropout: config.dropout,
+                                   attentionDropout: config.attentionDropout, generator: generator)
         ln2 = LayerNorm(config.modelDimension, eps: config.layerNormEps)
         mlp = MLP(config.modelDimension, hidden: config.mlpHidden, generator: generator)
         mlpDropout = Dropout(config.dropout, generator: generator)
