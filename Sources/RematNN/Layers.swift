@@ -58,12 +58,12 @@ extension Module {
 }
 
 extension Module {
-    /// Sets the attention computation of every ``CausalSelfAttention`` in this model; returns
-    /// their paths.
+    /// Sets the attention computation of every ``AttentionLayer`` in this model (GPT's
+    /// ``CausalSelfAttention``, BERT's ``BertSelfAttention``); returns their paths.
     @discardableResult
     public func setAttentionKernel(_ kernel: AttentionKernel) -> [String] {
         namedModules.compactMap { path, m in
-            guard let attention = m as? CausalSelfAttention else { return nil }
+            guard let attention = m as? AttentionLayer else { return nil }
             attention.kernel = kernel
             return path
         }

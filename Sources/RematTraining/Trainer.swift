@@ -286,7 +286,7 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
     /// Mixed precision of the forward (``withAutocast(_:_:)``; nil: float32). Set on the trainer
     /// by ``apply(to:trainer:store:)``.
     public var autocast: AutocastPrecision?
-    /// The attention computation of the model's attention layers (nil: `.explicit`).
+    /// The attention computation of the model's attention layers (nil: ``AttentionKernel/default``).
     public var attention: AttentionKernel?
     public init(_ policy: CheckpointPolicy, compression: ActivationCompression? = nil, offload: SavedTensorSelector? = nil,
                 float8: Float8LinearOptions? = nil, autocast: AutocastPrecision? = nil, attention: AttentionKernel? = nil) {
@@ -297,10 +297,10 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
         self.autocast = autocast
         self.attention = attention
     }
-    /// `POLICY[+fused-attention][+autocast-bf16|+autocast-fp16][+fp8-linear|+fp8-linear-hp][+CODEC…][+offload[:WHERE]]`.
+    /// `POLICY[+fused-attention|+explicit-attention][+autocast-bf16|+autocast-fp16][+fp8-linear|+fp8-linear-hp][+CODEC…][+offload[:WHERE]]`.
     public var description: String {
         var parts = [policy.description]
-        if attention == .fused { parts.append("fused-attention") }
+        if let attention, attention != .default { parts.append("\(attention)-attention") }
         if let autocast { parts.append("autocast-\(autocast)") }
         if let float8 { parts.append(float8.saveHighPrecision ? "fp8-linear-hp" : "fp8-linear") }
         parts += compression?.rules.map(\.description) ?? []
@@ -315,7 +315,7 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
         for p in parts.dropFirst() {
             if p == "offload" { v.offload = .ops(["checkpoint"]) }
             else if p.hasPrefix("offload:") { v.offload = try SavedTensorSelector.parse(String(p.dropFirst(8))) }
-            else if p == "fused-attention" { v.attention = .fused }
+            else if p.hasSuffix("-attention"), let kernel = AttentionKernel(rawValue: String(p.dropLast(10))) { v.attention = kernel }
             else if p == "autocast-bf16" { v.autocast = .bfloat16 }
             else if p == "autocast-fp16" { v.autocast = .float16 }
             else if p == "fp8-linear" { v.float8 = Float8LinearOptions() }
@@ -349,7 +349,7 @@ public struct StepVariant: Sendable, Hashable, CustomStringConvertible {
     /// compression and offload; not the autocast, a property of the trainer's forward);
     /// offload goes to `store`.
     public func apply(to model: Module, store: SpillStore? = nil) throws {
-        model.setAttentionKernel(attention ?? .explicit)
+        model.setAttentionKernel(attention ?? .default)
         model.setFloat8Linears(float8)
         try model.applyCheckpointing(policy)
         model.applyActivationCompression(compression)

@@ -5,7 +5,7 @@ import Remat
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks: kernels, training steps, convolutions and saved-tensor codecs.",
-        subcommands: [BenchKernels.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self, BenchFP8.self])
+        subcommands: [BenchKernels.self, BenchAttention.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self, BenchFP8.self])
 }
 
 struct BenchFP8: ParsableCommand {
@@ -58,6 +58,64 @@ struct BenchFP8: ParsableCommand {
                 + String(format: " (%5.1f%%)", 100 * Double(v.activation_peak_bytes) / Double(max(base.activation_peak_bytes, 1)))
             print(v.policy.padding(toLength: 24, withPad: " ", startingAt: 0) + "  " + peak + "        " + act
                   + String(format: "          %5.2f", v.ratio_to_first))
+        }
+    }
+}
+
+struct BenchAttention: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attention",
+        abstract: "Causal attention forward and forward+backward: the fused kernel beside the explicit probabilities, and what each saves.")
+
+    @OptionGroup var engine: EngineOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Option(parsing: .unconditional, help: "Shapes BATCHxT (comma separated; batch 1 to 1024, T 1 to 16384).") var shapes = "8x256,2x1024,1x4096"
+    @Option(parsing: .unconditional, help: "Heads, 1 to 256.") var heads = 8
+    @Option(name: .customLong("head-dim"), parsing: .unconditional, help: "Head size, 1 to 1024.") var headDim = 32
+    @Option(parsing: .unconditional, help: "Repetitions per measurement, 1 to 1000 (medians are reported).") var reps = 5
+
+    func validate() throws {
+        try requireRange("--heads", heads, 1...256)
+        try requireRange("--head-dim", headDim, 1...1024)
+        try requireRange("--reps", reps, 1...1000)
+        _ = try parsedShapes()
+    }
+
+    func parsedShapes() throws -> [(batch: Int, t: Int)] {
+        let parts = shapes.split(separator: ",", omittingEmptySubsequences: false)
+        let parsed: [(batch: Int, t: Int)] = parts.compactMap { part in
+            let bt = part.split(separator: "x", omittingEmptySubsequences: false).compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard bt.count == 2, (1...1024).contains(bt[0]), (1...16384).contains(bt[1]) else { return nil }
+            return (bt[0], bt[1])
+        }
+        guard parsed.count == parts.count, !parsed.isEmpty else {
+            throw ValidationError("--shapes must be comma-separated BATCHxT with batch 1 to 1024 and T 1 to 16384 (8x256,2x1024), got '\(shapes)'")
+        }
+        for s in parsed {
+            let probabilities = 4 * s.batch * heads * s.t * s.t
+            guard probabilities <= 8 << 30 else {
+                throw ValidationError("--shapes \(s.batch)x\(s.t) with \(heads) heads: the explicit path's probabilities alone take \(probabilities >> 20) MiB (at most 8 GiB)")
+            }
+        }
+        return parsed
+    }
+
+    func run() throws {
+        engine.apply()
+        struct Output: Encodable { var threads: Int; var blas: String; var rows: [AttentionBenchmark.Row] }
+        var rows: [AttentionBenchmark.Row] = []
+        for s in try parsedShapes() {
+            rows += AttentionBenchmark.run(batch: s.batch, heads: heads, t: s.t, headDim: headDim, reps: reps)
+        }
+        if json {
+            print(try jsonString(Output(threads: Runtime.threads, blas: Runtime.blasDescription, rows: rows)))
+            return
+        }
+        print("causal attention, \(heads) heads of \(headDim), \(Runtime.threads) threads, medians of \(reps) interleaved repetitions")
+        print("batch      T  kernel      forward ms   fwd+bwd ms    saved MiB")
+        for r in rows {
+            print(String(format: "%5d  %5d  ", r.batch, r.t) + r.kernel.padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + String(format: "  %10.2f   %10.2f   %10.2f", r.forward_ms, r.forward_backward_ms, Double(r.saved_bytes) / 1048576))
         }
     }
 }

@@ -100,7 +100,7 @@ struct TrainCommand: ParsableCommand {
         let gpt = GPT(config, seed: seed)
         let precision = try precisionOption.parsed()
         gpt.setFloat8Linears(precision.float8)
-        gpt.setAttentionKernel(AttentionKernel(rawValue: attention) ?? .explicit)
+        gpt.setAttentionKernel(AttentionKernel(rawValue: attention) ?? .default)
         try gpt.applyCheckpointing(policyOption.parsed())
         let compressed = try compression.parsed()
         try checkSelectedModules(gpt, compressed, try offload.parsedSelector())

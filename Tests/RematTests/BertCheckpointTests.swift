@@ -17,10 +17,11 @@ import Remat
     }
 
     /// Gradients (bit patterns, by name) and the peak of saved activations of one step under `policy`.
-    static func step(_ policy: CheckpointPolicy) throws -> (grads: [String: [UInt32]], peakActivations: Int) {
+    static func step(_ policy: CheckpointPolicy, attention: AttentionKernel = .default) throws -> (grads: [String: [UInt32]], peakActivations: Int) {
         let ledger = MemoryLedger()
         return try MemoryLedger.withLedger(ledger) {
             let model = BertClassifier(config, labels: 2, seed: 4)
+            #expect(model.setAttentionKernel(attention).count == 4)
             try model.applyCheckpointing(policy)
             let b = batch()
             ledger.resetPeak()
@@ -31,13 +32,28 @@ import Remat
     }
 
     @Test(arguments: [CheckpointPolicy.all, .alternate, .saveMatmuls, .heavyOps(largeParameters: 1 << 30),
-                      .modules(["bert.encoder.layer.1", "bert.encoder.layer.2.attention.self"])])
-    func gradientsAreBitwiseEqualAndActivationsFall(policy: CheckpointPolicy) throws {
-        let plain = try Self.step(.none)
-        let checkpointed = try Self.step(policy)
+                      .modules(["bert.encoder.layer.1", "bert.encoder.layer.2.attention.self"])], AttentionKernel.allCases)
+    func gradientsAreBitwiseEqualAndActivationsFall(policy: CheckpointPolicy, attention: AttentionKernel) throws {
+        let plain = try Self.step(.none, attention: attention)
+        let checkpointed = try Self.step(policy, attention: attention)
         #expect(checkpointed.grads.count == plain.grads.count)
         for (name, g) in plain.grads { #expect(checkpointed.grads[name] == g, "\(policy): gradient of \(name) differs") }
         #expect(checkpointed.peakActivations < plain.peakActivations, "\(policy): \(checkpointed.peakActivations) vs \(plain.peakActivations)")
+    }
+
+    /// The fused attention with the padding mask as its bias: the same gradients as the explicit
+    /// scores + mask + softmax to float32 rounding, and less saved (no T×T probabilities). (The
+    /// key biases' gradients are 0 in exact arithmetic, a softmax being shift-invariant: both
+    /// paths give rounding noise there, hence the absolute floor.)
+    @Test func fusedAttentionMatchesExplicit() throws {
+        let explicit = try Self.step(.none, attention: .explicit), fused = try Self.step(.none, attention: .fused)
+        for (name, g) in explicit.grads {
+            let e = g.map(Float.init(bitPattern:)), f = try #require(fused.grads[name]).map(Float.init(bitPattern:))
+            let scale = max(e.map(abs).max() ?? 0, 1e-6)
+            let err = zip(e, f).map { abs($0 - $1) }.max() ?? 0
+            #expect(err <= 1e-4 * scale, "\(name): \(err) of \(scale)")
+        }
+        #expect(fused.peakActivations < explicit.peakActivations, "\(fused.peakActivations) vs \(explicit.peakActivations)")
     }
 
     @Test func policiesCheckpointTheLayersAndSelfAttention() throws {

@@ -97,9 +97,15 @@ public final class BertEmbeddings: Module {
     }
 }
 
-public final class BertSelfAttention: Module {
+/// `softmax(QKᵀ/√hs + maskBias)·V` over separate query, key and value projections; ``kernel``
+/// chooses the explicit scores and probabilities (`4·B·H·T²` bytes saved) or the fused
+/// ``scaledDotProductAttention(q:k:v:causal:mask:dropout:generator:)`` with the mask as its
+/// additive bias.
+public final class BertSelfAttention: Module, AttentionLayer {
     public let query: Linear, key: Linear, value: Linear
     let heads: Int
+    /// The attention computation; set model-wide with ``Module/setAttentionKernel(_:)``.
+    public var kernel: AttentionKernel = .default
 
     init(_ c: BertConfig, generator: RandomGenerator) {
         query = Linear(c.hidden_size, c.hidden_size, generator: generator)
@@ -110,13 +116,18 @@ public final class BertSelfAttention: Module {
 
     /// `x` `[B, T, C]`, `maskBias` `[B, 1, 1, T]` (0 for tokens, a huge negative for padding).
     func callAsFunction(_ x: Tensor, maskBias: Tensor) -> Tensor {
-        scoped(x, maskBias) { [query, key, value, heads] x, maskBias in
+        scoped(x, maskBias) { [query, key, value, heads, kernel] x, maskBias in
             let (b, t, c) = (x.shape[0], x.shape[1], x.shape[2])
             let hs = c / heads
             func split(_ y: Tensor) -> Tensor { y.reshaped([b, t, heads, hs]).permuted([0, 2, 1, 3]) }
             let q = split(query(x)), k = split(key(x)), v = split(value(x))
-            let scores = matmul(q, k.transposed()) * (1 / Float(hs).squareRoot()) + maskBias
-            let context = matmul(softmax(scores), v)
+            let context: Tensor
+            if kernel == .fused {
+                context = scaledDotProductAttention(q: q, k: k, v: v, causal: false, mask: maskBias)
+            } else {
+                let scores = matmul(q, k.transposed()) * (1 / Float(hs).squareRoot()) + maskBias
+                context = matmul(softmax(scores), v)
+            }
             return context.permuted([0, 2, 1, 3]).reshaped([b, t, c])
         }
     }

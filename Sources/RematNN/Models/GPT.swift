@@ -65,13 +65,21 @@ public enum AttentionKernel: String, Sendable, Hashable, CaseIterable {
     /// ``scaledDotProductAttention(q:k:v:causal:)``: FlashAttention-2's online softmax; saves the
     /// output and each row's log-sum-exp instead of the probabilities.
     case fused
+
+    /// What a new attention layer uses.
+    public static let `default`: AttentionKernel = .explicit
+}
+
+/// A layer whose attention computation can be chosen (``Module/setAttentionKernel(_:)``).
+public protocol AttentionLayer: AnyObject {
+    var kernel: AttentionKernel { get set }
 }
 
 /// Multi-head causal self-attention with a fused `qkv` projection: `softmax(QKᵀ/√hs + mask)·V`,
 /// then `proj`. Q, K and V are strided views of the qkv output (no copies); ``kernel`` says
 /// whether the `T×T` probabilities are materialised (`.explicit`, the default: saved once,
 /// `4·B·H·T²` bytes) or not (`.fused`).
-public final class CausalSelfAttention: Module, UnaryLayer {
+public final class CausalSelfAttention: Module, UnaryLayer, AttentionLayer {
     public let qkv: Linear
     public let proj: Linear
     public let heads: Int
@@ -80,7 +88,7 @@ public final class CausalSelfAttention: Module, UnaryLayer {
     public let attentionDropout: Dropout
     /// The attention computation (``AttentionKernel``); set model-wide with
     /// ``Module/setAttentionKernel(_:)``.
-    public var kernel: AttentionKernel = .explicit
+    public var kernel: AttentionKernel = .default
 
     public init(_ dimension: Int, heads: Int, dropout: Float, attentionDropout: Float = 0, generator: RandomGenerator) {
         precondition(dimension % heads == 0, "CausalSelfAttention: d_model \(dimension) is not a multiple of heads \(heads)")
