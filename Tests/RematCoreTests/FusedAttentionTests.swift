@@ -93,8 +93,9 @@ import RematCore
         return zip(a, r).map { abs(Double($0) - $1) }.max().map { $0 / scale } ?? 0
     }
 
+    /// (Forward key blocks are 256 wide: S > 256 takes the online softmax across blocks.)
     @Test(arguments: [(1, 2, 4, 4, 3), (2, 3, 7, 7, 8), (1, 2, 3, 5, 4), (1, 2, 130, 130, 8), (1, 1, 70, 150, 16), (2, 2, 64, 64, 32),
-                      (1, 1, 1, 1, 5)], [true, false])
+                      (1, 1, 1, 1, 5), (1, 1, 300, 530, 8), (1, 2, 520, 520, 4)], [true, false])
     func valuesAndGradientsMatchTheFloat64Reference(shape: (Int, Int, Int, Int, Int), causal: Bool) throws {
         let (b, h, t, s, d) = shape
         let q = randomTensor([b, h, t, d], seed: 61, low: -2, high: 2)
@@ -172,7 +173,8 @@ import RematCore
     /// per-head bias), with and without causal, T not a multiple of the block, S > T: values,
     /// gradients and the mask's own gradient against the float64 reference.
     @Test(arguments: [([2, 1, 1, 70], (2, 2, 67, 70, 8), false), ([67, 70], (1, 2, 67, 70, 8), true),
-                      ([1, 3, 130, 130], (2, 3, 130, 130, 4), false), ([2, 1, 1, 9], (2, 1, 5, 9, 3), true)])
+                      ([1, 3, 130, 130], (2, 3, 130, 130, 4), false), ([2, 1, 1, 9], (2, 1, 5, 9, 3), true),
+                      ([2, 1, 1, 600], (2, 1, 70, 600, 4), false)])
     func masksMatchTheFloat64Reference(maskShape: [Int], shape: (Int, Int, Int, Int, Int), causal: Bool) throws {
         let (b, h, t, s, d) = shape
         let q = randomTensor([b, h, t, d], seed: 161, low: -2, high: 2)
@@ -218,7 +220,7 @@ import RematCore
     /// multipliers, and against the explicit softmax → dropout → matmul path), the generator
     /// advances by the same ⌈B·H·T·S/4⌉ blocks, and backward redraws the mask (nothing saved
     /// beyond the dropout-free op's).
-    @Test(arguments: [((1, 2, 70, 70, 8), true), ((2, 2, 5, 9, 4), false), ((1, 1, 130, 130, 16), true)])
+    @Test(arguments: [((1, 2, 70, 70, 8), true), ((2, 2, 5, 9, 4), false), ((1, 1, 130, 130, 16), true), ((1, 1, 70, 530, 4), false)])
     func dropoutReplaysThePhiloxMask(shape: (Int, Int, Int, Int, Int), causal: Bool) throws {
         let (b, h, t, s, d) = shape
         let p: Float = 0.3

@@ -34,8 +34,8 @@ import CRematKernels
 /// `dQ = scale·dS·k`, `dK = scale·dSᵀ·q`, key block by key block (dK, dV finished per block; dQ
 /// accumulated).
 ///
-/// Numerics: float32 GEMMs on 64×64 blocks and remat_exp; the values differ from the explicit
-/// path's (``causalSelfAttention(q:k:v:)``: one softmax per whole row) by float32 rounding
+/// Numerics: float32 GEMMs on 64×256 (forward) and 64×64 (backward) blocks and remat_exp; the
+/// values differ from the explicit path's (``causalSelfAttention(q:k:v:)``: one softmax per whole row) by float32 rounding
 /// (≲ 1e-6 relative), not bitwise. Threads: forward over (head, query block) pairs, backward over
 /// heads; per-thread scratch made once per call (no allocation per block).
 ///
@@ -113,10 +113,15 @@ struct FlashBias {
     }
 }
 
-/// Query rows and keys per block of ``scaledDotProductAttention(q:k:v:causal:)``: 64×64 float32
-/// score blocks (16 KiB, in L1/L2 beside the q, k, v rows they read).
+/// Query rows per block of ``scaledDotProductAttention(q:k:v:causal:mask:dropout:generator:)``,
+/// forward and backward.
 public let flashBlockRows = 64
-public let flashBlockKeys = 64
+/// Keys per forward block: 64×256 float32 score blocks (64 KiB, in L2 beside the k, v rows they
+/// read). Fewer, larger GEMM calls and output rescales than 64-key blocks: 0.8–0.9× the forward
+/// time at T = 1024 and 4096, one thread (`remat bench attention`, AVX-512 EPYC).
+public let flashForwardBlockKeys = 256
+/// Keys per backward block: 64×64 (two score-sized blocks per thread); 64 to 256 measured alike.
+public let flashBackwardBlockKeys = 64
 
 struct FlashGeometry {
     let batch: Int, heads: Int, t: Int, s: Int, d: Int
@@ -142,7 +147,7 @@ private func flashForward(_ q: HeadRows, _ k: HeadRows, _ v: HeadRows, _ bias: F
     let units = g.slices * g.queryBlocks
     guard units > 0 else { return (out, lse) }
     let po = out.floatPointer, pl = lse.floatPointer
-    let br = flashBlockRows, bc = flashBlockKeys
+    let br = flashBlockRows, bc = flashForwardBlockKeys
     // (head, query block) pairs split into `parts` ranges, one per thread, each with its scratch:
     // a score block and the block's running max and sum.
     let parts = Swift.min(Runtime.threads, units)
@@ -202,7 +207,7 @@ private func flashBackward(q: HeadRows, k: HeadRows, v: HeadRows, out: Tensor, l
         return grads + [dBias.map { $0.summed(toShape: bias.shape) }]
     }
     guard g.slices > 0, g.t > 0, g.s > 0, g.d > 0 else { return results() }
-    let br = flashBlockRows, bc = flashBlockKeys
+    let br = flashBlockRows, bc = flashBackwardBlockKeys
     let o = out.contiguousInput()
     let partition = HeadPartition(slices: g.slices)
     // Per part: the score block, the dP block and the rows' D.
