@@ -25,6 +25,10 @@ LR, BETAS, EPS, WEIGHT_DECAY = 3e-4, (0.9, 0.95), 1e-8, 0.1
 
 
 class Attention(nn.Module):
+    # True: F.scaled_dot_product_attention (PyTorch's fused CPU flash kernel) instead of the
+    # explicit scores, mask, softmax and att @ v (bench/torch_train.py --attention sdpa).
+    use_sdpa = False
+
     def __init__(self, d_model, heads, dropout=0.0):
         super().__init__()
         assert d_model % heads == 0
@@ -39,6 +43,9 @@ class Attention(nn.Module):
         q = q.view(B, T, self.heads, self.hs).transpose(1, 2)  # [B, H, T, hs]
         k = k.view(B, T, self.heads, self.hs).transpose(1, 2)
         v = v.view(B, T, self.heads, self.hs).transpose(1, 2)
+        if self.use_sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+            return F.dropout(self.proj(y.transpose(1, 2).reshape(B, T, D)), self.dropout, self.training)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hs)  # [B, H, T, T]
         mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         scores = scores.masked_fill(mask, float("-inf"))

@@ -67,6 +67,8 @@ p.add_argument("--profile-memory", action="store_true",
                help="one more untimed step under torch.profiler: peak live CPU tensor bytes of the whole step")
 p.add_argument("--no-memory", action="store_true", help="skip the extra untimed step that measures saved_activation_bytes")
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--attention", choices=["explicit", "sdpa"], default="explicit",
+               help="sdpa: F.scaled_dot_product_attention (the fused CPU flash kernel) instead of the explicit softmax")
 a = p.parse_args()
 if a.steps <= a.warmup:
     p.error("--steps must exceed --warmup")
@@ -78,6 +80,8 @@ batch = a.batch if a.batch is not None else cfg.pop("batch")
 cfg.pop("batch", None)
 T, vocab = cfg["T"], cfg["vocab"]
 
+import ref_gpt  # noqa: E402
+ref_gpt.Attention.use_sdpa = a.attention == "sdpa"
 model = RefGPT(**cfg, dropout=0.0, checkpoint=False)  # regions are installed below
 model.train()
 

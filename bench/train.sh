@@ -3,6 +3,7 @@
 # for resnet50-64 and resnet50) in one invocation, same threads, alternating rounds. Writes
 # results/train-<model>[-b<batch>]-<threads>t.json and prints the ratio.
 # Usage: bench/train.sh [MODEL] [THREADS] [ROUNDS] [BATCH]
+# TORCH_ATTENTION=sdpa: PyTorch's GPT uses F.scaled_dot_product_attention (result file suffix -sdpa).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-gpt-mini}
@@ -12,7 +13,10 @@ BATCH=${4:-}
 BATCH_ARG=()
 SUFFIX=""
 if [[ -n "$BATCH" ]]; then BATCH_ARG=(--batch "$BATCH"); SUFFIX="-b$BATCH"; fi
-if [[ "$MODEL" == resnet* ]]; then PEER=(python3 bench/torch_resnet.py --model "$MODEL" --steps 7 --warmup 2); else PEER=(python3 bench/torch_train.py --model "$MODEL"); fi
+PYTHON=${PYTHON:-python3}
+if [[ "$MODEL" == resnet* ]]; then PEER=("$PYTHON" bench/torch_resnet.py --model "$MODEL" --steps 7 --warmup 2)
+else PEER=("$PYTHON" bench/torch_train.py --model "$MODEL" --attention "${TORCH_ATTENTION:-explicit}"); fi
+if [[ -n "${TORCH_ATTENTION:-}" && "$TORCH_ATTENTION" != explicit ]]; then SUFFIX="$SUFFIX-$TORCH_ATTENTION"; fi
 bash scripts/setup.sh
 swift build -c release --product remat >/dev/null
 mkdir -p results

@@ -24,7 +24,9 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
     /// Keep the outputs of matrix products that are expensive per byte kept, recompute the rest:
     /// - kept: linear layers and convolutions (a parameter operand: qkv, projections, MLP, conv
     ///   layers) and attention's probability-weighted values `P·V` (a product over all keys whose
-    ///   output is only `T × head size`);
+    ///   output is only `T × head size`) — with the fused attention, the whole
+    ///   ``scaledDotProductAttention(q:k:v:causal:mask:dropout:generator:)`` op (its output is
+    ///   `P·V`'s; what it saves besides is each row's log-sum-exp), as PyTorch's SAC lists keep SDPA;
     /// - recomputed: the attention scores `QKᵀ` and their softmax (`T × T` per head: the largest
     ///   activations, cheap per byte), norms, activations, pooling and elementwise ops.
     /// Megatron's selective recompute (the whole attention core) is ``perOp(_:otherwise:)`` or a
@@ -52,6 +54,7 @@ public struct SelectivePolicy: Sendable, Hashable, CustomStringConvertible {
     public func decide(_ call: OpCall) -> Decision {
         switch rule {
         case .weightMatmuls:
+            if call.op == "sdpa" { return .mustSave }   // the fused attention: its output is P·V's
             guard ["linear", "float8_linear", "matmul", "conv2d"].contains(call.op) else { return .preferRecompute }
             return call.inputs.contains(where: { $0.storage.baseCategory == .parameters }) || SelectivePolicy.isAttentionValues(call)
                 ? .mustSave : .preferRecompute

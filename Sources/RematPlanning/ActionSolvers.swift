@@ -484,12 +484,15 @@ extension Planner {
         leastPeakPlan(sim, actionChoices(sim, options)).prediction.peakBytes
     }
 
-    /// The plan with the least predicted peak over `choices` and its prediction: everything
-    /// recomputed when recompute is the only action, else ``leastPeakSearch(_:_:)``.
-    /// Searched once per simulator and set of choices (a frontier plans at many budgets).
+    /// The plan with the least predicted peak over `choices` and its prediction:
+    /// ``leastPeakSearch(_:_:)`` from everything recomputed, or keeping everything where that
+    /// peaks lower (a small step whose recompute bursts outweigh what it drops: recomputing
+    /// everything is not always the least). Searched once per simulator and set of choices (a
+    /// frontier plans at many budgets).
     static func leastPeakPlan(_ sim: PlanSimulator, _ choices: [[SavedTensorAction]]) -> (actions: PlanActions, prediction: PlanSimulator.Prediction) {
         let actions = sim.leastPeakActions(choices) {
-            choices.contains { $0.count > 1 } ? leastPeakSearch(sim, choices) : PlanActions(recompute: Set(sim.candidates.indices))
+            let searched = leastPeakSearch(sim, choices)
+            return sim.simulate([]).peakBytes < sim.simulate(searched).peakBytes ? PlanActions() : searched
         }
         return (actions, sim.simulate(actions))
     }

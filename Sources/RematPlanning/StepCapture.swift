@@ -377,6 +377,14 @@ enum TimelinePass {
 /// candidates): where each tensor dies when no slot holds it. Its allocations must match the
 /// unplanned forward's one for one (else the step is not deterministic and planning stops).
 enum DroppedForwardPass {
+    /// Whether an allocation is a part of a packed saved tensor: labelled `op:role.part`
+    /// (`blocks.0.attn/sdpa#0:output.data`, with the capture's `#id` suffix or not), where op
+    /// outputs and temporaries are labelled by their kind (`sdpa`, `copy`) or by `op:role`.
+    static func isPackedPart(_ name: String) -> Bool {
+        guard let colon = name.lastIndex(of: ":") else { return false }
+        return name[colon...].contains(".")
+    }
+
     /// `tensorOfStorage`: the unplanned step's tensor of each storage id (a storage of that step
     /// freed during this forward is that tensor).
     static func run(_ runner: StepRunner, regions: [String: Int], tensorOfStorage: [Int: Int], into graph: inout StepGraph) throws {
@@ -414,6 +422,13 @@ enum DroppedForwardPass {
             case .memory(let e):
                 switch e.kind {
                 case .allocate:
+                    // A saved tensor the unplanned forward packed (autocast's 2-byte copies) is
+                    // not packed when its op is dropped here: skip those the unplanned forward
+                    // made and this one does not.
+                    while ordinal < forwardAllocations.count, Self.isPackedPart(graph.tensors[forwardAllocations[ordinal]].name),
+                          !Self.isPackedPart(e.name) {
+                        ordinal += 1
+                    }
                     guard ordinal < forwardAllocations.count, graph.tensors[forwardAllocations[ordinal]].bytes == e.bytes else {
                         throw PlanningError.nondeterministicStep(detail: "allocation #\(ordinal) of the forward (\(e.name), \(e.bytes) bytes) does not match")
                     }
@@ -427,6 +442,7 @@ enum DroppedForwardPass {
                 }
             }
         }
+        while ordinal < forwardAllocations.count, Self.isPackedPart(graph.tensors[forwardAllocations[ordinal]].name) { ordinal += 1 }
         guard ordinal == forwardAllocations.count else {
             throw PlanningError.nondeterministicStep(detail: "the forward allocated \(forwardAllocations.count) tensors, then \(ordinal)")
         }

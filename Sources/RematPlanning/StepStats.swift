@@ -378,7 +378,7 @@ extension StepGraph {
             tensors.append(t)
         }
         for op in ops {
-            if let t = op.outputTensor, t >= tensors.count {
+            if let t = op.outputTensor, t < 0 || t >= tensors.count {
                 throw PlanningError.badStats(file: nodeFile, reason: "op \(op.name): output_tensor_id \(t) is not in activation_stats.csv")
             }
             for p in op.inputs where opIndex[p] == nil {

@@ -135,15 +135,21 @@ extension ModelZoo {
     public static func checkMemory(workload name: String, batchSize: Int) throws {
         let spec = try specBatchSize(name)
         guard batchSize > spec, let available = availableMemoryBytes() else { return }
-        func peak(_ b: Int) throws -> Int {
+        /// The step's peak, and the peak of what grows with the batch (saved activations plus
+        /// temporaries), in a fresh copy's first step.
+        func peak(_ b: Int) throws -> (total: Int, perBatch: Int) {
             let w = try workload(name)
             let ledger = MemoryLedger(label: "estimate", cacheLimit: 0)
             let trainer = Trainer(model: w.model, optimizer: w.makeOptimizer(), gradientClip: nil, ledger: ledger)
-            return trainer.step(w.batches(b, 1)()).peakBytes
+            let total = trainer.step(w.batches(b, 1)()).peakBytes
+            return (total, ledger.peakBytes(in: .activations) + ledger.peakBytes(in: .temporaries))
         }
+        // The growth per sample: of the peak, or of its batch-dependent part where the peak at
+        // batch 1 and 2 is the optimizer's (small activations: the total does not grow yet).
         let p1 = try peak(1), p2 = try peak(2)
-        let (growth, overflow) = (batchSize - 1).multipliedReportingOverflow(by: Swift.max(0, p2 - p1))
-        let need = overflow ? Int.max : p1 + Swift.min(growth, Int.max - p1)
+        let perSample = Swift.max(0, p2.total - p1.total, p2.perBatch - p1.perBatch)
+        let (growth, overflow) = (batchSize - 1).multipliedReportingOverflow(by: perSample)
+        let need = overflow ? Int.max : p1.total + Swift.min(growth, Int.max - p1.total)
         if need > available {
             throw MemoryError.stepTooLarge(workload: name, batch: batchSize, neededBytes: need, availableBytes: available)
         }

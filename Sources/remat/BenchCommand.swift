@@ -183,7 +183,7 @@ struct BenchTrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed steps, 1 to 10000 (after 2 warm-up steps).") var steps = 5
     @OptionGroup var budgetOptions: BudgetOptions
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
-    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128), +offload[:WHERE], +fused-attention (FlashAttention-2's online softmax instead of the saved probabilities), +autocast-bf16 / +autocast-fp16 (mixed precision), +fp8-linear (FP8 training of the linear layers) or +fp8-linear-hp (saving their float32 inputs, as TorchAO does).") var compare: String?
+    @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128), +offload[:WHERE], +explicit-attention (the T×T probabilities saved, instead of the default fused attention's online softmax) or +fused-attention, +autocast-bf16 / +autocast-fp16 (mixed precision), +fp8-linear (FP8 training of the linear layers) or +fp8-linear-hp (saving their float32 inputs, as TorchAO does).") var compare: String?
     @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
     @Flag(help: "Print JSON.") var json = false
 

@@ -11,7 +11,7 @@ struct DemoCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Training steps before the comparison, 1 to 100000.") var steps = 20
     @Option(parsing: .unconditional, help: "Rounds of the comparison, 1 to 1000: each round times one step of every policy and of the plan, back to back.") var rounds = 7
     @Option(help: "Ways of saving memory compared with none (comma separated): checkpointing policies, with compression (+CODEC[:WHERE]) and offload (+offload[:WHERE]) as bench train --compare takes them.")
-    var policies = "all,save-matmuls,none+bf16,save-matmuls+fp8-e4m3,all+offload"
+    var policies = "none+explicit-attention,all,save-matmuls,none+bf16,save-matmuls+fp8-e4m3,all+offload"
     @Option(parsing: .unconditional, help: "Memory budget of the planned run (bytes with a unit, or a fraction of the unconstrained peak, 0 < f ≤ 1).")
     var budget = "0.6"
 
@@ -92,6 +92,10 @@ struct DemoCommand: ParsableCommand {
         if timing.widestSpread > Self.noisySpread {
             print(String(format: "the machine was busy: per-round ratios vary by up to ±%.0f%%; the medians hold, the ranges say how far to trust them",
                          100 * timing.widestSpread))
+        }
+        if variants.contains(where: { $0.attention == .explicit }) && AttentionKernel.default == .fused {
+            print("none runs the fused attention (the default: each row's log-sum-exp saved, the probabilities recomputed block by")
+            print("  block in backward); +explicit-attention saves the T×T probabilities instead: its extra memory is what the fused kernel saves")
         }
         if variants.contains(where: { $0.compression.map { !$0.isLossless } ?? false }) {
             print("+bf16, +fp8-e4m3: saved activations stored rounded (lossy: backward reads them decoded; over 200 steps the")

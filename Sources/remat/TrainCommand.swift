@@ -61,7 +61,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Directory to save the weights to (model.safetensors) at the end or on Ctrl-C.") var save: String?
     @Option(parsing: .unconditional, help: "Print a line every N steps when not on a terminal (N ≥ 1).") var logEvery = 10
     @OptionGroup var budgetOptions: BudgetOptions
-    @Option(help: "Attention: explicit (the T×T probabilities saved; default) or fused (FlashAttention-2's online softmax: saves each row's log-sum-exp instead).") var attention = "explicit"
+    @Option(help: "Attention: fused (FlashAttention-2's online softmax: saves each row's log-sum-exp; the default) or explicit (the T×T probabilities saved).") var attention = AttentionKernel.default.rawValue
 
     func validate() throws {
         guard AttentionKernel(rawValue: attention) != nil else {

@@ -162,9 +162,10 @@ import Remat
     /// A plan with compressions round-trips through its JSON; a plan written before codecs were
     /// planned (no `compress`) still reads; a codec that is not one is refused by name.
     @Test func plansWithCodecsReadBack() throws {
-        let graph = try StepCapture.capture(PlanningTests.gptTrainer(ledger: MemoryLedger()), batch: PlanningTests.tokenBatch(PlanningTests.config), timingRuns: 1)
+        let graph = try StepCapture.capture(PlanningTests.gptTrainer(ledger: MemoryLedger(), attention: .explicit),
+                                            batch: PlanningTests.tokenBatch(PlanningTests.config), timingRuns: 1)
         #expect(graph.actionCosts != nil)
-        #expect(graph.slots.contains { $0.valueCodecs.contains(.causal) }, "GPT's attention probabilities are causal")
+        #expect(graph.slots.contains { $0.valueCodecs.contains(.causal) }, "GPT's explicit attention probabilities are causal")
         let sim = PlanSimulator(graph)
         // A given mix (what a solver picks depends on the measured times): one candidate packed
         // by bf16, another recomputed.

@@ -31,7 +31,10 @@ import Remat
             let input: Tensor, target: Tensor
             switch model {
             case "gpt":
-                m = GPT(gptConfig, seed: 3)
+                // The explicit attention: the causal codecs pack its saved probabilities.
+                let gpt = GPT(gptConfig, seed: 3)
+                gpt.setAttentionKernel(.explicit)
+                m = gpt
                 var source = ArithmeticText.dataset(seed: 5)
                 let b = source.nextBatch(batchSize: 2, length: 16)
                 (input, target) = (b.input, b.target)

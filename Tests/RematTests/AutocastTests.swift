@@ -102,7 +102,7 @@ import Remat
         #expect(!precision.represents(w))
     }
 
-    /// matmul, conv2d and the attention probabilities under autocast: bitwise the float32 op on
+    /// matmul, conv2d, the attention probabilities and the fused attention under autocast: bitwise the float32 op on
     /// rounded operands, rounded (matmul within a bf16 ulp on the bf16 GEMM); the saved operands
     /// hold 2-byte values.
     @Test func productsAreTheFloat32OpsOnRoundedOperands() throws {
@@ -128,6 +128,18 @@ import Remat
         for s in try #require(probs.gradFn).savedTensors {
             #expect(p.represents(s.unpack()), "\(s.info.role) holds values that are not bf16")
         }
+
+        // The fused attention: float32 inside on rounded q, k, v, the output rounded; the rows'
+        // log-sum-exp stays float32.
+        let v = Tensor.randn([1, 2, 6, 8], generator: g, requiresGrad: true)
+        let att = withAutocast(p) { scaledDotProductAttention(q: q, k: k, v: v, causal: true) }
+        let attRef = scaledDotProductAttention(q: Self.roundedTensor(q, p), k: Self.roundedTensor(k, p), v: Self.roundedTensor(v, p), causal: true)
+        #expect(Self.bits(att) == Self.rounded(attRef.toArray(), p).map(\.bitPattern))
+        for s in try #require(att.gradFn).savedTensors where s.info.role != "lse" {
+            #expect(p.represents(s.unpack()), "sdpa \(s.info.role) holds values that are not bf16")
+        }
+        att.summed().backward()
+        for x in [q, k, v] { #expect(p.represents(try #require(x.grad)), "sdpa gradients are bf16") }
     }
 
     /// Outside a scope nothing rounds; a nested float32 op inside one (a norm, the softmax,

@@ -284,8 +284,11 @@ import Remat
 
     /// save-matmuls keeps exactly the linear-layer products (a parameter operand) and attention's
     /// P·V, and serves them to the recompute; QKᵀ, the softmax and everything else is recomputed.
-    @Test func saveMatmulsKeepsLinearOutputsAndAttentionValues() throws {
+    /// Kept: the linear outputs and attention's P·V (explicit path) or the fused attention op.
+    @Test(arguments: AttentionKernel.allCases)
+    func saveMatmulsKeepsLinearOutputsAndAttentionValues(kernel: AttentionKernel) throws {
         let model = GPT(Self.config, seed: 3)
+        model.setAttentionKernel(kernel)
         try model.applyCheckpointing(.saveMatmuls)
         let seen = RegionLog()
         var source = ArithmeticText.dataset(seed: 5)
@@ -295,7 +298,8 @@ import Remat
         }
         let regions = seen.regions
         #expect(regions.count == 4)
-        #expect(regions[0].keptOutputs == ["blocks.0.attn.proj/linear#0", "blocks.0.attn.qkv/linear#0", "blocks.0.attn/matmul#0",
+        let attention = kernel == .fused ? "blocks.0.attn/sdpa#0" : "blocks.0.attn/matmul#0"
+        #expect(regions[0].keptOutputs == ["blocks.0.attn.proj/linear#0", "blocks.0.attn.qkv/linear#0", attention,
                                            "blocks.0.mlp.fc/linear#0", "blocks.0.mlp.proj/linear#0"])
         #expect(regions.allSatisfy { $0.recomputeCount == 1 })
     }

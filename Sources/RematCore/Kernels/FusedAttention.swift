@@ -34,6 +34,12 @@ import CRematKernels
 /// `dQ = scale·dS·k`, `dK = scale·dSᵀ·q`, key block by key block (dK, dV finished per block; dQ
 /// accumulated).
 ///
+/// Under autocast (``AutocastPrecision``, as PyTorch's CPU autocast runs
+/// `scaled_dot_product_attention` in bf16) `q`, `k`, `v` (unless their values already are the
+/// precision's: views of an autocast projection) and the output are rounded to the precision; the
+/// softmax, its statistics and the block products stay float32 (so does the mask); backward rounds
+/// the output gradient and the returned gradients.
+///
 /// Numerics: float32 GEMMs on 64×256 (forward) and 64×64 (backward) blocks and remat_exp; the
 /// values differ from the explicit path's (``causalSelfAttention(q:k:v:)``: one softmax per whole row) by float32 rounding
 /// (≲ 1e-6 relative), not bitwise. Threads: forward over (head, query block) pairs, backward over
@@ -64,16 +70,22 @@ public func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: B
         generator.state.offset &+= UInt64((full.reduce(1, *) + 3) / 4)   // the fillUniform rule, as dropout's
     }
     let inputs = mask.map { [q, k, v, $0] } ?? [q, k, v]
+    let precision = Autocast.current
     return Autograd.op(.scaledDotProductAttention, inputs: inputs) {
         let geometry = FlashGeometry(q: q, k: k, causal: causal)
         let bias = mask.map { FlashBias($0) }
+        let q = Autocast.operand(q, precision, label: "sdpa_q_autocast"), k = Autocast.operand(k, precision, label: "sdpa_k_autocast")
+        let v = Autocast.operand(v, precision, label: "sdpa_v_autocast")
         let (out, lse) = flashForward(HeadRows(q), HeadRows(k), HeadRows(v), bias, drop, geometry, scale: scale)
+        if let precision { Autocast.roundInPlace(out, precision) }
         var saving: [(String, Tensor)] = [("q", q), ("k", k), ("v", v), ("output", out), ("lse", lse)]
         if let mask { saving.append(("mask", mask)) }
         return OpResult(out, saving: saving) { ctx, g in
-            flashBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]), v: HeadRows(ctx.saved[2]),
-                          out: ctx.saved[3], lse: ctx.saved[4], bias: mask == nil ? nil : FlashBias(ctx.saved[5]),
-                          drop, dOut: g.contiguousInput(), geometry, scale: scale, need: ctx.needsInputGrad)
+            let dOut = Autocast.operand(g, precision, label: "sdpa_grad_autocast").contiguousInput()
+            let grads = flashBackward(q: HeadRows(ctx.saved[0]), k: HeadRows(ctx.saved[1]), v: HeadRows(ctx.saved[2]),
+                                      out: ctx.saved[3], lse: ctx.saved[4], bias: mask == nil ? nil : FlashBias(ctx.saved[5]),
+                                      drop, dOut: dOut, geometry, scale: scale, need: ctx.needsInputGrad)
+            return Autocast.gradients(grads, precision)
         }
     }
 }
