@@ -106,6 +106,8 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     private var materialized: [Int: SavedTensor] = [:]
     /// What the current recompute decided, and what it collects.
     private var replay: Replay? = nil
+    /// Dynamic mode: what the evictor may drop and backward rebuilds (``DynamicRematerializer``).
+    var dynamic: DynamicState? = nil
     /// During the forward: the name of each node recorded here (weakly: a node that died leaves
     /// no name behind for a new node at its address).
     private var nodeNames: [ObjectIdentifier: NodeName] = [:]
@@ -195,6 +197,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         switch phase {
         case .forward:
             treatments[call.name] = decisions.treatment(for: call)
+            dynamic?.opStarts(call.name)
             return nil
         case .recompute:
             return replay?.decide(call.name, in: self)
@@ -212,6 +215,18 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         savedInfos.append(info)
         let sid = t.storage.id
         let owner = owners[sid] ?? { owners[sid] = (info.nodeName, info.isOutput); return owners[sid]! }()
+        if let dynamic {
+            // Everything the region's ops made stays in its slot, evictable; the region's inputs
+            // (and what was made outside it) are kept as they are.
+            guard !owner.op.isEmpty else { return .tensor(t) }
+            let k = dropped.count
+            dropped.append(DroppedSlot(info: info, owner: owner.op, layout: TensorLayout(t),
+                                       checksum: options.determinismCheck == .values ? t.contentChecksum() : nil,
+                                       isOwnerOutput: owner.isOutput))
+            dynamic.holds(slot: k, of: t.storage, owner: owner.op)
+            let region = self
+            return .deferred(RecomputeHandle(materialize: { region.dynamicTensor(at: k) }, discard: { region.dynamic?.slotReleased(k) }))
+        }
         guard treatment(of: owner.op) == .recompute, !keptStorages.contains(sid) else { return .tensor(t) }
         let k = dropped.count
         dropped.append(DroppedSlot(info: info, owner: owner.op, layout: TensorLayout(t),
@@ -231,6 +246,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             return known.name
         }
         nodeNames[ObjectIdentifier(node)] = NodeName(node: node, name: node.name)
+        dynamic?.opRecorded(node.name, index: ops.count, inputs: inputs.compactMap { opIndex[$0] })
         opIndex[node.name] = ops.count
         ops.append(OpRecord(name: node.name, inputs: inputs, storage: output.storage, layout: TensorLayout(output)))
         if options.debug { trace.append("forward \(node.name)") }
@@ -263,7 +279,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
 
     /// The `index`-th dropped tensor, recomputing the region if it is not at hand.
     private func tensor(at index: Int) -> Tensor {
-        if materialized[index] == nil { recompute() }
+        if materialized[index] == nil { recompute(Replay(region: self, slots: Array(dropped.indices))) }
         guard let t = materialized.removeValue(forKey: index) else {
             preconditionFailure("checkpoint \(name): the recompute did not rebuild saved tensor \(dropped[index].info.name)")
         }
@@ -272,8 +288,9 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
 
     private func discard(_ index: Int) { materialized.removeValue(forKey: index) }
 
-    /// Re-runs the body from the kept inputs and rebuilds every dropped tensor.
-    private func recompute() {
+    /// Re-runs the body from the kept inputs and rebuilds the dropped tensors `replay` is for
+    /// (every one, but in dynamic mode).
+    private func recompute(_ replay: Replay) {
         recomputeCount += 1
         materialized.removeAll()
         let inputs = zip(inputSlots, inputRequiresGrad).map { slot, requiresGrad -> Tensor in
@@ -281,7 +298,6 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             t.requiresGrad = requiresGrad
             return t
         }
-        let replay = Replay(region: self)
         self.replay = replay
         skippedInLastRecompute = []
         servedInLastRecompute = []
@@ -311,7 +327,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
                 }
             }
         }
-        for k in dropped.indices where materialized[k] == nil {
+        for k in replay.slots where materialized[k] == nil && !replay.rebuilt.contains(k) {
             preconditionFailure("checkpoint \(name): determinism check failed: the recompute did not save \(dropped[k].info.name) (op \(dropped[k].info.op))")
         }
         // The held outputs were served: the rebuilt tensors that need them hold them now, the
@@ -329,7 +345,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     }
 
     private func materialize(_ k: Int, _ replay: Replay) {
-        guard materialized[k] == nil else { return }
+        guard materialized[k] == nil, !replay.rebuilt.contains(k) else { return }
         let d = dropped[k]
         let t: Tensor
         if d.isOwnerOutput {
@@ -359,9 +375,42 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             precondition(t.contentChecksum() == sum,
                          "checkpoint \(name): determinism check failed at saved tensor \(d.info.name): op \(d.info.op), shape \(d.info.shape): recomputed values differ from the forward's")
         }
+        if let dynamic {
+            // Held by the dynamic state at once, so the evictor may drop it again while the
+            // recompute goes on (all but the tensor backward asked for); the owner's output is
+            // at hand again for later recomputes.
+            replay.rebuilt.insert(k)
+            dynamic.rebuilt(slot: k, storage: t.storage)
+            if d.isOwnerOutput, let i = opIndex[d.owner] { ops[i].storage = t.storage }
+            return
+        }
         // Held for backward: an activation (under autocast, in 2 bytes when its values allow).
         materialized[k] = Autograd.save(t, name: d.info.nodeName, op: d.info.op, role: d.info.role, isOutput: d.info.isOutput,
                                         hooks: autocastHooks.map { [$0] } ?? [])
+    }
+
+    // MARK: Dynamic mode
+
+    /// Dynamic mode: the `index`-th saved tensor, from its storage if the evictor left it, else
+    /// rebuilt first (with every evicted tensor on its recompute path that backward still needs).
+    private func dynamicTensor(at index: Int) -> Tensor {
+        guard let dynamic else { preconditionFailure("checkpoint \(name): not a dynamic region") }
+        if dynamic.storage(ofSlot: index) == nil {
+            let owner = dropped[index].owner
+            let run = recomputePath(targets: [owner], inputs: { [opIndex, ops] in opIndex[$0].map { ops[$0].inputs } },
+                                    isAlive: { opIndex[$0].map { isAtHand($0) } ?? true })
+            let slots = dynamic.evictedSlotsNeeded(ownedByAnyOf: run)
+            let start = monotonicSeconds()
+            dynamic.pin(slot: index)
+            defer { dynamic.pin(slot: nil) }
+            recompute(Replay(region: self, slots: slots))
+            dynamic.recomputed(tensors: slots.count, seconds: monotonicSeconds() - start)
+        }
+        guard let s = dynamic.storage(ofSlot: index) else {
+            preconditionFailure("checkpoint \(name): the recompute did not rebuild saved tensor \(dropped[index].info.name)")
+        }
+        dynamic.accessed(slot: index)
+        return dropped[index].layout.view(of: s)
     }
 
     /// The output at hand for op `i` (held for the recompute, or alive), as the forward laid it out.
@@ -419,22 +468,33 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         /// Dropped internal tensors by slot name, and what the recompute saved of them.
         let internalSlots: [String: Int]
         var captured: [String: Tensor] = [:]
+        /// Dynamic mode: the slots rebuilt so far (handed to the dynamic state as they are).
+        var rebuilt: Set<Int> = []
         /// Outputs of the targets in this recompute, until the dropped views of them are rebuilt
         /// (their number per target, in `pendingOutputViews`).
         var outputs: [String: Tensor] = [:]
         var pendingOutputViews: [String: Int] = [:]
 
-        init(region r: CheckpointRegion) {
-            let targets = Set(r.dropped.map(\.owner))
+        /// Dropped slots it rebuilds (by index).
+        let slots: [Int]
+        /// Dynamic mode: the storages of the outputs it serves, held so the evictor cannot drop
+        /// them before they are served.
+        let pinned: [Storage]
+
+        init(region r: CheckpointRegion, slots: [Int]) {
+            self.slots = slots
+            let targets = Set(slots.map { r.dropped[$0].owner })
             self.targets = targets
             let ops = r.ops, opIndex = r.opIndex
             run = recomputePath(targets: targets, inputs: { opIndex[$0].map { ops[$0].inputs } },
                                 isAlive: { opIndex[$0].map { r.isAtHand($0) } ?? true })
-            needed = Set(run.flatMap { opIndex[$0].map { ops[$0].inputs } ?? [] })
-            slotsBySaver = Dictionary(grouping: r.dropped.indices, by: { r.dropped[$0].info.nodeName })
-            internalSlots = Dictionary(uniqueKeysWithValues: r.dropped.indices.filter { !r.dropped[$0].isOwnerOutput }
+            let needed = Set(run.flatMap { opIndex[$0].map { ops[$0].inputs } ?? [] })
+            self.needed = needed
+            pinned = r.dynamic == nil ? [] : needed.compactMap { opIndex[$0].flatMap { ops[$0].storage } }
+            slotsBySaver = Dictionary(grouping: slots, by: { r.dropped[$0].info.nodeName })
+            internalSlots = Dictionary(uniqueKeysWithValues: slots.filter { !r.dropped[$0].isOwnerOutput }
                 .map { (r.dropped[$0].info.name, $0) })
-            for d in r.dropped where d.isOwnerOutput { pendingOutputViews[d.owner, default: 0] += 1 }
+            for k in slots where r.dropped[k].isOwnerOutput { pendingOutputViews[r.dropped[k].owner, default: 0] += 1 }
         }
 
         /// Run, serve or skip op `op`.

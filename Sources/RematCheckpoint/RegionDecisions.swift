@@ -21,12 +21,17 @@ enum RegionDecisions: Sendable, Hashable {
     case selective(SelectivePolicy)
     /// A memory plan: recompute the named ops (stable names), keep the rest.
     case planned(Set<String>)
+    /// Dynamic rematerialization: every saved tensor stays in its slot until the evictor
+    /// (``DynamicRematerializer``) drops it under memory pressure; backward rebuilds what it
+    /// needs of what was dropped, as a recompute of the ops on its path.
+    case dynamic
 
     func treatment(for call: OpCall) -> OpTreatment {
         switch self {
         case .recomputeAll: return .recompute
         case .selective(let policy): return policy.decide(call).saves ? .keepOutput : .recompute
         case .planned(let names): return names.contains(call.name) ? .recompute : .keep
+        case .dynamic: return .keep
         }
     }
 
@@ -34,7 +39,7 @@ enum RegionDecisions: Sendable, Hashable {
     var defaultTreatment: OpTreatment {
         switch self {
         case .recomputeAll, .selective: return .recompute
-        case .planned: return .keep
+        case .planned, .dynamic: return .keep
         }
     }
 }

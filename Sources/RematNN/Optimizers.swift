@@ -14,6 +14,9 @@ public protocol Optimizer: AnyObject {
     func snapshotState() -> OptimizerSnapshot
     /// Puts back a state from ``snapshotState()`` (state tensors absent then are freed).
     func restoreState(_ snapshot: OptimizerSnapshot)
+    /// Bytes of state the next ``step()`` will allocate (state is made on a parameter's first
+    /// update): what a hard memory budget must leave room for.
+    var unallocatedStateBytes: Int { get }
 }
 
 /// An optimizer's state copied out of the tensors (plain arrays, outside the memory ledger: it is
@@ -41,6 +44,9 @@ extension Optimizer {
 }
 
 extension Optimizer {
+    /// 0 unless the optimizer says (an optimizer of the user's own that makes state lazily should).
+    public var unallocatedStateBytes: Int { 0 }
+
     /// Clears every parameter's gradient.
     public func zeroGrad() { for p in parameters { p.grad = nil } }
 }
@@ -84,6 +90,11 @@ public final class AdamW: Optimizer {
         Self.restore(Array(snapshot.slots[n...]), into: &secondMoments, like: parameters, "exp_avg_sq")
     }
 
+    /// Two moments of 4 bytes per element for each parameter with a gradient and no moments yet.
+    public var unallocatedStateBytes: Int {
+        parameters.indices.reduce(0) { $0 + (firstMoments[$1] == nil && parameters[$1].grad != nil ? 8 * parameters[$1].count : 0) }
+    }
+
     /// Whether weight decay applies to `p` (matrices yes; biases and norm weights no).
     public static func decays(_ p: Tensor) -> Bool { p.rank >= 2 }
 
@@ -122,6 +133,12 @@ public final class SGD: Optimizer {
     }
 
     public func snapshotState() -> OptimizerSnapshot { OptimizerSnapshot(stepCount: 0, slots: Self.snapshot(buffers)) }
+
+    /// With momentum: a 4-byte buffer per element for each parameter with a gradient and no buffer yet.
+    public var unallocatedStateBytes: Int {
+        guard momentum != 0 else { return 0 }
+        return parameters.indices.reduce(0) { $0 + (buffers[$1] == nil && parameters[$1].grad != nil ? 4 * parameters[$1].count : 0) }
+    }
 
     public func restoreState(_ snapshot: OptimizerSnapshot) {
         Self.restore(snapshot.slots, into: &buffers, like: parameters, "momentum_buffer")

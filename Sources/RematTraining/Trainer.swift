@@ -16,6 +16,39 @@ public struct StepReport: Codable, Sendable {
     /// (its gradients held an inf or a NaN; the optimizer did not step).
     public var lossScale: Float? = nil
     public var skipped: Bool = false
+    /// Under a dynamic budget (``Trainer/dynamicBudget``): what the evictor did in this step.
+    public var dynamic: DynamicRematerializer.Statistics? = nil
+}
+
+/// A step that cannot stay under its dynamic budget (``Trainer/dynamicBudget``), refused before
+/// the optimizer steps: parameters and optimizer state are untouched, gradients cleared.
+public enum DynamicBudgetError: Error, CustomStringConvertible, Equatable {
+    /// What is live before the step starts (parameters, optimizer state, buffers) is already
+    /// at or above the budget.
+    case belowResidentMemory(budget: Int, resident: Int, breakdown: [String: Int])
+    /// After backward, the optimizer's first step would allocate its state beyond the budget.
+    case optimizerStateDoesNotFit(budget: Int, live: Int, state: Int)
+    /// Evicting every saved tensor that could be evicted did not make an allocation fit.
+    case exceeded(budget: Int, allocationsOver: Int, largestExcess: Int, shortfall: DynamicRematerializer.Shortfall?)
+
+    public var description: String {
+        func parts(_ b: [String: Int]) -> String {
+            b.filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \(formatBytes($0.value))" }.joined(separator: ", ")
+        }
+        switch self {
+        case .belowResidentMemory(let budget, let resident, let breakdown):
+            return "dynamic budget \(formatBytes(budget)) is not above what is live before the step starts, \(formatBytes(resident)) (\(parts(breakdown))): nothing the step could evict makes room for it"
+        case .optimizerStateDoesNotFit(let budget, let live, let state):
+            return "dynamic budget \(formatBytes(budget)): the optimizer's first step allocates \(formatBytes(state)) of state on top of the \(formatBytes(live)) live after backward (parameters and gradients); the optimizer did not step"
+        case .exceeded(let budget, let over, let excess, let shortfall):
+            var text = "the step went over its dynamic budget \(formatBytes(budget)) in \(over) allocation\(over == 1 ? "" : "s"), by up to \(formatBytes(excess))"
+            if let shortfall {
+                text += "; at the worst one, with every evictable saved tensor evicted, the memory was \(parts(shortfall.breakdown))"
+                text += " — parameters, gradients, optimizer state and temporaries are never evicted, and the saved activations left were pinned (read by the running op or backward, or held outside the graph)"
+            }
+            return text + "; the optimizer did not step"
+        }
+    }
 }
 
 /// The training loop: zero grads (set to none, so their memory is free during the forward),
@@ -46,6 +79,12 @@ public final class Trainer {
     /// When set, every step runs under a plan for its input shape, made on first sight of the
     /// shape (``MemoryBudgetPlanner``).
     public var memoryBudget: MemoryBudgetPlanner?
+
+    /// When set, every step runs under this hard limit on the ledger's total (dynamic
+    /// rematerialization, ``DynamicRematerializer``): the forward's saved tensors are evicted
+    /// under pressure and rebuilt when backward needs them. A step that cannot fit throws
+    /// ``DynamicBudgetError`` from ``checkedStep(_:)`` before the optimizer steps.
+    public var dynamicBudget: DynamicRematerializer?
 
     /// Runs `body` (which may run steps) and puts back the parameters, buffers, optimizer state and
     /// step counter as they were before, bitwise. Gradients are cleared. The copies are host-side
@@ -85,29 +124,58 @@ public final class Trainer {
             let start = monotonicSeconds()
             beginStep()
             let lossScale = gradScaler?.scale
-            let lossValue: Float = {
-                let loss = forward(batch)
-                (gradScaler?.scaled(loss) ?? loss).backward()
-                return loss.item
-            }()
-            do { try model.savedTensorPolicy?.checkAfterBackward() } catch {
-                optimizer.zeroGrad()
-                throw error
+            var dynamicStatistics: DynamicRematerializer.Statistics? = nil
+            func forwardBackwardUpdate() throws -> (loss: Float, skipped: Bool) {
+                let lossValue: Float = {
+                    let loss = dynamicBudget.map { dtr in dtr.forward { self.forward(batch) } } ?? forward(batch)
+                    (gradScaler?.scaled(loss) ?? loss).backward()
+                    return loss.item
+                }()
+                do { try model.savedTensorPolicy?.checkAfterBackward() } catch {
+                    optimizer.zeroGrad()
+                    throw error
+                }
+                if let dtr = dynamicBudget, ledger.overLimitAllocations > 0 {
+                    optimizer.zeroGrad()
+                    throw DynamicBudgetError.exceeded(budget: dtr.budgetBytes, allocationsOver: ledger.overLimitAllocations,
+                                                      largestExcess: ledger.largestExcessBytes, shortfall: dtr.worstShortfall)
+                }
+                if let dtr = dynamicBudget, ledger.currentBytes + optimizer.unallocatedStateBytes > dtr.budgetBytes {
+                    let live = ledger.currentBytes, state = optimizer.unallocatedStateBytes
+                    optimizer.zeroGrad()
+                    throw DynamicBudgetError.optimizerStateDoesNotFit(budget: dtr.budgetBytes, live: live, state: state)
+                }
+                var skipped = false
+                if let gradScaler {
+                    let finite = gradScaler.unscaleGradients(of: optimizer.parameters)
+                    gradScaler.update(finite: finite)
+                    skipped = !finite
+                }
+                if skipped { optimizer.zeroGrad() } else { update() }
+                return (lossValue, skipped)
             }
-            var skipped = false
-            if let gradScaler {
-                let finite = gradScaler.unscaleGradients(of: optimizer.parameters)
-                gradScaler.update(finite: finite)
-                skipped = !finite
+            let lossValue: Float, skipped: Bool
+            if let dtr = dynamicBudget {
+                let resident = ledger.currentBytes
+                guard resident < dtr.budgetBytes else {
+                    throw DynamicBudgetError.belowResidentMemory(
+                        budget: dtr.budgetBytes, resident: resident,
+                        breakdown: Dictionary(uniqueKeysWithValues: ledger.breakdown.filter { $0.key.countsTowardTotal }.map { ($0.key.description, $0.value) }))
+                }
+                dtr.resetStatistics()
+                (lossValue, skipped) = try dtr.run(forwardBackwardUpdate)
+                dynamicStatistics = dtr.statistics
+            } else {
+                (lossValue, skipped) = try forwardBackwardUpdate()
             }
-            if skipped { optimizer.zeroGrad() } else { update() }
             let seconds = monotonicSeconds() - start
             let report = StepReport(
                 step: stepIndex, loss: lossValue, learningRate: optimizer.learningRate,
                 stepMilliseconds: seconds * 1000, tokensPerSecond: Double(batch.input.count) / seconds,
                 peakBytes: ledger.peakBytes,
                 peakByCategory: Dictionary(uniqueKeysWithValues: ledger.breakdownAtPeak.map { ($0.key.description, $0.value) }),
-                activationPeakBytes: ledger.peakBytes(in: .activations), lossScale: lossScale, skipped: skipped)
+                activationPeakBytes: ledger.peakBytes(in: .activations), lossScale: lossScale, skipped: skipped,
+                dynamic: dynamicStatistics)
             stepIndex += 1
             return report
         }
@@ -202,6 +270,15 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var minimum_peak_bytes: Int? = nil
     public var predicted_step_ratio: Double? = nil
     public var planning_seconds: Double? = nil
+    /// With a dynamic budget: the mode ("dynamic"), and what the evictor did, summed over the
+    /// timed steps: evictions, recomputes for backward, the tensors they rebuilt, their time;
+    /// and the highest peak of any step (warm-up included), never above the budget.
+    public var budget_mode: String? = nil
+    public var evictions: Int? = nil
+    public var rematerializations: Int? = nil
+    public var rebuilt_tensors: Int? = nil
+    public var recompute_ms: Double? = nil
+    public var highest_step_peak_bytes: Int? = nil
 }
 
 public enum TrainingBenchmark {
@@ -215,26 +292,66 @@ public enum TrainingBenchmark {
 
     /// As above, under a memory budget: the step is profiled and planned on the first batch, then
     /// the timed steps run under the plan (`budget_bytes`, `predicted_peak_bytes`, `solver` are set).
+    ///
+    /// With `dynamic`, the steps run under the budget as a hard limit instead
+    /// (``Trainer/dynamicBudget``): nothing is profiled or planned; a fraction is of the
+    /// unconstrained peak, measured first by a step outside the limit (with the trainer's state
+    /// put back), which a benchmark may do and a training run under a real limit could not.
     public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
                            budget: MemoryBudget?, solver: PlanSolver = .auto, options: PlanOptions = .default,
-                           ledger: MemoryLedger = .shared) throws -> TrainingBenchmarkResult {
+                           dynamic: Bool = false, ledger: MemoryLedger = .shared) throws -> TrainingBenchmarkResult {
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
         let nextBatch = workload.batches(batchSize, 7)
         var plan: MemoryPlan? = nil
-        if let budget { plan = try trainer.planMemory(budget: budget, batch: nextBatch(), solver: solver, options: options).plan }
+        var unconstrained: Int? = nil
+        if let budget, dynamic {
+            let bytes: Int
+            switch budget {
+            case .bytes(let b): bytes = b
+            case .fraction(let f):
+                let peak = try trainer.preservingState { try trainer.checkedStep(nextBatch()).peakBytes }
+                unconstrained = peak
+                bytes = Int(f * Double(peak))
+            }
+            trainer.dynamicBudget = DynamicRematerializer(budgetBytes: bytes)
+        } else if let budget {
+            plan = try trainer.planMemory(budget: budget, batch: nextBatch(), solver: solver, options: options).plan
+        }
         let name = workload.name
         var times: [Double] = []
         var last: StepReport? = nil
+        var evicted = DynamicRematerializer.Statistics()
+        var highest = 0
         for i in 0..<(warmup + steps) {
             if i == warmup + steps - 1 { ProcessMemory.resetPeakResident() }
             let report = try trainer.checkedStep(nextBatch())
-            if i >= warmup { times.append(report.stepMilliseconds) }
+            if i >= warmup {
+                times.append(report.stepMilliseconds)
+                if let d = report.dynamic {
+                    evicted.evictions += d.evictions
+                    evicted.rematerializations += d.rematerializations
+                    evicted.rebuiltTensors += d.rebuiltTensors
+                    evicted.recomputeSeconds += d.recomputeSeconds
+                }
+            }
+            highest = max(highest, report.peakBytes)
             last = report
         }
         var result = TrainingBenchmarkResult(model: name, batch: batchSize, threads: Runtime.threads, steps: steps,
                                              median_step_ms: median(times), step_ms: times, peak_bytes: last!.peakBytes,
                                              peak_by_category: last!.peakByCategory)
         result.peak_rss_bytes = ProcessMemory.peakResidentBytes
+        if let dtr = trainer.dynamicBudget {
+            result.policy = "budget"
+            result.budget_mode = "dynamic"
+            result.budget_bytes = dtr.budgetBytes
+            result.unconstrained_peak_bytes = unconstrained
+            result.evictions = evicted.evictions
+            result.rematerializations = evicted.rematerializations
+            result.rebuilt_tensors = evicted.rebuiltTensors
+            result.recompute_ms = evicted.recomputeSeconds * 1000
+            result.highest_step_peak_bytes = highest
+        }
         if let plan {
             result.policy = "budget"
             result.budget_bytes = plan.budgetBytes

@@ -5,7 +5,7 @@ import Remat
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks: kernels, training steps, convolutions and saved-tensor codecs.",
-        subcommands: [BenchKernels.self, BenchAttention.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self, BenchFP8.self])
+        subcommands: [BenchKernels.self, BenchAttention.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self, BenchFP8.self, BenchDynamic.self])
 }
 
 struct BenchFP8: ParsableCommand {
@@ -185,6 +185,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
     @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128), +offload[:WHERE], +explicit-attention (the T×T probabilities saved, instead of the default fused attention's online softmax) or +fused-attention, +autocast-bf16 / +autocast-fp16 (mixed precision), +fp8-linear (FP8 training of the linear layers) or +fp8-linear-hp (saving their float32 inputs, as TorchAO does).") var compare: String?
     @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
+    @Option(help: "With --budget: planned (profile the step, plan for the budget, run the plan) or dynamic (the budget as a hard limit on every allocation: saved tensors evicted under pressure and recomputed when backward needs them, DTR; a fraction is of the unconstrained peak, measured first).") var mode = "planned"
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -211,6 +212,16 @@ struct BenchTrain: ParsableCommand {
         if budgetOptions.budget != nil {
             try compression.requireAbsent(with: "--budget")
             try offload.requireAbsent(with: "--budget")
+        }
+        guard ["planned", "dynamic"].contains(mode) else {
+            throw ValidationError("--mode '\(mode)': use planned or dynamic")
+        }
+        if mode != "planned" {
+            guard budgetOptions.budget != nil else { throw ValidationError("--mode \(mode) says how to keep a budget: give --budget with it") }
+            for (given, name) in [(budgetOptions.allowLossy != nil, "--allow-lossy"), (budgetOptions.recomputeOnly, "--recompute-only"),
+                                  (budgetOptions.noOffload, "--no-offload"), (budgetOptions.solver != "auto", "--solver")] where given {
+                throw ValidationError("\(name) shapes a plan; --mode dynamic makes none")
+            }
         }
     }
 
@@ -250,7 +261,7 @@ struct BenchTrain: ParsableCommand {
         let model = workload.name
         let budget = try budgetOptions.parsedBudget()
         var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver(),
-                                          options: budgetOptions.parsedPlanOptions())
+                                          options: budgetOptions.parsedPlanOptions(), dynamic: mode == "dynamic")
         if budget == nil { r.policy = saved == nil ? policy.description : "plan" }
         r.compression = compressed?.description ?? ""
         if let spill {
@@ -266,6 +277,10 @@ struct BenchTrain: ParsableCommand {
             return
         }
         print("\(model), batch \(b), policy \(r.policy)" + (r.compression.isEmpty ? "" : ", compression \(r.compression)") + (r.offload.map { ", offload \($0)" } ?? "") + ", \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
+        if let bb = r.budget_bytes, r.budget_mode == "dynamic" {
+            print("  dynamic budget \(mib(bb))" + (r.unconstrained_peak_bytes.map { " (of the unconstrained peak \(mib($0)))" } ?? "")
+                  + ": highest step peak \(mib(r.highest_step_peak_bytes ?? 0)); over the \(steps) timed steps \(r.evictions ?? 0) evictions, \(r.rematerializations ?? 0) recomputes rebuilding \(r.rebuilt_tensors ?? 0) tensors in \(String(format: "%.1f", r.recompute_ms ?? 0)) ms")
+        }
         if let bb = r.budget_bytes, let pp = r.predicted_peak_bytes {
             print("  budget \(mib(bb)), predicted peak \(mib(pp)), solver \(r.solver ?? "?"), \(r.recomputed_ops ?? 0) ops recomputed")
         }
@@ -350,6 +365,118 @@ struct BenchSweep: ParsableCommand {
                          String(row.recomputed_ops), String(row.compressed_ops), String(row.lossy_ops)]
             print(zip(cells, [18, 12, 12, 12, 9, 11, 23, 5, 5, 5]).map { $0.padding(toLength: Swift.max($1, $0.count + 1), withPad: " ", startingAt: 0) }.joined()
                   + (row.measured_peak_bytes > row.budget_bytes ? "  OVER BUDGET" : ""))
+        }
+    }
+}
+
+struct BenchDynamic: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dynamic",
+        abstract: "Training under a memory budget on batches of varying shape: every step's highest memory and the total time, per budget and mode.",
+        discussion: """
+            Draws a stream of shapes with a fixed seed — sequence lengths for the language models (at the workload's batch \
+            size), batch sizes for the image models — from --range, measures the unconstrained peak of the largest shape, and \
+            trains a fresh model (same seed) on the stream for each budget (fractions of that peak) and mode: none (no budget, \
+            for time), planned (today's planner: each new shape profiled unconstrained, then planned) and dynamic (the budget \
+            as a hard limit: saved tensors evicted under pressure, recomputed when backward needs them). Each step's highest \
+            memory includes the planner's profiling. Prints per run the total time, the steps over the budget, the highest \
+            memory, evictions and recomputes.
+            """)
+
+    @OptionGroup var engine: EngineOptions
+    @OptionGroup var workloadOptions: WorkloadOptions
+    @Option(parsing: .unconditional, help: "Steps per run, 1 to 100000.") var steps = 200
+    @Option(help: "Range of the varying dimension, LOW:HIGH (sequence length for language models, at most the context length; batch size for image models). Default: 64:256, or 8:64 for image models.") var range: String?
+    @Option(parsing: .unconditional, help: "Seed of the shape stream and the batches.") var seed: UInt64 = 0
+    @Option(help: "Budgets, comma-separated: fractions of the largest shape's unconstrained peak (0 < f ≤ 1) or bytes with a unit.") var budgets = "0.8,0.6,0.4"
+    @Option(help: "Modes, comma-separated: none, planned, dynamic (none runs once, without a budget).") var modes = "none,planned,dynamic"
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        try requireRange("--steps", steps, 1...100_000)
+        _ = try parsedRange(workload: nil)
+        _ = try parsedBudgets()
+        _ = try parsedModes()
+    }
+
+    func parsedModes() throws -> [VariableShapeBenchmark.Mode] {
+        try modes.split(separator: ",").map { m in
+            guard let mode = VariableShapeBenchmark.Mode(rawValue: String(m)) else {
+                throw ValidationError("--modes: '\(m)' is not a mode; use none, planned, dynamic")
+            }
+            return mode
+        }
+    }
+
+    func parsedBudgets() throws -> [MemoryBudget] {
+        do { return try budgets.split(separator: ",").map { try MemoryBudget.parse(String($0)) } } catch let e as PlanningError {
+            throw ValidationError("--budgets: \(e.description)")
+        }
+    }
+
+    /// --range, checked against the workload's limits when it is known.
+    func parsedRange(workload: Workload?) throws -> ClosedRange<Int> {
+        let isImages: Bool
+        if let workload, case .images = workload.batchKind { isImages = true } else { isImages = workloadOptions.name.hasPrefix("resnet") }
+        let text = range ?? (isImages ? "8:64" : "64:256")
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let lo = Int(parts[0]), let hi = Int(parts[1]), lo >= 1, lo <= hi else {
+            throw ValidationError("--range '\(text)': give LOW:HIGH with 1 ≤ LOW ≤ HIGH")
+        }
+        if let workload {
+            switch workload.batchKind {
+            case .tokens(let context, _), .labelledSequences(let context, _, _):
+                guard hi <= context else { throw ValidationError("--range '\(text)': \(workload.name)'s context length is \(context)") }
+            case .images:
+                try requireRange("--range's HIGH (a batch size)", hi, 1...WorkloadOptions.maximumBatch)
+            }
+        }
+        return lo...hi
+    }
+
+    func run() throws {
+        engine.apply()
+        let (workload, b) = try workloadOptions.workload()
+        let stream = VariableShapeBenchmark.Stream(range: try parsedRange(workload: workload), seed: seed)
+        if case .images = workload.batchKind { try ModelZoo.checkMemory(workload: workload.name, batchSize: stream.range.upperBound) }
+        let peak = try VariableShapeBenchmark.largestShapePeak(workload.name, batch: b, stream: stream)
+        var runs: [VariableShapeBenchmark.Run] = []
+        let modes = try parsedModes()
+        if modes.contains(.none) {
+            runs.append(try VariableShapeBenchmark.run(workload.name, batch: b, stream: stream, steps: steps, mode: .none, budgetBytes: nil))
+        }
+        for budget in try parsedBudgets() {
+            let bytes: Int
+            switch budget {
+            case .bytes(let v): bytes = v
+            case .fraction(let f): bytes = Int(f * Double(peak))
+            }
+            for mode in modes where mode != .none {
+                runs.append(try VariableShapeBenchmark.run(workload.name, batch: b, stream: stream, steps: steps, mode: mode, budgetBytes: bytes))
+            }
+        }
+        struct Report: Encodable {
+            let model: String, batch: Int, threads: Int, steps: Int, range: String, seed: UInt64, largest_shape_peak_bytes: Int
+            let runs: [VariableShapeBenchmark.Run]
+        }
+        let report = Report(model: workload.name, batch: b, threads: Runtime.threads, steps: steps,
+                            range: "\(stream.range.lowerBound):\(stream.range.upperBound)", seed: seed, largest_shape_peak_bytes: peak, runs: runs)
+        if json {
+            print(try jsonString(report))
+            return
+        }
+        let what: String
+        if case .images = workload.batchKind { what = "batch sizes" } else { what = "lengths at batch \(b)" }
+        print("\(workload.name), \(steps) steps, \(what) from \(stream.range.lowerBound)…\(stream.range.upperBound) (seed \(seed)), \(Runtime.threads) threads; largest shape's unconstrained peak \(mib(peak))")
+        print("mode      budget       total s   vs none   steps over budget   highest      shapes  evictions  recomputes")
+        let noneSeconds = runs.first { $0.mode == .none }?.totalSeconds
+        for r in runs {
+            let over = r.budgetBytes == nil ? "-" : (r.stepsOverBudget.isEmpty ? "0" : "\(r.stepsOverBudget.count): \(r.stepsOverBudget.prefix(6).map(String.init).joined(separator: ","))\(r.stepsOverBudget.count > 6 ? ",…" : "")")
+            let cells = [r.mode.rawValue, r.budgetBytes.map(mib) ?? "-", String(format: "%.1f", r.totalSeconds),
+                         noneSeconds.map { String(format: "%.2fx", r.totalSeconds / $0) } ?? "-", over, mib(r.highestBytes),
+                         String(r.distinctShapes), String(r.evictions), String(r.rematerializations)]
+            print(zip(cells, [10, 13, 10, 10, 20, 13, 8, 11, 10]).map { $0.padding(toLength: Swift.max($1, $0.count + 1), withPad: " ", startingAt: 0) }.joined())
+            if let f = r.failure { print("  stopped at \(f)") }
         }
     }
 }

@@ -31,6 +31,7 @@ struct ProgressPrinter {
         var line = String(format: "step %4d/%d  loss %.4f  %.0f ms  %.0f tok/s  peak %@", r.step + 1, total, r.loss,
                           r.stepMilliseconds, r.tokensPerSecond, peak as NSString)
         if let scale = r.lossScale { line += String(format: "  loss scale %g", scale) + (r.skipped ? " (skipped: inf/NaN gradients)" : "") }
+        if let d = r.dynamic { line += "  evicted \(d.evictions), recomputed \(d.rematerializations)" }
         if interactive {
             let width = 24
             let filled = min(width, (r.step + 1) * width / max(total, 1))
@@ -61,6 +62,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Directory to save the weights to (model.safetensors) at the end or on Ctrl-C.") var save: String?
     @Option(parsing: .unconditional, help: "Print a line every N steps when not on a terminal (N ≥ 1).") var logEvery = 10
     @OptionGroup var budgetOptions: BudgetOptions
+    @Flag(help: "With --budget BYTES: keep every step under the budget as a hard limit (dynamic rematerialization: saved tensors evicted under memory pressure, recomputed when backward needs them) instead of planning per shape.") var dynamic = false
+    @Option(name: .customLong("length-range"), help: "Sequence length of each batch drawn uniformly from LOW:HIGH (seeded by --seed; HIGH at most the context length) instead of the context length.") var lengthRange: String?
     @Option(help: "Attention: fused (FlashAttention-2's online softmax: saves each row's log-sum-exp; the default) or explicit (the T×T probabilities saved).") var attention = AttentionKernel.default.rawValue
 
     func validate() throws {
@@ -82,6 +85,17 @@ struct TrainCommand: ParsableCommand {
             try compression.requireAbsent(with: "--budget")
             try offload.requireAbsent(with: "--budget")
         }
+        if dynamic {
+            guard let budget = budgetOptions.budget else { throw ValidationError("--dynamic keeps a budget: give --budget BYTES with it") }
+            if case .fraction? = try budgetOptions.parsedBudget() {
+                throw ValidationError("--dynamic --budget \(budget): a fraction of the unconstrained peak would need an unconstrained step; give bytes (e.g. 200MiB)")
+            }
+            for (given, name) in [(budgetOptions.allowLossy != nil, "--allow-lossy"), (budgetOptions.recomputeOnly, "--recompute-only"),
+                                  (budgetOptions.noOffload, "--no-offload"), (budgetOptions.solver != "auto", "--solver")] where given {
+                throw ValidationError("\(name) shapes a plan; --dynamic makes none")
+            }
+        }
+        _ = try parsedLengthRange()
         if let data { try requireReadableFile("--data", data) }
         if let save {
             try requireWritableDirectory("--save", save)
@@ -90,6 +104,18 @@ struct TrainCommand: ParsableCommand {
                                         notSameAs: data.map { [("--data", $0)] } ?? [])
             }
         }
+    }
+
+    /// --length-range, checked against the model's context length.
+    func parsedLengthRange() throws -> ClosedRange<Int>? {
+        guard let text = lengthRange else { return nil }
+        let context = try ModelZoo.gptConfig(model).contextLength
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let lo = Int(parts[0]), let hi = Int(parts[1]), lo >= 1, lo <= hi else {
+            throw ValidationError("--length-range '\(text)': give LOW:HIGH with 1 ≤ LOW ≤ HIGH")
+        }
+        guard hi <= context else { throw ValidationError("--length-range '\(text)': \(model)'s context length is \(context)") }
+        return lo...hi
     }
 
     func run() throws {
@@ -120,7 +146,10 @@ struct TrainCommand: ParsableCommand {
         if precision.autocast == .float16 { trainer.gradScaler = try GradScaler() }
         var memory = "policy \(policyOption.policy)" + (compressed.map { ", compression \($0)" } ?? "")
             + (spill.map { ", offload \($0.selector) to \($0.store.directory)" } ?? "")
-        if let parsed = try budgetOptions.parsedBudget() {
+        if dynamic, case .bytes(let bytes)? = try budgetOptions.parsedBudget() {
+            trainer.dynamicBudget = DynamicRematerializer(budgetBytes: bytes)
+            memory = "dynamic budget \(mib(bytes)) (a hard limit: saved tensors evicted and recomputed)"
+        } else if let parsed = try budgetOptions.parsedBudget() {
             trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver(), options: try budgetOptions.parsedPlanOptions())
             memory = "memory budget \(parsed)"
         }
@@ -130,8 +159,15 @@ struct TrainCommand: ParsableCommand {
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)
         printer.every = logEvery
-        try trainer.run(steps: steps, batchSize: b, source: &source,
-                    shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
+        if let lengths = try parsedLengthRange() {
+            let g = RandomGenerator(seed: seed ^ 0x6c65_6e67_7468)   // "length": a stream apart from the data's
+            let span = UInt64(lengths.upperBound - lengths.lowerBound + 1)
+            try trainer.run(steps: steps, nextBatch: { source.nextBatch(batchSize: b, length: lengths.lowerBound + Int(g.nextUInt64() % span)) },
+                            shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
+        } else {
+            try trainer.run(steps: steps, batchSize: b, source: &source,
+                            shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
+        }
         let interrupted = interruptRequested.load(ordering: .relaxed)
         if interrupted { print("\ninterrupted after step \(trainer.stepIndex); stopping cleanly") }
         if let scaler = trainer.gradScaler {

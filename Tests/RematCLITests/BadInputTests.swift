@@ -117,6 +117,20 @@ import Remat
         add("train --no-offload without --budget", ["train", "--no-offload"])
         add("step --solver without --budget", ["step", "--batch", "b.safetensors", "--solver", "greedy"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("--budget with --policy", ["train", "--budget", "0.5", "--policy", "all"])
+        // Dynamic budgets (issue 18).
+        add("train --dynamic without --budget", ["train", "--dynamic"])
+        add("train --dynamic with a fractional budget", ["train", "--dynamic", "--budget", "0.5"])
+        add("train --dynamic with --solver", ["train", "--dynamic", "--budget", "100MiB", "--solver", "greedy"])
+        add("train --dynamic with an impossible budget", ["train", "--dynamic", "--budget", "1MiB", "--steps", "1", "--batch", "1"])
+        for r in ["0:64", "64", "9:8", "a:b", "64:4096", ":"] { add("train --length-range '\(r)'", ["train", "--length-range", r]) }
+        add("bench train --mode unknown", ["bench", "train", "--budget", "0.5", "--mode", "fast"])
+        add("bench train --mode dynamic without --budget", ["bench", "train", "--mode", "dynamic"])
+        add("bench train --mode dynamic with --allow-lossy", ["bench", "train", "--budget", "0.5", "--mode", "dynamic", "--allow-lossy", "bf16"])
+        add("bench dynamic --modes unknown", ["bench", "dynamic", "--modes", "none,fast"])
+        add("bench dynamic --budgets bad", ["bench", "dynamic", "--budgets", "0.5,-1"])
+        add("bench dynamic --range past the context", ["bench", "dynamic", "--range", "64:4096"])
+        add("bench dynamic --range bad", ["bench", "dynamic", "--range", "8-64"])
+        add("bench dynamic --steps 0", ["bench", "dynamic", "--steps", "0"])
         add("step --budget with --policy", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--policy", "all"]) { s in try tokenBatch(s.file("b.safetensors")) }
         // Policies.
         for p in ["every-k:0", "every-k:-1", "every-k:abc", "every-k", "revolve", "revolve:0", "recursive:0", "revolve:99999999",

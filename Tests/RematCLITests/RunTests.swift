@@ -56,8 +56,10 @@ import Remat
         defer { s.remove() }
         // A plan that compresses (which ops it does depends on the timings measured here).
         var found: (String, [String: Any])? = nil
-        for budget in ["0.8", "0.9", "0.7", "0.6"] where found == nil {
+        for budget in ["0.8", "0.9", "0.75", "0.7", "0.85", "0.6"] where found == nil {
             let p = CLI.run(["plan", "--model", "gpt-mini", "--batch", "2", "--budget", budget, "--allow-lossy", "bf16", "--json"], in: s.path)
+            // The least feasible budget depends on the machine's timings and kernels: skip one below it.
+            if p.status != 0 && p.stderr.contains("below the minimum feasible") { continue }
             #expect(p.status == 0, "\(p)")
             let plan = try #require(try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any])
             if !((plan["compress"] as? [Any]) ?? []).isEmpty { found = (p.stdout, plan) }

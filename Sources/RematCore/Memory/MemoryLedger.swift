@@ -76,7 +76,20 @@ public final class MemoryLedger: Sendable {
         /// Freed blocks kept for reuse, by exact size (see ``MemoryLedger/cacheLimit``).
         var cache: [Int: [UInt]] = [:]   // addresses (bit patterns), so the counters stay Sendable
         var cachedBytes = 0
+        /// The hard limit on compute bytes (``MemoryLedger/withLimit(_:relieve:_:)``), and what went over it.
+        var limit: Int? = nil
+        var overLimitAllocations = 0
+        var largestExcess = 0
     }
+
+    /// Who frees memory when an allocation would go over the limit, and on which thread it may run.
+    private struct PressureRelief: @unchecked Sendable {
+        let relieve: (Int) -> Void
+        let thread: pthread_t
+    }
+    private let relief = Mutex<PressureRelief?>(nil)
+    /// Whether a limit is set (read without the lock on every allocation).
+    private let limitIsSet = Atomic<Bool>(false)
 
     /// Blocks of at least this many bytes are kept after free and reused for the next allocation of
     /// the same size (training allocates the same shapes every step): no page faults, no zeroing by
@@ -108,6 +121,7 @@ public final class MemoryLedger: Sendable {
     /// Allocates `bytes` bytes (64-byte aligned, uninitialised) in `category`.
     func allocate(bytes: Int, category: MemoryCategory, name: String, storageID: Int = 0) -> UnsafeMutableRawPointer {
         precondition(bytes >= 0, "MemoryLedger.allocate: negative size \(bytes)")
+        if limitIsSet.load(ordering: .relaxed), category.countsTowardTotal { relievePressure(before: bytes) }
         if bytes >= MemoryLedger.cacheMinimumBlock {
             let reused: UInt? = counters.withLock { c in
                 guard let p = c.cache[bytes]?.popLast() else { return nil }
@@ -183,11 +197,55 @@ public final class MemoryLedger: Sendable {
         if c.live[i] > c.peak[i] { c.peak[i] = c.live[i] }
         if category.countsTowardTotal {
             c.total += delta
+            if let limit = c.limit, delta > 0, c.total > limit {
+                c.overLimitAllocations += 1
+                c.largestExcess = Swift.max(c.largestExcess, c.total - limit)
+            }
             if c.total > c.totalPeak {
                 c.totalPeak = c.total
                 c.liveAtPeak = c.live
             }
         }
+    }
+
+    // MARK: Hard limit
+
+    /// Runs `body` with a hard limit of `limit` compute bytes: before an allocation that would take
+    /// the live total over it, `relieve(excess)` is called (on the thread that called this, and
+    /// only there) to free at least `excess` bytes — the dynamic evictor drops saved tensors it can
+    /// recompute. What it cannot free still goes over the limit: counted in
+    /// ``overLimitAllocations`` and ``largestExcessBytes`` (reset here), never refused. Limits do
+    /// not nest.
+    package func withLimit<R>(_ limit: Int, relieve: @escaping (Int) -> Void, _ body: () throws -> R) rethrows -> R {
+        relief.withLock { r in
+            precondition(r == nil, "MemoryLedger.withLimit: a limit is already set on \(label)")
+            r = PressureRelief(relieve: relieve, thread: pthread_self())
+        }
+        counters.withLock { c in
+            c.limit = limit
+            c.overLimitAllocations = 0
+            c.largestExcess = 0
+        }
+        limitIsSet.store(true, ordering: .relaxed)
+        defer {
+            limitIsSet.store(false, ordering: .relaxed)
+            counters.withLock { $0.limit = nil }
+            relief.withLock { $0 = nil }
+        }
+        return try body()
+    }
+
+    /// The limit in force (``withLimit(_:relieve:_:)``), if any.
+    public var limitBytes: Int? { counters.withLock { $0.limit } }
+    /// Allocations that took the total over the limit since it was set.
+    public var overLimitAllocations: Int { counters.withLock { $0.overLimitAllocations } }
+    /// The most the total went over the limit since it was set (0: never).
+    public var largestExcessBytes: Int { counters.withLock { $0.largestExcess } }
+
+    private func relievePressure(before bytes: Int) {
+        let excess = counters.withLock { c in c.limit.map { c.total + bytes - $0 } ?? 0 }
+        guard excess > 0, let r = relief.withLock({ $0 }), pthread_equal(r.thread, pthread_self()) != 0 else { return }
+        r.relieve(excess)
     }
 
     // MARK: Figures

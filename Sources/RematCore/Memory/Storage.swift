@@ -111,6 +111,40 @@ package final class StorageHold {
     deinit { storage.removeHold() }
 }
 
+/// A hold on a storage for backward that can find out whether it is the storage's last strong
+/// reference, and let go of it then (the dynamic evictor frees a saved tensor only when nothing
+/// but its hold keeps the storage: an op running on it, backward reading it, or the user's code
+/// holding a tensor over it all pin it).
+///
+/// Ownership: made, tested and released on the thread that runs the graph.
+package final class ReleasableHold {
+    private var held: Storage?
+    package init(_ storage: Storage) {
+        held = storage
+        storage.addHold()
+    }
+
+    /// The storage while held.
+    package var storage: Storage? { held }
+
+    /// When this hold is the storage's only strong reference: drops the hold and the reference
+    /// (the storage is freed, the ledger told) and returns true. Otherwise changes nothing.
+    package func releaseIfUnique() -> Bool {
+        guard held != nil, isKnownUniquelyReferenced(&held) else { return false }
+        held!.removeHold()
+        held = nil
+        return true
+    }
+
+    /// Drops the hold and the reference whoever else holds the storage.
+    package func release() {
+        held?.removeHold()
+        held = nil
+    }
+
+    deinit { held?.removeHold() }
+}
+
 /// The shared read-only zero mapping behind placeholders: grown (a new, larger mapping; old ones
 /// stay mapped, since placeholders may point into them) when a larger one is asked for.
 private let zeroMapping = Mutex<(pointer: UInt, bytes: Int)>((0, 0))
