@@ -279,7 +279,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
 
     /// The `index`-th dropped tensor, recomputing the region if it is not at hand.
     private func tensor(at index: Int) -> Tensor {
-        if materialized[index] == nil { recompute(Replay(region: self, slots: Array(dropped.indices))) }
+        if materialized[index] == nil { recompute(slots: Array(dropped.indices)) }
         guard let t = materialized.removeValue(forKey: index) else {
             preconditionFailure("checkpoint \(name): the recompute did not rebuild saved tensor \(dropped[index].info.name)")
         }
@@ -288,9 +288,9 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
 
     private func discard(_ index: Int) { materialized.removeValue(forKey: index) }
 
-    /// Re-runs the body from the kept inputs and rebuilds the dropped tensors `replay` is for
-    /// (every one, but in dynamic mode).
-    private func recompute(_ replay: Replay) {
+    /// Re-runs the body from the kept inputs and rebuilds the dropped tensors `slots` (every one,
+    /// but in dynamic mode).
+    private func recompute(slots: [Int]) {
         recomputeCount += 1
         materialized.removeAll()
         let inputs = zip(inputSlots, inputRequiresGrad).map { slot, requiresGrad -> Tensor in
@@ -298,6 +298,9 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             t.requiresGrad = requiresGrad
             return t
         }
+        // Decided after the inputs are unpacked: unpacking one may recompute an enclosing region,
+        // which changes what is at hand.
+        let replay = Replay(region: self, slots: slots)
         self.replay = replay
         skippedInLastRecompute = []
         servedInLastRecompute = []
@@ -347,6 +350,13 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
     private func materialize(_ k: Int, _ replay: Replay) {
         guard materialized[k] == nil, !replay.rebuilt.contains(k) else { return }
         let d = dropped[k]
+        if let dynamic, !d.isOwnerOutput, dynamic.storage(ofSlot: k) != nil {
+            // An internal tensor several ops saved (BERT's mask bias, saved by every layer): the
+            // first saver's recompute rebuilt the storage they share; the later savers, not run,
+            // capture nothing.
+            replay.rebuilt.insert(k)
+            return
+        }
         let t: Tensor
         if d.isOwnerOutput {
             guard let out = replay.outputs[d.owner], let i = opIndex[d.owner] else {
@@ -403,7 +413,7 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             let start = monotonicSeconds()
             dynamic.pin(slot: index)
             defer { dynamic.pin(slot: nil) }
-            recompute(Replay(region: self, slots: slots))
+            recompute(slots: slots)
             dynamic.recomputed(tensors: slots.count, seconds: monotonicSeconds() - start)
         }
         guard let s = dynamic.storage(ofSlot: index) else {

@@ -48,6 +48,9 @@ public final class DynamicRematerializer {
         public var recomputeSeconds = 0.0
         /// Times the evictor ran out of candidates before the allocation fitted.
         public var shortfalls = 0
+        /// Allocations that went over the budget (the ledger's count; a trainer's step refuses to
+        /// update after one in forward or backward, so only the optimizer step's can remain).
+        public var overLimitAllocations = 0
         public init() {}
     }
     public private(set) var statistics = Statistics()
@@ -59,8 +62,9 @@ public final class DynamicRematerializer {
         public var missingBytes: Int
         /// The ledger's live bytes by category then.
         public var breakdown: [String: Int]
-        /// Saved activations that were live but pinned (an op or backward reading them, the
-        /// caller holding them, a region's input, or a tensor made outside the dynamic region).
+        /// Saved activations live then: every one the evictor could drop was dropped, so these
+        /// were pinned (an op or backward reading them, the caller holding them, a region's
+        /// input, or a tensor made outside the dynamic region).
         public var pinnedActivationBytes: Int
     }
     public private(set) var worstShortfall: Shortfall? = nil
@@ -83,7 +87,11 @@ public final class DynamicRematerializer {
     /// Runs `body` (a forward made with ``forward(_:)``, its backward, the optimizer step) with
     /// the current ledger limited to ``budgetBytes``.
     public func run<R>(_ body: () throws -> R) rethrows -> R {
-        try MemoryLedger.current.withLimit(budgetBytes, relieve: { [unowned self] excess in relieve(excess) }, body)
+        let ledger = MemoryLedger.current
+        return try ledger.withLimit(budgetBytes, relieve: { [unowned self] excess in relieve(excess) }) {
+            defer { statistics.overLimitAllocations = ledger.overLimitAllocations }
+            return try body()
+        }
     }
 
     /// Runs `body` (a forward returning the loss) as a dynamic region: its saved tensors may be
@@ -152,7 +160,8 @@ final class DynamicState {
         }
     }
 
-    private unowned let evictor: DynamicRematerializer
+    /// Held strongly (it holds the regions weakly): a graph may outlive the caller's reference.
+    private let evictor: DynamicRematerializer
     private var entries: [Entry] = []
     private var entryOfStorage: [Int: Int] = [:]
     private var slotEntry: [Int] = []

@@ -29,7 +29,7 @@ public enum VariableShapeBenchmark {
     public struct StepRecord: Sendable, Codable {
         /// The batch's shape (its input's).
         public var shape: [Int]
-        /// The highest ledger total during the step, profiling and planning included.
+        /// The highest ledger total during the step, profiling included (``measuredStep``).
         public var highestBytes: Int
         /// Milliseconds for the step, profiling and planning included.
         public var milliseconds: Double
@@ -106,18 +106,19 @@ public enum VariableShapeBenchmark {
         }
     }
 
-    /// One step and the highest total the ledger reached in it, profiling included: under a
-    /// dynamic budget the step's own peak (its limit covers the whole step); otherwise a limit
-    /// that frees nothing watches the whole call (the planner's profiling runs before the step's
-    /// peak is reset).
+    /// One step and the highest total the ledger reached in it: under a dynamic budget the step's
+    /// own peak (its limit covers the whole step); for the planner, a limit at the budget that
+    /// frees nothing watches the whole call, profiling included (which runs before the step's peak
+    /// is reset): the budget plus the largest excess when anything went over, else the step's own
+    /// peak (the profiling stayed under the budget then); without a budget, the step's peak.
     static func measuredStep(_ trainer: Trainer, _ batch: TrainingBatch, mode: Mode, budgetBytes: Int?,
                              ledger: MemoryLedger) throws -> (StepReport, Int) {
         switch mode {
-        case .dynamic:
+        case .dynamic, .none:
             let report = try trainer.checkedStep(batch)
             return (report, report.peakBytes)
-        case .none, .planned:
-            let watch = budgetBytes ?? MemoryBudget.maximumBytes
+        case .planned:
+            let watch = budgetBytes!
             return try ledger.withLimit(watch, relieve: { _ in }) {
                 let report = try trainer.checkedStep(batch)
                 let highest = ledger.overLimitAllocations > 0 ? watch + ledger.largestExcessBytes : max(report.peakBytes, 0)

@@ -400,16 +400,18 @@ struct BenchDynamic: ParsableCommand {
     }
 
     func parsedModes() throws -> [VariableShapeBenchmark.Mode] {
-        try modes.split(separator: ",").map { m in
+        let parsed = try modes.split(separator: ",", omittingEmptySubsequences: false).map { m in
             guard let mode = VariableShapeBenchmark.Mode(rawValue: String(m)) else {
                 throw ValidationError("--modes: '\(m)' is not a mode; use none, planned, dynamic")
             }
             return mode
         }
+        guard Set(parsed).count == parsed.count else { throw ValidationError("--modes '\(modes)' names a mode twice") }
+        return parsed
     }
 
     func parsedBudgets() throws -> [MemoryBudget] {
-        do { return try budgets.split(separator: ",").map { try MemoryBudget.parse(String($0)) } } catch let e as PlanningError {
+        do { return try budgets.split(separator: ",", omittingEmptySubsequences: false).map { try MemoryBudget.parse(String($0)) } } catch let e as PlanningError {
             throw ValidationError("--budgets: \(e.description)")
         }
     }

@@ -159,14 +159,13 @@ struct TrainCommand: ParsableCommand {
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)
         printer.every = logEvery
-        if let lengths = try parsedLengthRange() {
-            let g = RandomGenerator(seed: seed ^ 0x6c65_6e67_7468)   // "length": a stream apart from the data's
-            let span = UInt64(lengths.upperBound - lengths.lowerBound + 1)
-            try trainer.run(steps: steps, nextBatch: { source.nextBatch(batchSize: b, length: lengths.lowerBound + Int(g.nextUInt64() % span)) },
-                            shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
-        } else {
-            try trainer.run(steps: steps, batchSize: b, source: &source,
-                            shouldStop: { interruptRequested.load(ordering: .relaxed) }, log: printer.show)
+        do {
+            try runSteps(trainer, source: &source, batch: b, printer: printer)
+        } catch let error as DynamicBudgetError {
+            // What was trained so far is kept (as on Ctrl-C) before the error ends the run.
+            print("\nstopped after step \(trainer.stepIndex): \(error)")
+            if let save { print("saved weights to \(try saveWeights(gpt, directory: save))") }
+            throw error
         }
         let interrupted = interruptRequested.load(ordering: .relaxed)
         if interrupted { print("\ninterrupted after step \(trainer.stepIndex); stopping cleanly") }
@@ -178,6 +177,22 @@ struct TrainCommand: ParsableCommand {
             print("saved weights to \(path)")
         }
         if interrupted { throw ExitCode(130) }
+    }
+}
+
+extension TrainCommand {
+    /// The training loop: windows of the context length, or of lengths drawn from --length-range.
+    func runSteps(_ trainer: Trainer, source: inout ByteSequenceDataset, batch b: Int, printer: ProgressPrinter) throws {
+        let stop = { interruptRequested.load(ordering: .relaxed) }
+        guard let lengths = try parsedLengthRange() else {
+            return try trainer.run(steps: steps, batchSize: b, source: &source, shouldStop: stop, log: printer.show)
+        }
+        let g = RandomGenerator(seed: seed ^ 0x6c65_6e67_7468)   // "length": a stream apart from the data's
+        let span = UInt64(lengths.upperBound - lengths.lowerBound + 1)
+        var data = source
+        defer { source = data }
+        try trainer.run(steps: steps, nextBatch: { data.nextBatch(batchSize: b, length: lengths.lowerBound + Int(g.nextUInt64() % span)) },
+                        shouldStop: stop, log: printer.show)
     }
 }
 

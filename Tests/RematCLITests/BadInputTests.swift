@@ -131,6 +131,8 @@ import Remat
         add("bench dynamic --range past the context", ["bench", "dynamic", "--range", "64:4096"])
         add("bench dynamic --range bad", ["bench", "dynamic", "--range", "8-64"])
         add("bench dynamic --steps 0", ["bench", "dynamic", "--steps", "0"])
+        add("bench dynamic --modes empty", ["bench", "dynamic", "--modes", ""])
+        add("bench dynamic --modes twice", ["bench", "dynamic", "--modes", "dynamic,dynamic"])
         add("step --budget with --policy", ["step", "--batch", "b.safetensors", "--budget", "0.5", "--policy", "all"]) { s in try tokenBatch(s.file("b.safetensors")) }
         // Policies.
         for p in ["every-k:0", "every-k:-1", "every-k:abc", "every-k", "revolve", "revolve:0", "recursive:0", "revolve:99999999",

@@ -128,6 +128,7 @@ public final class MemoryLedger: Sendable {
                 c.cachedBytes -= bytes
                 c.allocations += 1
                 Self.add(&c, bytes, to: category)
+                if category.countsTowardTotal { Self.checkLimit(&c) }
                 Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name, category: category, bytes: bytes, liveBytes: c.total, storageID: storageID))
                 return p
             }
@@ -141,6 +142,7 @@ public final class MemoryLedger: Sendable {
         counters.withLock { c in
             c.allocations += 1
             Self.add(&c, bytes, to: category)
+            if category.countsTowardTotal { Self.checkLimit(&c) }
             Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name,
                                            category: category, bytes: bytes, liveBytes: c.total, storageID: storageID))
         }
@@ -191,16 +193,19 @@ public final class MemoryLedger: Sendable {
         c.timeline!.append(e)
     }
 
+    /// After an allocation: counts it when it took the total over the limit.
+    private static func checkLimit(_ c: inout Counters) {
+        guard let limit = c.limit, c.total > limit else { return }
+        c.overLimitAllocations += 1
+        c.largestExcess = Swift.max(c.largestExcess, c.total - limit)
+    }
+
     private static func add(_ c: inout Counters, _ delta: Int, to category: MemoryCategory) {
         let i = category.rawValue
         c.live[i] += delta
         if c.live[i] > c.peak[i] { c.peak[i] = c.live[i] }
         if category.countsTowardTotal {
             c.total += delta
-            if let limit = c.limit, delta > 0, c.total > limit {
-                c.overLimitAllocations += 1
-                c.largestExcess = Swift.max(c.largestExcess, c.total - limit)
-            }
             if c.total > c.totalPeak {
                 c.totalPeak = c.total
                 c.liveAtPeak = c.live
