@@ -218,10 +218,7 @@ struct BenchTrain: ParsableCommand {
         }
         if mode != "planned" {
             guard budgetOptions.budget != nil else { throw ValidationError("--mode \(mode) says how to keep a budget: give --budget with it") }
-            for (given, name) in [(budgetOptions.allowLossy != nil, "--allow-lossy"), (budgetOptions.recomputeOnly, "--recompute-only"),
-                                  (budgetOptions.noOffload, "--no-offload"), (budgetOptions.solver != "auto", "--solver")] where given {
-                throw ValidationError("\(name) shapes a plan; --mode dynamic makes none")
-            }
+            try budgetOptions.refusePlannerOptions("--mode \(mode)")
         }
     }
 

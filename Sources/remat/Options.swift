@@ -142,12 +142,21 @@ struct BudgetOptions: ParsableArguments {
         if noOffload && recomputeOnly { throw ValidationError("--no-offload with --recompute-only says it twice: --recompute-only plans no offload") }
     }
 
+    /// The planner's own options that were given, by name.
+    var plannerOptionsGiven: [String] {
+        [(allowLossy != nil, "--allow-lossy"), (recomputeOnly, "--recompute-only"), (noOffload, "--no-offload"), (solver != "auto", "--solver")]
+            .filter(\.0).map(\.1)
+    }
+
     /// Requires --budget when the planner's own options are given.
     func requireBudgetForPlannerOptions() throws {
-        guard budget == nil else { return }
-        for (given, name) in [(allowLossy != nil, "--allow-lossy"), (recomputeOnly, "--recompute-only"), (noOffload, "--no-offload"), (solver != "auto", "--solver")] where given {
-            throw ValidationError("\(name) shapes a plan: give --budget with it")
-        }
+        guard budget == nil, let name = plannerOptionsGiven.first else { return }
+        throw ValidationError("\(name) shapes a plan: give --budget with it")
+    }
+
+    /// Refuses the planner's own options where no plan is made (`why`: the option that says so).
+    func refusePlannerOptions(_ why: String) throws {
+        if let name = plannerOptionsGiven.first { throw ValidationError("\(name) shapes a plan; \(why) makes none") }
     }
 
     func parsedPlanOptions() throws -> PlanOptions {

@@ -90,10 +90,7 @@ struct TrainCommand: ParsableCommand {
             if case .fraction? = try budgetOptions.parsedBudget() {
                 throw ValidationError("--dynamic --budget \(budget): a fraction of the unconstrained peak would need an unconstrained step; give bytes (e.g. 200MiB)")
             }
-            for (given, name) in [(budgetOptions.allowLossy != nil, "--allow-lossy"), (budgetOptions.recomputeOnly, "--recompute-only"),
-                                  (budgetOptions.noOffload, "--no-offload"), (budgetOptions.solver != "auto", "--solver")] where given {
-                throw ValidationError("\(name) shapes a plan; --dynamic makes none")
-            }
+            try budgetOptions.refusePlannerOptions("--dynamic")
         }
         _ = try parsedLengthRange()
         if let data { try requireReadableFile("--data", data) }
