@@ -215,25 +215,20 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         savedInfos.append(info)
         let sid = t.storage.id
         let owner = owners[sid] ?? { owners[sid] = (info.nodeName, info.isOutput); return owners[sid]! }()
-        if let dynamic {
-            // Everything the region's ops made stays in its slot, evictable; the region's inputs
-            // (and what was made outside it) are kept as they are.
-            guard !owner.op.isEmpty else { return .tensor(t) }
-            let k = dropped.count
-            dropped.append(DroppedSlot(info: info, owner: owner.op, layout: TensorLayout(t),
-                                       checksum: options.determinismCheck == .values ? t.contentChecksum() : nil,
-                                       isOwnerOutput: owner.isOutput))
-            dynamic.holds(slot: k, of: t.storage, owner: owner.op)
-            let region = self
-            return .deferred(RecomputeHandle(materialize: { region.dynamicTensor(at: k) }, discard: { region.dynamic?.slotReleased(k) }))
-        }
-        guard treatment(of: owner.op) == .recompute, !keptStorages.contains(sid) else { return .tensor(t) }
+        // Dynamic mode keeps every tensor the region's ops made in an evictable slot (the region's
+        // inputs, and what was made outside it, as they are); otherwise the owner's treatment decides.
+        let drops = dynamic != nil ? !owner.op.isEmpty : (treatment(of: owner.op) == .recompute && !keptStorages.contains(sid))
+        guard drops else { return .tensor(t) }
         let k = dropped.count
         dropped.append(DroppedSlot(info: info, owner: owner.op, layout: TensorLayout(t),
                                    checksum: options.determinismCheck == .values ? t.contentChecksum() : nil,
                                    isOwnerOutput: owner.isOutput))
         let region = self   // the handle holds the region strongly
-        return .deferred(RecomputeHandle(materialize: { region.tensor(at: k) }, discard: { region.discard(k) }))
+        guard let dynamic else {
+            return .deferred(RecomputeHandle(materialize: { region.tensor(at: k) }, discard: { region.discard(k) }))
+        }
+        dynamic.holds(slot: k, of: t.storage, owner: owner.op)
+        return .deferred(RecomputeHandle(materialize: { region.dynamicTensor(at: k) }, discard: { region.dynamic?.slotReleased(k) }))
     }
 
     /// Records an op of the forward (this region's own or a nested region's).

@@ -240,8 +240,6 @@ public final class MemoryLedger: Sendable {
         return try body()
     }
 
-    /// The limit in force (``withLimit(_:relieve:_:)``), if any.
-    public var limitBytes: Int? { counters.withLock { $0.limit } }
     /// Allocations that took the total over the limit since it was set.
     public var overLimitAllocations: Int { counters.withLock { $0.overLimitAllocations } }
     /// The most the total went over the limit since it was set (0: never).
