@@ -228,7 +228,8 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
             return .deferred(RecomputeHandle(materialize: { region.tensor(at: k) }, discard: { region.discard(k) }))
         }
         dynamic.holds(slot: k, of: t.storage, owner: owner.op)
-        return .deferred(RecomputeHandle(materialize: { region.dynamicTensor(at: k) }, discard: { region.dynamic?.slotReleased(k) }))
+        return .deferred(RecomputeHandle(materialize: { region.dynamicTensor(at: k) }, discard: { region.dynamic?.slotReleased(k) },
+                                         peek: { region.dynamicTensorAtHand(k) }))
     }
 
     /// Records an op of the forward (this region's own or a nested region's).
@@ -402,12 +403,16 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         guard let dynamic else { preconditionFailure("checkpoint \(name): not a dynamic region") }
         if dynamic.storage(ofSlot: index) == nil {
             let owner = dropped[index].owner
-            let run = recomputePath(targets: [owner], inputs: { [opIndex, ops] in opIndex[$0].map { ops[$0].inputs } },
+            let run = recomputePath(targets: dynamic.recomputeTargets(for: owner), inputs: { [opIndex, ops] in opIndex[$0].map { ops[$0].inputs } },
                                     isAlive: { opIndex[$0].map { isAtHand($0) } ?? true })
             let slots = dynamic.evictedSlotsNeeded(ownedByAnyOf: run)
             let start = monotonicSeconds()
             dynamic.pin(slot: index)
-            defer { dynamic.pin(slot: nil) }
+            dynamic.recomputeBegins()
+            defer {
+                dynamic.recomputeEnds()
+                dynamic.pin(slot: nil)
+            }
             recompute(slots: slots)
             dynamic.recomputed(tensors: slots.count, seconds: monotonicSeconds() - start)
         }
@@ -416,6 +421,11 @@ public final class CheckpointRegion: OpInterceptor, @unchecked Sendable {
         }
         dynamic.accessed(slot: index)
         return dropped[index].layout.view(of: s)
+    }
+
+    /// Dynamic mode: the `index`-th saved tensor if its storage is held (nothing is recomputed).
+    private func dynamicTensorAtHand(_ index: Int) -> Tensor? {
+        dynamic?.storage(ofSlot: index).map { dropped[index].layout.view(of: $0) }
     }
 
     /// The output at hand for op `i` (held for the recompute, or alive), as the forward laid it out.

@@ -69,10 +69,33 @@ public final class DynamicRematerializer {
     }
     public private(set) var worstShortfall: Shortfall? = nil
 
+    /// What the evictor does to the ledger's timeline, for a profiler that must tell the step's
+    /// own allocations from the evictor's (``StepCapture`` under a budget): the frees between
+    /// `evictionBegins` and `evictionEnds` are evictions, the allocations and frees between
+    /// `recomputeBegins` and `recomputeEnds` are a rematerialization's, and `rebuilt` says which
+    /// storage a rebuilt tensor lives in now (storage ids). Intervals do not nest but an eviction
+    /// may run inside a recompute.
+    package enum TimelineEvent: Sendable {
+        case evictionBegins, evictionEnds, recomputeBegins, recomputeEnds
+        case rebuilt(originalStorage: Int, storage: Int)
+    }
+    /// Told of every ``TimelineEvent`` as it happens (on the step's thread).
+    package var timelineObserver: ((TimelineEvent) -> Void)? = nil
+
     private struct WeakRegion {
         weak var region: CheckpointRegion?
     }
     private var regions: [WeakRegion] = []
+
+    /// Ops whose saved tensors the forward drops as soon as nothing but their slot holds them,
+    /// rebuilt when backward needs them as evicted ones are: a memory plan's recompute decisions
+    /// (stable op names, ``MemoryBudgetPlanner``'s hybrid mode), run by this engine so the rest
+    /// stays evictable under the limit. Not counted as evictions.
+    ///
+    /// In groups (a plan's blocks): the recompute that backward's first need of a group's tensor
+    /// runs rebuilds every tensor of the group still needed, as a planned block's one replay does
+    /// (the plan's simulation assumes it), instead of one recompute per tensor.
+    public var plannedDrops: [[String]] = []
 
     public init(budgetBytes: Int) {
         precondition(budgetBytes > 0, "DynamicRematerializer: the budget must be positive, not \(budgetBytes) bytes")
@@ -100,14 +123,19 @@ public final class DynamicRematerializer {
     public func forward(options: CheckpointOptions = .init(), _ body: @escaping () -> Tensor) -> Tensor {
         guard isGradEnabled else { return body() }
         let region = CheckpointRegion(inputs: [], options: options, decisions: .dynamic, body: { _ in [body()] })
-        region.dynamic = DynamicState(evictor: self)
+        region.dynamic = DynamicState(evictor: self, dropGroups: plannedDrops)
         regions.removeAll { $0.region == nil }
         regions.append(WeakRegion(region: region))
-        return region.run([])[0]
+        let loss = region.run([])[0]
+        region.dynamic?.dropPlanned()   // what the forward held to its end
+        return loss
     }
 
     /// Frees at least `excess` bytes if it can: evicts candidates in increasing score order.
     private func relieve(_ excess: Int) {
+        timelineObserver?(.evictionBegins)
+        defer { timelineObserver?(.evictionEnds) }
+        for r in regions { r.region?.dynamic?.dropPlanned() }   // the plan's drops first
         let now = monotonicSeconds()
         var candidates: [(score: Double, state: DynamicState, entry: Int)] = []
         for r in regions {
@@ -134,6 +162,8 @@ public final class DynamicRematerializer {
         }
     }
 
+    fileprivate func observe(_ event: TimelineEvent) { timelineObserver?(event) }
+
     fileprivate func recomputed(tensors: Int, seconds: Double) {
         statistics.rematerializations += 1
         statistics.rebuiltTensors += tensors
@@ -149,12 +179,15 @@ final class DynamicState {
     private final class Entry {
         let owner: String
         let bytes: Int
+        /// The storage the forward made (rebuilds live in others).
+        let originalStorage: Int
         var hold: ReleasableHold?
         var pendingSlots = 0
         var lastAccess: Double
         init(owner: String, storage: Storage, now: Double) {
             self.owner = owner
             bytes = storage.byteCount
+            originalStorage = storage.id
             hold = ReleasableHold(storage)
             lastAccess = now
         }
@@ -177,7 +210,38 @@ final class DynamicState {
     private var classParent: [Int] = []
     private var classCost: [Double] = []
 
-    init(evictor: DynamicRematerializer) { self.evictor = evictor }
+    /// Ops whose tensors are dropped as soon as only their slot holds them (a plan's), and the
+    /// entries of theirs not dropped yet.
+    private let dropGroups: [[String]]
+    /// The group of each op in ``dropGroups``.
+    private let dropGroupOf: [String: Int]
+    private var pendingDrops: [Int] = []
+
+    init(evictor: DynamicRematerializer, dropGroups: [[String]] = []) {
+        self.evictor = evictor
+        self.dropGroups = dropGroups
+        var groupOf: [String: Int] = [:]
+        for (g, ops) in dropGroups.enumerated() { for op in ops { groupOf[op] = g } }
+        dropGroupOf = groupOf
+    }
+
+    /// The ops a recompute for `owner`'s tensor rebuilds: `owner`, and the ops of its planned
+    /// group with a tensor backward still needs that is not held.
+    func recomputeTargets(for owner: String) -> Set<String> {
+        guard let g = dropGroupOf[owner] else { return [owner] }
+        var targets: Set<String> = [owner]
+        let group = Set(dropGroups[g])
+        for (k, e) in slotEntry.enumerated() where slotPending[k] && entries[e].hold == nil && group.contains(entries[e].owner) {
+            targets.insert(entries[e].owner)
+        }
+        return targets
+    }
+
+    /// Drops each planned entry that nothing but its slot holds now.
+    func dropPlanned() {
+        guard !pendingDrops.isEmpty else { return }
+        pendingDrops.removeAll { e in entries[e].hold == nil || evict(e) > 0 }
+    }
 
     // MARK: Forward
 
@@ -194,6 +258,7 @@ final class DynamicState {
         evicted.append(false)
         classParent.append(index)
         classCost.append(0)
+        dropPlanned()
     }
 
     /// Slot `slot` holds (a view of) `storage`, made by op `owner`.
@@ -206,6 +271,7 @@ final class DynamicState {
             e = entries.count
             entries.append(Entry(owner: owner, storage: storage, now: monotonicSeconds()))
             entryOfStorage[storage.id] = e
+            if dropGroupOf[owner] != nil { pendingDrops.append(e) }
         }
         entries[e].pendingSlots += 1
         slotEntry.append(e)
@@ -241,10 +307,16 @@ final class DynamicState {
     /// A recompute rebuilt slot `slot` over `storage`: held again (evictable again).
     func rebuilt(slot: Int, storage: Storage) {
         let entry = entries[slotEntry[slot]]
-        if entry.hold == nil { entry.hold = ReleasableHold(storage) }
+        if entry.hold == nil {
+            entry.hold = ReleasableHold(storage)
+            evictor.observe(.rebuilt(originalStorage: entry.originalStorage, storage: storage.id))
+        }
         entry.lastAccess = monotonicSeconds()
         if let i = opIndex[entry.owner] { evicted[i] = false }
     }
+
+    func recomputeBegins() { evictor.observe(.recomputeBegins) }
+    func recomputeEnds() { evictor.observe(.recomputeEnds) }
 
     func recomputed(tensors: Int, seconds: Double) { evictor.recomputed(tensors: tensors, seconds: seconds) }
 

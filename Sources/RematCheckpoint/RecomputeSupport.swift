@@ -51,12 +51,15 @@ final class GeneratorStates: @unchecked Sendable {
 final class RecomputeHandle: DeferredTensor {
     private let produce: () -> Tensor
     private let release: () -> Void
-    init(materialize: @escaping () -> Tensor, discard: @escaping () -> Void) {
+    private let look: () -> Tensor?
+    init(materialize: @escaping () -> Tensor, discard: @escaping () -> Void, peek: @escaping () -> Tensor? = { nil }) {
         produce = materialize
         release = discard
+        look = peek
     }
     func materialize() -> Tensor { produce() }
     func discard() { release() }
+    func peek() -> Tensor? { look() }
 }
 
 /// What a recompute graph's slots hold: nothing (the recomputed tensor went to the region).

@@ -173,6 +173,12 @@ public struct MemoryPlan: Sendable, Hashable, Codable {
         return result
     }
 
+    /// The recompute set in groups, one per block (by path, each sorted): what
+    /// ``DynamicRematerializer/plannedDrops`` takes to run the plan as its blocks would.
+    public var recomputeGroups: [[String]] {
+        recomputeByRegion.sorted { $0.key < $1.key }.map { $0.value.sorted() }
+    }
+
     /// Reads a plan written by ``jsonString()`` (`remat plan --json`).
     public static func read(path: String) throws -> MemoryPlan {
         let data: Data

@@ -13,6 +13,7 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
     case planExceedsBudget(predicted: Int, budget: Int)
     case badPlanFile(path: String, reason: String)
     case solverNotApplicable(solver: String, reason: String)
+    case captureOverBudget(budget: Int, pass: String, allocationsOver: Int, largestExcess: Int)
 
     public var description: String {
         switch self {
@@ -36,6 +37,8 @@ public enum PlanningError: Error, CustomStringConvertible, Equatable {
             return "solver \(solver) cannot plan this step: \(reason)"
         case .badPlanFile(let path, let reason):
             return "plan file \(path): \(reason) (write one with remat plan --json)"
+        case .captureOverBudget(let b, let pass, let n, let excess):
+            return "step capture under the budget \(formatBytes(b)): the \(pass) went over it in \(n) allocation\(n == 1 ? "" : "s") (by up to \(formatBytes(excess))) with every evictable tensor evicted"
         case .unknownSolver(let s):
             return "unknown solver '\(s)'; use auto, greedy, knapsack, local, exhaustive"
         }

@@ -13,9 +13,16 @@ public struct StepRunner {
     public let update: () -> Void
     /// One whole step as the loop runs it (the warm-up).
     public let step: () -> Void
+    /// When set, every step of the capture runs under this hard limit (dynamic
+    /// rematerialization), so profiling a shape stays under the budget: the passes run their
+    /// phases themselves (the warm-up too), the forward in the evictor's dynamic region, and the
+    /// timeline is recorded as the step would have run unconstrained (the evictor's frees and
+    /// its recomputes' traffic left out, a rebuilt tensor counted as the one the forward made).
+    public let dynamic: DynamicRematerializer?
 
     public init(model: Module, ledger: MemoryLedger, inputShape: [Int], begin: @escaping () -> Void,
-                forward: @escaping () -> Tensor, update: @escaping () -> Void, step: @escaping () -> Void) {
+                forward: @escaping () -> Tensor, update: @escaping () -> Void, step: @escaping () -> Void,
+                dynamic: DynamicRematerializer? = nil) {
         self.model = model
         self.ledger = ledger
         self.inputShape = inputShape
@@ -23,6 +30,47 @@ public struct StepRunner {
         self.forward = forward
         self.update = update
         self.step = step
+        self.dynamic = dynamic
+    }
+
+    /// Runs `body` (one pass's steps, on this runner's ledger) under the dynamic limit if there is
+    /// one; throws when an allocation still went over it.
+    func limited(_ pass: String, _ body: () -> Void) throws {
+        guard let dynamic else { return body() }
+        let over = dynamic.run { () -> (Int, Int) in
+            body()
+            return (ledger.overLimitAllocations, ledger.largestExcessBytes)
+        }
+        guard over.0 == 0 else {
+            throw PlanningError.captureOverBudget(budget: dynamic.budgetBytes, pass: pass, allocationsOver: over.0, largestExcess: over.1)
+        }
+    }
+
+    /// The forward, in the evictor's dynamic region when there is a limit.
+    func limitedForward() -> Tensor {
+        guard let dynamic else { return forward() }
+        return dynamic.forward(forward)
+    }
+
+    /// The warm-up: the loop's own step, or under a limit the phases in the evictor's region.
+    func warmUp() throws {
+        guard dynamic != nil else { return step() }
+        try MemoryLedger.withLedger(ledger) {
+            try limited("warm-up step") {
+                begin()
+                limitedForward().backward()
+                update()
+            }
+        }
+    }
+
+    /// Tells `observer` of the evictor's timeline events while `body` runs.
+    func observingEvictor<R>(_ observer: @escaping (DynamicRematerializer.TimelineEvent) -> Void, _ body: () throws -> R) rethrows -> R {
+        guard let dynamic else { return try body() }
+        let outer = dynamic.timelineObserver
+        dynamic.timelineObserver = observer
+        defer { dynamic.timelineObserver = outer }
+        return try body()
     }
 }
 
@@ -37,6 +85,12 @@ public struct StepRunner {
 /// ledger's. The model runs unplanned and untreated, whatever its own execution and saved-tensor
 /// policy (the passes run it under theirs, without compression or offload);
 /// its parameters are trained by these steps, as in any profiling warm-up.
+///
+/// With a dynamic limit on the runner (``StepRunner/dynamic``) every pass runs under it and the
+/// graph is the one the step has unconstrained: equal, event for event, to an unlimited
+/// capture's, with per-op times that leave out the evictor and its recomputes; its measured peak
+/// is then the simulated unconstrained peak (the ledger's stayed under the limit). A pass that
+/// still went over the limit throws ``PlanningError/captureOverBudget(budget:pass:allocationsOver:largestExcess:)``.
 public enum StepCapture {
     public static func capture(_ runner: StepRunner, timingRuns: Int = 3) throws -> StepGraph {
         let model = runner.model
@@ -51,15 +105,16 @@ public enum StepCapture {
 
         // Warm-up, noting which value-dependent codecs each saved tensor allows.
         let valueCodecs = ValueCodecs()
-        withModuleExecution(CaptureExecution(regions: regionIndex, log: nil, planned: nil)) {
-            AutogradContext.with({ $0.opObserver = { node, _ in valueCodecs.observe(node) } }) { runner.step() }
+        try withModuleExecution(CaptureExecution(regions: regionIndex, log: nil, planned: nil)) {
+            try AutogradContext.with({ $0.opObserver = { node, _ in valueCodecs.observe(node) } }) { try runner.warmUp() }
         }
-        let timing = TimingPass.run(runner, runs: Swift.max(1, timingRuns), regions: regionIndex)
-        var (graph, tensorOfStorage) = TimelinePass.run(runner, regions: regionIndex, timing: timing)
+        let timing = try TimingPass.run(runner, runs: Swift.max(1, timingRuns), regions: regionIndex)
+        var (graph, tensorOfStorage) = try TimelinePass.run(runner, regions: regionIndex, timing: timing)
         graph.regions = regions.map(\.0)
         try DroppedForwardPass.run(runner, regions: regionIndex, tensorOfStorage: tensorOfStorage, into: &graph)
         for i in graph.slots.indices { graph.slots[i].valueCodecs = valueCodecs.bySlot[graph.slots[i].name] ?? [] }
         graph.actionCosts = ActionCosts.measuredOnce()
+        if runner.dynamic != nil { graph.measuredPeakBytes = PlanSimulator(graph).simulate([]).peakBytes }
         return graph
     }
 }
@@ -70,7 +125,7 @@ final class ValueCodecs: @unchecked Sendable {
     var bySlot: [String: Set<Codec>] = [:]
     func observe(_ node: Node) {
         for s in node.savedTensors where !s.info.isParameter && s.info.dtype == .float32 {
-            guard case .tensor(let t)? = s.payload else { continue }
+            guard let t = s.heldTensor else { continue }
             var allowed = Set<Codec>()
             if Codec.bits.packs(t) { allowed.insert(.bits) }
             if Codec.causal.applies(to: s.info), Codec.causal.packs(t) { allowed.formUnion([.causal, .causalBF16]) }
@@ -100,7 +155,7 @@ final class CaptureLog: @unchecked Sendable {
             }
             outputStorage = output.storage.id
             slots = node.savedTensors.compactMap { s in
-                guard !s.info.isParameter, case .tensor(let t)? = s.payload else { return nil }
+                guard !s.info.isParameter, let t = s.heldTensor else { return nil }
                 return (s.info.name, t.storage.id, s.info.role, s.info.shape, s.info.isOutput, s.info.dtype, t.offset)
             }
         }
@@ -113,6 +168,8 @@ final class CaptureLog: @unchecked Sendable {
         case regionEnd(Int)
         case forwardEnd
         case backwardEnd
+        /// The evictor's (a capture under a dynamic limit).
+        case evictor(DynamicRematerializer.TimelineEvent)
     }
 
     enum Entry {
@@ -171,30 +228,34 @@ enum TimingPass {
         var step: Double
     }
 
-    static func run(_ runner: StepRunner, runs: Int, regions: [String: Int]) -> Result {
+    static func run(_ runner: StepRunner, runs: Int, regions: [String: Int]) throws -> Result {
         var forwardTimes: [String: [Double]] = [:]
         var backwardTimes: [String: [Double]] = [:]
         var stepTimes: [Double] = []
         for _ in 0..<runs {
             let clock = Clock()
             let start = monotonicSeconds()
-            withModuleExecution(CaptureExecution(regions: regions, log: nil, planned: nil)) {
-                MemoryLedger.withLedger(runner.ledger) {
-                    runner.begin()
-                    AutogradContext.with({ ctx in
-                        ctx.opObserver = { node, _ in clock.forward(node.name) }
-                        ctx.backwardObserver = { node in clock.backward(node.name) }
-                    }) {
-                        clock.last = monotonicSeconds()
-                        let loss = runner.forward()
-                        clock.last = monotonicSeconds()
-                        loss.backward()
-                        clock.backward("")
+            try withModuleExecution(CaptureExecution(regions: regions, log: nil, planned: nil)) {
+                try MemoryLedger.withLedger(runner.ledger) {
+                    try runner.observingEvictor({ clock.evictor($0) }) {
+                        try runner.limited("timed step") {
+                            runner.begin()
+                            AutogradContext.with({ ctx in
+                                ctx.opObserver = { node, _ in clock.forward(node.name) }
+                                ctx.backwardObserver = { node in clock.backward(node.name) }
+                            }) {
+                                clock.last = monotonicSeconds()
+                                let loss = runner.limitedForward()
+                                clock.last = monotonicSeconds()
+                                loss.backward()
+                                clock.backward("")
+                            }
+                            runner.update()
+                        }
                     }
-                    runner.update()
                 }
             }
-            stepTimes.append(monotonicSeconds() - start)
+            stepTimes.append(monotonicSeconds() - start - clock.pausedSeconds)
             for (n, t) in clock.forwardTimes { forwardTimes[n, default: []].append(t) }
             for (n, t) in clock.backwardTimes { backwardTimes[n, default: []].append(t) }
         }
@@ -202,12 +263,32 @@ enum TimingPass {
                       step: median(stepTimes))
     }
 
-    /// Per-op timing (single-threaded use by the step).
+    /// Per-op timing (single-threaded use by the step). The evictor's work and its recomputes
+    /// are left out of the op they happen in (the clock pauses).
     private final class Clock: @unchecked Sendable {
         var last = 0.0
         var forwardTimes: [(String, Double)] = []
         var backwardTimes: [(String, Double)] = []
         private var currentBackward: String? = nil
+        private(set) var pausedSeconds = 0.0
+        private var pauseDepth = 0
+        private var pausedAt = 0.0
+        func evictor(_ event: DynamicRematerializer.TimelineEvent) {
+            switch event {
+            case .evictionBegins, .recomputeBegins:
+                if pauseDepth == 0 { pausedAt = monotonicSeconds() }
+                pauseDepth += 1
+            case .evictionEnds, .recomputeEnds:
+                pauseDepth -= 1
+                if pauseDepth == 0 {
+                    let paused = monotonicSeconds() - pausedAt
+                    pausedSeconds += paused
+                    last += paused
+                }
+            case .rebuilt:
+                break
+            }
+        }
         func forward(_ name: String) {
             let now = monotonicSeconds()
             forwardTimes.append((name, now - last))
@@ -227,32 +308,36 @@ enum TimingPass {
 /// consumers, liveness) and the event sequence the simulator replays.
 enum TimelinePass {
     /// The graph, and the tensor of each storage the step allocated or freed (by storage id).
-    static func run(_ runner: StepRunner, regions: [String: Int], timing: TimingPass.Result) -> (StepGraph, [Int: Int]) {
+    static func run(_ runner: StepRunner, regions: [String: Int], timing: TimingPass.Result) throws -> (StepGraph, [Int: Int]) {
         let ledger = runner.ledger
         let log = CaptureLog(ledger)
         var base = 0
         var baselineByCategory: [MemoryCategory: Int] = [:]
         var events: [MemoryEvent] = []
-        withModuleExecution(CaptureExecution(regions: regions, log: log, planned: nil)) {
-            MemoryLedger.withLedger(ledger) {
-                runner.begin()
-                base = ledger.currentBytes
-                baselineByCategory = ledger.breakdown
-                ledger.startTimeline()
-                AutogradContext.with({ ctx in
-                    ctx.opObserver = { node, output in log.note(.forwardOp(.init(node, output))) }
-                    ctx.backwardObserver = { node in log.note(.backwardOp(node.name)) }
-                }) {
-                    let loss = runner.forward()
-                    log.note(.forwardEnd)
-                    loss.backward()
+        try withModuleExecution(CaptureExecution(regions: regions, log: log, planned: nil)) {
+            try MemoryLedger.withLedger(ledger) {
+                try runner.observingEvictor({ log.note(.evictor($0)) }) {
+                    try runner.limited("timeline step") {
+                        runner.begin()
+                        base = ledger.currentBytes
+                        baselineByCategory = ledger.breakdown
+                        ledger.startTimeline()
+                        AutogradContext.with({ ctx in
+                            ctx.opObserver = { node, output in log.note(.forwardOp(.init(node, output))) }
+                            ctx.backwardObserver = { node in log.note(.backwardOp(node.name)) }
+                        }) {
+                            let loss = runner.limitedForward()
+                            log.note(.forwardEnd)
+                            loss.backward()
+                        }
+                        log.note(.backwardEnd)
+                        runner.update()
+                        events = ledger.stopTimeline()
+                    }
                 }
-                log.note(.backwardEnd)
-                runner.update()
-                events = ledger.stopTimeline()
             }
         }
-        let entries = log.merged(events)
+        let entries = Self.unconstrained(log.merged(events))
 
         // The forward ops, in order, with the region they ran in.
         var records: [(op: CaptureLog.ForwardOp, region: Int?)] = []
@@ -311,6 +396,8 @@ enum TimelinePass {
                 forwardOp += 1
             case .marker(.backwardOp(let name)):
                 sequence.append(.backwardOp(name))
+            case .marker(.evictor):
+                break   // taken out by unconstrained(_:)
             case .memory(let e):
                 switch e.kind {
                 case .allocate:
@@ -371,6 +458,41 @@ enum TimelinePass {
                               backwardStartIndex: backwardStartIndex, droppedForward: [], slots: graphSlots)
         return (graph, tensorOf)
     }
+
+    /// The entries as the step would have made them unconstrained: the evictor's frees and its
+    /// recomputes' allocations, frees and region markers left out, and a rebuilt tensor's later events given
+    /// the storage the forward made it in. Unchanged when no evictor ran.
+    static func unconstrained(_ entries: [CaptureLog.Entry]) -> [CaptureLog.Entry] {
+        var result: [CaptureLog.Entry] = []
+        result.reserveCapacity(entries.count)
+        var hidden = 0
+        var madeHidden = Set<Int>()
+        var forwardStorage: [Int: Int] = [:]
+        for entry in entries {
+            switch entry {
+            case .marker(.evictor(let event)):
+                switch event {
+                case .evictionBegins, .recomputeBegins: hidden += 1
+                case .evictionEnds, .recomputeEnds: hidden -= 1
+                case .rebuilt(let original, let storage): forwardStorage[storage] = original
+                }
+            case .memory(var e):
+                if hidden > 0 {
+                    if e.kind == .allocate { madeHidden.insert(e.storageID) }
+                    continue
+                }
+                if let original = forwardStorage[e.storageID] {
+                    e.storageID = original
+                } else if madeHidden.contains(e.storageID) {
+                    continue   // a recompute's tensor that outlived it, not a rebuilt one
+                }
+                result.append(.memory(e))
+            case .marker:
+                if hidden == 0 { result.append(entry) }   // a recompute's regions are not the step's
+            }
+        }
+        return result
+    }
 }
 
 /// The forward with every candidate dropped (each block a region that recomputes all its
@@ -391,16 +513,20 @@ enum DroppedForwardPass {
         let ledger = runner.ledger
         let log = CaptureLog(ledger)
         var events: [MemoryEvent] = []
-        withModuleExecution(CaptureExecution(regions: regions, log: log, planned: Set(graph.candidates.map(\.name)))) {
-            MemoryLedger.withLedger(ledger) {
-                runner.begin()
-                ledger.startTimeline()
-                AutogradContext.with({ ctx in
-                    ctx.opObserver = { node, output in log.note(.forwardOp(.init(node, output))) }
-                }) {
-                    let loss = runner.forward()
-                    events = ledger.stopTimeline()
-                    withExtendedLifetime(loss) {}
+        try withModuleExecution(CaptureExecution(regions: regions, log: log, planned: Set(graph.candidates.map(\.name)))) {
+            try MemoryLedger.withLedger(ledger) {
+                try runner.observingEvictor({ log.note(.evictor($0)) }) {
+                try runner.limited("forward with every candidate dropped") {
+                    runner.begin()
+                    ledger.startTimeline()
+                    AutogradContext.with({ ctx in
+                        ctx.opObserver = { node, output in log.note(.forwardOp(.init(node, output))) }
+                    }) {
+                        let loss = runner.limitedForward()
+                        events = ledger.stopTimeline()
+                        withExtendedLifetime(loss) {}
+                    }
+                }
                 }
             }
         }
@@ -412,7 +538,7 @@ enum DroppedForwardPass {
         var sequence: [StepGraph.Event] = []
         var ordinal = 0
         var droppedTensor: [Int: Int] = [:]
-        for entry in log.merged(events) {
+        for entry in TimelinePass.unconstrained(log.merged(events)) {
             switch entry {
             case .marker(.regionStart(let r)): sequence.append(.regionStart(r))
             case .marker(.regionEnd(let r)): sequence.append(.regionEnd(r))

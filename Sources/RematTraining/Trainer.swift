@@ -30,6 +30,13 @@ public enum DynamicBudgetError: Error, CustomStringConvertible, Equatable {
     case optimizerStateDoesNotFit(budget: Int, live: Int, state: Int)
     /// Evicting every saved tensor that could be evicted did not make an allocation fit.
     case exceeded(budget: Int, allocationsOver: Int, largestExcess: Int, shortfall: DynamicRematerializer.Shortfall?)
+    /// Both ``Trainer/dynamicBudget`` and ``Trainer/memoryBudget`` are set (one budget per
+    /// trainer: the memory budget's dynamic or hybrid mode runs DTR itself).
+    case twoBudgets(dynamic: Int, planned: String)
+    /// The model runs under a memory plan's regions (``Module/applyPlan(_:store:)``) and a
+    /// dynamic budget: evicting around planned regions is not supported (give the plan to the
+    /// evictor instead: ``MemoryBudgetPlanner``'s hybrid mode, ``DynamicRematerializer/plannedDrops``).
+    case planInsideDynamicBudget(regions: [String])
 
     public var description: String {
         func parts(_ b: [String: Int]) -> String {
@@ -47,6 +54,10 @@ public enum DynamicBudgetError: Error, CustomStringConvertible, Equatable {
                 text += " — parameters, gradients, optimizer state and temporaries are never evicted, and the saved activations left were pinned (read by the running op or backward, or held outside the graph)"
             }
             return text + "; the optimizer did not step"
+        case .planInsideDynamicBudget(let regions):
+            return "the model runs under a memory plan (regions \(regions.prefix(3).joined(separator: ", "))\(regions.count > 3 ? ", …" : "")) and a dynamic budget: evicting around planned regions is not supported; use a memory budget's hybrid mode, which runs the plan in the evictor; nothing ran"
+        case .twoBudgets(let dynamic, let planned):
+            return "the trainer has a dynamic budget (\(formatBytes(dynamic))) and a memory budget (\(planned)): set one (a memory budget's hybrid or dynamic mode runs DTR itself); nothing ran"
         }
     }
 }
@@ -119,7 +130,16 @@ public final class Trainer {
     /// parameters and optimizer state are untouched and the gradients cleared.
     @discardableResult
     public func checkedStep(_ batch: TokenBatch) throws -> StepReport {
+        if dynamicBudget != nil, let memoryBudget {
+            throw DynamicBudgetError.twoBudgets(dynamic: dynamicBudget!.budgetBytes, planned: memoryBudget.budget.description)
+        }
+        if self.dynamicBudget != nil, let strategy = model.execution as? ExecutionStrategy {
+            let planned = strategy.regions.filter { if case .planned = $0.value { return true } else { return false } }.keys.sorted()
+            if !planned.isEmpty { throw DynamicBudgetError.planInsideDynamicBudget(regions: planned) }
+        }
         if let memoryBudget, !memoryBudget.isPreparing { memoryBudget.prepare(self, batch: batch) }
+        // The hard limit: the trainer's own, or the memory budget's (dynamic and hybrid modes).
+        let dynamicBudget = dynamicBudget ?? memoryBudget?.evictor
         return try MemoryLedger.withLedger(ledger) {
             let start = monotonicSeconds()
             beginStep()
@@ -211,9 +231,10 @@ public final class Trainer {
 
     /// This trainer's step on `batch`, phase by phase, for step capture (planning knows training
     /// loops only through this).
-    public func stepRunner(_ batch: TrainingBatch) -> StepRunner {
+    /// With `dynamic`, the capture's steps run under its limit (``StepRunner/dynamic``).
+    public func stepRunner(_ batch: TrainingBatch, dynamic: DynamicRematerializer? = nil) -> StepRunner {
         StepRunner(model: model, ledger: ledger, inputShape: batch.input.shape, begin: { self.beginStep() },
-                   forward: { self.forward(batch) }, update: { self.update() }, step: { _ = self.step(batch) })
+                   forward: { self.forward(batch) }, update: { self.update() }, step: { _ = self.step(batch) }, dynamic: dynamic)
     }
 
     /// Runs up to `steps` steps from `source`, calling `log` after each; stops early when
@@ -300,20 +321,36 @@ public enum TrainingBenchmark {
     public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
                            budget: MemoryBudget?, solver: PlanSolver = .auto, options: PlanOptions = .default,
                            dynamic: Bool = false, ledger: MemoryLedger = .shared) throws -> TrainingBenchmarkResult {
+        try run(workload, batchSize: batchSize, steps: steps, warmup: warmup, budget: budget, solver: solver, options: options,
+                mode: dynamic ? .dynamic : .planned, ledger: ledger)
+    }
+
+    /// As above, the budget kept in `mode`: planned (profiled and planned on the first batch
+    /// before the steps), dynamic (``Trainer/dynamicBudget``), or hybrid (a hybrid
+    /// ``MemoryBudgetPlanner``: the first warm-up step profiles under the budget as a hard limit
+    /// and plans; every step runs the plan under that limit). For dynamic and hybrid a fraction is
+    /// of the unconstrained peak, measured first.
+    public static func run(_ workload: Workload, batchSize: Int, steps: Int = 5, warmup: Int = 2,
+                           budget: MemoryBudget?, solver: PlanSolver = .auto, options: PlanOptions = .default,
+                           mode: MemoryBudgetPlanner.Mode, ledger: MemoryLedger = .shared) throws -> TrainingBenchmarkResult {
         let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
         let nextBatch = workload.batches(batchSize, 7)
         var plan: MemoryPlan? = nil
         var unconstrained: Int? = nil
-        if let budget, dynamic {
-            let bytes: Int
+        func budgetBytes(_ budget: MemoryBudget) throws -> Int {
             switch budget {
-            case .bytes(let b): bytes = b
+            case .bytes(let b): return b
             case .fraction(let f):
                 let peak = try trainer.preservingState { try trainer.checkedStep(nextBatch()).peakBytes }
                 unconstrained = peak
-                bytes = Int(f * Double(peak))
+                return Int(f * Double(peak))
             }
-            trainer.dynamicBudget = DynamicRematerializer(budgetBytes: bytes)
+        }
+        if let budget, mode == .dynamic {
+            trainer.dynamicBudget = DynamicRematerializer(budgetBytes: try budgetBytes(budget))
+        } else if let budget, mode == .hybrid {
+            trainer.memoryBudget = MemoryBudgetPlanner(.bytes(try budgetBytes(budget)), mode: .hybrid, solver: solver, options: options,
+                                                       log: { _ in })
         } else if let budget {
             plan = try trainer.planMemory(budget: budget, batch: nextBatch(), solver: solver, options: options).plan
         }
@@ -341,9 +378,12 @@ public enum TrainingBenchmark {
                                              median_step_ms: median(times), step_ms: times, peak_bytes: last!.peakBytes,
                                              peak_by_category: last!.peakByCategory)
         result.peak_rss_bytes = ProcessMemory.peakResidentBytes
-        if let dtr = trainer.dynamicBudget {
+        if let planner = trainer.memoryBudget, let shape = planner.capturedShapes.first {
+            if case .plan(let made)? = planner.decisions[shape] { plan = made }
+        }
+        if let dtr = trainer.dynamicBudget ?? trainer.memoryBudget?.evictor {
             result.policy = "budget"
-            result.budget_mode = "dynamic"
+            result.budget_mode = trainer.dynamicBudget != nil ? "dynamic" : "hybrid"
             result.budget_bytes = dtr.budgetBytes
             result.unconstrained_peak_bytes = unconstrained
             result.evictions = evicted.evictions

@@ -13,6 +13,9 @@ public enum VariableShapeBenchmark {
         case planned
         /// ``Trainer/dynamicBudget``: every allocation under the budget as a hard limit (DTR).
         case dynamic
+        /// ``MemoryBudgetPlanner`` in its hybrid mode: each new shape profiled under DTR at the
+        /// budget and planned; every step runs its plan under the budget as a hard limit.
+        case hybrid
     }
 
     /// What varies between batches: the sequence length (language models) or the batch size
@@ -77,8 +80,9 @@ public enum VariableShapeBenchmark {
             let trainer = Trainer(model: workload.model, optimizer: workload.makeOptimizer(), gradientClip: nil, ledger: ledger)
             switch mode {
             case .none: break
-            case .planned: trainer.memoryBudget = MemoryBudgetPlanner(.bytes(budgetBytes!), timingRuns: 1, log: { _ in })
+            case .planned: trainer.memoryBudget = MemoryBudgetPlanner(.bytes(budgetBytes!), mode: .planned, timingRuns: 1, log: { _ in })
             case .dynamic: trainer.dynamicBudget = DynamicRematerializer(budgetBytes: budgetBytes!)
+            case .hybrid: trainer.memoryBudget = MemoryBudgetPlanner(.bytes(budgetBytes!), mode: .hybrid, timingRuns: 1, log: { _ in })
             }
             let plannedShapes = shapes(workload, batch: batch, stream: stream, steps: steps)
             var records: [StepRecord] = []
@@ -111,12 +115,21 @@ public enum VariableShapeBenchmark {
     /// frees nothing watches the whole call, profiling included (which runs before the step's peak
     /// is reset): the budget plus the largest excess when anything went over, else the step's own
     /// peak (the profiling stayed under the budget then); without a budget, the step's peak.
+    /// Hybrid: the step's own peak, or the budget plus what the profiling of a new shape went over
+    /// it by when it did (every pass of that profiling runs under the budget as a hard limit and
+    /// the planner records any excess).
     static func measuredStep(_ trainer: Trainer, _ batch: TrainingBatch, mode: Mode, budgetBytes: Int?,
                              ledger: MemoryLedger) throws -> (StepReport, Int) {
         switch mode {
         case .dynamic, .none:
             let report = try trainer.checkedStep(batch)
             return (report, report.peakBytes)
+        case .hybrid:
+            let planner = trainer.memoryBudget!
+            let isNew = !planner.capturedShapes.contains(batch.input.shape)
+            let report = try trainer.checkedStep(batch)
+            let profiling = isNew ? planner.profilingExcess[batch.input.shape].map { budgetBytes! + $0 } ?? 0 : 0
+            return (report, max(report.peakBytes, profiling))
         case .planned:
             let watch = budgetBytes!
             return try ledger.withLimit(watch, relieve: { _ in }) {

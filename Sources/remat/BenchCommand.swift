@@ -185,7 +185,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Run under this plan (a file written by remat plan --json) instead of a policy or budget.") var plan: String?
     @Option(help: "Policies to time against --policy (with --compress) (comma separated), interleaved: an untimed and a timed step of each per round; each POLICY or POLICY+CODEC[:WHERE][+…] (all+bf16, none+relu-mask+fp8-e4m3/g128), +offload[:WHERE], +explicit-attention (the T×T probabilities saved, instead of the default fused attention's online softmax) or +fused-attention, +autocast-bf16 / +autocast-fp16 (mixed precision), +fp8-linear (FP8 training of the linear layers) or +fp8-linear-hp (saving their float32 inputs, as TorchAO does).") var compare: String?
     @Option(parsing: .unconditional, help: "Rounds with --compare, 1 to 1000.") var rounds = 5
-    @Option(help: "With --budget: planned (profile the step, plan for the budget, run the plan) or dynamic (the budget as a hard limit on every allocation: saved tensors evicted under pressure and recomputed when backward needs them, DTR; a fraction is of the unconstrained peak, measured first).") var mode = "planned"
+    @Option(help: "With --budget: planned (profile the step, plan for the budget, run the plan), dynamic (the budget as a hard limit on every allocation: saved tensors evicted under pressure and recomputed when backward needs them, DTR) or hybrid (the profiling under that hard limit, then the plan run under it, DTR the safety net); for dynamic and hybrid a fraction is of the unconstrained peak, measured first.") var mode = "planned"
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -213,12 +213,15 @@ struct BenchTrain: ParsableCommand {
             try compression.requireAbsent(with: "--budget")
             try offload.requireAbsent(with: "--budget")
         }
-        guard ["planned", "dynamic"].contains(mode) else {
-            throw ValidationError("--mode '\(mode)': use planned or dynamic")
+        guard MemoryBudgetPlanner.Mode(rawValue: mode) != nil else {
+            throw ValidationError("--mode '\(mode)': use planned, dynamic or hybrid")
         }
         if mode != "planned" {
             guard budgetOptions.budget != nil else { throw ValidationError("--mode \(mode) says how to keep a budget: give --budget with it") }
-            try budgetOptions.refusePlannerOptions("--mode \(mode)")
+            if mode == "dynamic" { try budgetOptions.refusePlannerOptions("--mode \(mode)") }
+            if mode == "hybrid", budgetOptions.allowLossy != nil {
+                throw ValidationError("--allow-lossy with --mode hybrid: the hybrid mode's plans keep or recompute (the evictor runs them); use --mode planned to plan lossy codecs")
+            }
         }
     }
 
@@ -258,7 +261,7 @@ struct BenchTrain: ParsableCommand {
         let model = workload.name
         let budget = try budgetOptions.parsedBudget()
         var r = try TrainingBenchmark.run(workload, batchSize: b, steps: steps, budget: budget, solver: budgetOptions.parsedSolver(),
-                                          options: budgetOptions.parsedPlanOptions(), dynamic: mode == "dynamic")
+                                          options: budgetOptions.parsedPlanOptions(), mode: MemoryBudgetPlanner.Mode(rawValue: mode) ?? .planned)
         if budget == nil { r.policy = saved == nil ? policy.description : "plan" }
         r.compression = compressed?.description ?? ""
         if let spill {
@@ -274,8 +277,8 @@ struct BenchTrain: ParsableCommand {
             return
         }
         print("\(model), batch \(b), policy \(r.policy)" + (r.compression.isEmpty ? "" : ", compression \(r.compression)") + (r.offload.map { ", offload \($0)" } ?? "") + ", \(r.threads) threads: median step \(String(format: "%.1f", r.median_step_ms)) ms, peak \(mib(r.peak_bytes))")
-        if let bb = r.budget_bytes, r.budget_mode == "dynamic" {
-            print("  dynamic budget \(mib(bb))" + (r.unconstrained_peak_bytes.map { " (of the unconstrained peak \(mib($0)))" } ?? "")
+        if let bb = r.budget_bytes, let mode = r.budget_mode, mode != "planned" {
+            print("  \(mode) budget \(mib(bb))" + (r.unconstrained_peak_bytes.map { " (of the unconstrained peak \(mib($0)))" } ?? "")
                   + ": highest step peak \(mib(r.highest_step_peak_bytes ?? 0)); over the \(steps) timed steps \(r.evictions ?? 0) evictions, \(r.rematerializations ?? 0) recomputes rebuilding \(r.rebuilt_tensors ?? 0) tensors in \(String(format: "%.1f", r.recompute_ms ?? 0)) ms")
         }
         if let bb = r.budget_bytes, let pp = r.predicted_peak_bytes {
@@ -374,9 +377,10 @@ struct BenchDynamic: ParsableCommand {
             Draws a stream of shapes with a fixed seed — sequence lengths for the language models (at the workload's batch \
             size), batch sizes for the image models — from --range, measures the unconstrained peak of the largest shape, and \
             trains a fresh model (same seed) on the stream for each budget (fractions of that peak) and mode: none (no budget, \
-            for time), planned (today's planner: each new shape profiled unconstrained, then planned) and dynamic (the budget \
-            as a hard limit: saved tensors evicted under pressure, recomputed when backward needs them). Each step's highest \
-            memory includes the planner's profiling. Prints per run the total time, the steps over the budget, the highest \
+            for time), planned (each new shape profiled unconstrained, then planned), dynamic (the budget as a hard limit: \
+            saved tensors evicted under pressure, recomputed when backward needs them) and hybrid (each new shape profiled \
+            under that hard limit, then planned; every step runs its plan under it). Each step's highest memory includes the \
+            planner's profiling. Prints per run the total time, the steps over the budget, the highest \
             memory, evictions and recomputes.
             """)
 
@@ -386,7 +390,7 @@ struct BenchDynamic: ParsableCommand {
     @Option(help: "Range of the varying dimension, LOW:HIGH (sequence length for language models, at most the context length; batch size for image models). Default: 64:256, or 8:64 for image models.") var range: String?
     @Option(parsing: .unconditional, help: "Seed of the shape stream and the batches.") var seed: UInt64 = 0
     @Option(help: "Budgets, comma-separated: fractions of the largest shape's unconstrained peak (0 < f ≤ 1) or bytes with a unit.") var budgets = "0.8,0.6,0.4"
-    @Option(help: "Modes, comma-separated: none, planned, dynamic (none runs once, without a budget).") var modes = "none,planned,dynamic"
+    @Option(help: "Modes, comma-separated: none, planned, dynamic, hybrid (none runs once, without a budget).") var modes = "none,planned,dynamic,hybrid"
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -399,7 +403,7 @@ struct BenchDynamic: ParsableCommand {
     func parsedModes() throws -> [VariableShapeBenchmark.Mode] {
         let parsed = try modes.split(separator: ",", omittingEmptySubsequences: false).map { m in
             guard let mode = VariableShapeBenchmark.Mode(rawValue: String(m)) else {
-                throw ValidationError("--modes: '\(m)' is not a mode; use none, planned, dynamic")
+                throw ValidationError("--modes: '\(m)' is not a mode; use none, planned, dynamic, hybrid")
             }
             return mode
         }

@@ -62,7 +62,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Directory to save the weights to (model.safetensors) at the end or on Ctrl-C.") var save: String?
     @Option(parsing: .unconditional, help: "Print a line every N steps when not on a terminal (N ≥ 1).") var logEvery = 10
     @OptionGroup var budgetOptions: BudgetOptions
-    @Flag(help: "With --budget BYTES: keep every step under the budget as a hard limit (dynamic rematerialization: saved tensors evicted under memory pressure, recomputed when backward needs them) instead of planning per shape.") var dynamic = false
+    @Flag(exclusivity: .exclusive, help: "How --budget is kept: --hybrid (the default for bytes: each new input shape profiled under the budget as a hard limit and planned, every step running its plan with dynamic rematerialization as the safety net), --planned (each new shape profiled unconstrained, above the budget, then planned; the only mode for a fraction) or --dynamic (every step under the budget as a hard limit, no plans: saved tensors evicted under memory pressure, recomputed when backward needs them).") var budgetMode: BudgetModeFlag?
+    var dynamic: Bool { budgetMode == .dynamic }
     @Option(name: .customLong("length-range"), help: "Sequence length of each batch drawn uniformly from LOW:HIGH (seeded by --seed; HIGH at most the context length) instead of the context length.") var lengthRange: String?
     @Option(help: "Attention: fused (FlashAttention-2's online softmax: saves each row's log-sum-exp; the default) or explicit (the T×T probabilities saved).") var attention = AttentionKernel.default.rawValue
 
@@ -85,12 +86,16 @@ struct TrainCommand: ParsableCommand {
             try compression.requireAbsent(with: "--budget")
             try offload.requireAbsent(with: "--budget")
         }
-        if dynamic {
-            guard let budget = budgetOptions.budget else { throw ValidationError("--dynamic keeps a budget: give --budget BYTES with it") }
-            if case .fraction? = try budgetOptions.parsedBudget() {
-                throw ValidationError("--dynamic --budget \(budget): a fraction of the unconstrained peak would need an unconstrained step; give bytes (e.g. 200MiB)")
+        if let budgetMode {
+            let flag = "--\(budgetMode.rawValue)"
+            guard let budget = budgetOptions.budget else { throw ValidationError("\(flag) keeps a budget: give --budget BYTES with it") }
+            if budgetMode != .planned, case .fraction? = try budgetOptions.parsedBudget() {
+                throw ValidationError("\(flag) --budget \(budget): a fraction of the unconstrained peak would need an unconstrained step; give bytes (e.g. 200MiB)")
             }
-            try budgetOptions.refusePlannerOptions("--dynamic")
+            if budgetMode == .dynamic { try budgetOptions.refusePlannerOptions(flag) }
+            if budgetMode == .hybrid, budgetOptions.allowLossy != nil {
+                throw ValidationError("--allow-lossy with --hybrid: the hybrid mode's plans keep or recompute (the evictor runs them); give --planned to plan lossy codecs")
+            }
         }
         _ = try parsedLengthRange()
         if let data { try requireReadableFile("--data", data) }
@@ -147,8 +152,12 @@ struct TrainCommand: ParsableCommand {
             trainer.dynamicBudget = DynamicRematerializer(budgetBytes: bytes)
             memory = "dynamic budget \(mib(bytes)) (a hard limit: saved tensors evicted and recomputed)"
         } else if let parsed = try budgetOptions.parsedBudget() {
-            trainer.memoryBudget = MemoryBudgetPlanner(parsed, solver: try budgetOptions.parsedSolver(), options: try budgetOptions.parsedPlanOptions())
-            memory = "memory budget \(parsed)"
+            let planner = MemoryBudgetPlanner(parsed, mode: budgetMode.map { $0 == .hybrid ? .hybrid : .planned },
+                                              solver: try budgetOptions.parsedSolver(), options: try budgetOptions.parsedPlanOptions())
+            trainer.memoryBudget = planner
+            memory = "memory budget \(parsed), " + (planner.mode == .hybrid
+                ? "hybrid (each new shape profiled under the budget, then planned; DTR the safety net)"
+                : "planned (each new shape profiled unconstrained, then planned)")
         }
         print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), precision \(precisionOption.precision), \(attention) attention, \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
@@ -199,4 +208,9 @@ func saveWeights(_ model: Module, directory: String) throws -> String {
     let path = (directory as NSString).appendingPathComponent("model.safetensors")
     try SafetensorsFile.write(model.namedTensors, to: path)
     return path
+}
+
+/// How `remat train --budget` keeps the budget.
+enum BudgetModeFlag: String, EnumerableFlag {
+    case hybrid, planned, dynamic
 }

@@ -49,7 +49,7 @@ struct BudgetedTrainingTests {
         let reference = Self.trainer(MemoryLedger())
         let budgeted = Self.trainer(MemoryLedger())
         var lines: [String] = []
-        let planner = MemoryBudgetPlanner(.bytes(4096), timingRuns: 1, log: { lines.append($0) })
+        let planner = MemoryBudgetPlanner(.bytes(4096), mode: .planned, timingRuns: 1, log: { lines.append($0) })
         budgeted.memoryBudget = planner
         for batch in steps {
             let r = reference.step(batch), b = budgeted.step(batch)
@@ -60,6 +60,20 @@ struct BudgetedTrainingTests {
         #expect(lines.first?.contains("below the minimum feasible") == true)
         guard case .fallback? = planner.decisions[[4, 32]] else { Issue.record("expected a fallback"); return }
         #expect(Self.bits(reference) == Self.bits(budgeted))
+    }
+
+    @Test("hybrid: a budget the step cannot fit in is refused with a typed error, nothing trained")
+    func hybridRefusesABudgetTheStepCannotFit() throws {
+        let batch = Self.batches([32])[0]
+        let budgeted = Self.trainer(MemoryLedger())
+        let before = Self.bits(budgeted)
+        var lines: [String] = []
+        budgeted.memoryBudget = MemoryBudgetPlanner(.bytes(4096), timingRuns: 1, log: { lines.append($0) })
+        #expect(budgeted.memoryBudget?.mode == .hybrid)
+        #expect(throws: DynamicBudgetError.self) { try budgeted.checkedStep(batch) }
+        #expect(budgeted.stepIndex == 0 && Self.bits(budgeted) == before)
+        #expect(lines.first?.contains("went over it") == true, "\(lines)")
+        #expect(lines.first?.contains("running it under DTR alone") == true)
     }
 
     @Test("preservingState puts back parameters, optimizer state and the step counter bitwise")

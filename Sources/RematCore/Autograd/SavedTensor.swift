@@ -24,10 +24,14 @@ public protocol DeferredTensor: AnyObject {
     func materialize() -> Tensor
     /// Called when the slot no longer needs the value (after backward used it, or the graph died).
     func discard()
+    /// The tensor if it is at hand without work (a dynamic region's slot before any eviction),
+    /// else nil; never recomputes or reads a file. For observers that look at saved values.
+    func peek() -> Tensor?
 }
 
 extension DeferredTensor {
     public func discard() {}
+    public func peek() -> Tensor? { nil }
 }
 
 /// Facts about a saved tensor, given to hooks and shown in reports.
@@ -113,6 +117,16 @@ public final class SavedTensor {
         self.packedBy = applied
         self.payload = payload
         takeHolds(on: payload)
+    }
+
+    /// The tensor this slot holds as it is, without work: the saved tensor itself, or what a
+    /// deferred payload has at hand (``DeferredTensor/peek()``); nil when packed or not at hand.
+    public var heldTensor: Tensor? {
+        switch payload {
+        case .tensor(let t)?: return t
+        case .deferred(let d)?: return d.peek()
+        default: return nil
+        }
     }
 
     private func takeHolds(on payload: SavedPayload) {
