@@ -31,17 +31,24 @@ let package = Package(
         // tensors, kernels, autograd and the ledger; files; modules and models; the recompute
         // engine and policies; planning; training loops. `Remat` re-exports them all for users.
         .target(name: "RematCore", dependencies: ["CRematBLAS", "CRematKernels"]),
+        // Charts as SVG (scales with nice ticks, a colour-blind-safe palette, line, area, point
+        // and bar charts): no dependency, for the reports.
+        .target(name: "RematSVG"),
         .target(name: "RematIO", dependencies: ["RematCore"]),
         .target(name: "RematNN", dependencies: ["RematCore", "RematIO"]),
         .target(name: "RematCheckpoint", dependencies: ["RematNN", "CRematKernels"]),
         .target(name: "RematPlanning", dependencies: ["RematCheckpoint", "RematIO"]),
         .target(name: "RematTraining", dependencies: ["RematPlanning"]),
-        .target(name: "Remat", dependencies: ["RematCore", "RematIO", "RematNN", "RematCheckpoint", "RematPlanning", "RematTraining"]),
+        // The reports (issue 19): what they draw, from the ledger's timeline and the planner's figures.
+        .target(name: "RematReport", dependencies: ["RematCore", "RematSVG"]),
+        .target(name: "Remat", dependencies: ["RematCore", "RematIO", "RematNN", "RematCheckpoint", "RematPlanning", "RematTraining",
+                                              "RematSVG", "RematReport"]),
         .executableTarget(
             name: "remat",
             dependencies: ["Remat", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "RematCoreTests", dependencies: ["RematCore"]),
+        .testTarget(name: "RematSVGTests", dependencies: ["RematSVG"]),
         .testTarget(name: "RematTests", dependencies: ["Remat"], exclude: ["Fixtures"]),
         // Runs the built `remat` on bad inputs (depending on it makes the test build build it).
         .testTarget(name: "RematCLITests", dependencies: ["remat", "Remat"]),

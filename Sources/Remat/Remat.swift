@@ -7,9 +7,13 @@
 //   RematCheckpoint  the recompute engine (CheckpointRegion), policies, selective decisions, chain schedules
 //   RematPlanning    step capture, profile files, the simulator, solvers, plans
 //   RematTraining    the trainer, datasets, workloads, budgets over a training loop, explain
+//   RematSVG         charts as SVG (scales, palette, line, area, point and bar charts); no dependency
+//   RematReport      what the reports draw: the ledger timeline by category
 @_exported import RematCore
 @_exported import RematIO
 @_exported import RematNN
 @_exported import RematCheckpoint
 @_exported import RematPlanning
 @_exported import RematTraining
+@_exported import RematSVG
+@_exported import RematReport

@@ -50,6 +50,20 @@ public struct MemoryEvent: Sendable, Hashable {
     public var liveBytes: Int
     /// The ``Storage/id`` of the block (0 for marks).
     public var storageID: Int = 0
+    /// For a move, the category the bytes left (`category` is where they went); nil otherwise.
+    public var source: MemoryCategory? = nil
+
+    public init(rank: Int, kind: Kind, name: String, category: MemoryCategory, bytes: Int, liveBytes: Int,
+                storageID: Int = 0, source: MemoryCategory? = nil) {
+        self.rank = rank
+        self.kind = kind
+        self.name = name
+        self.category = category
+        self.bytes = bytes
+        self.liveBytes = liveBytes
+        self.storageID = storageID
+        self.source = source
+    }
 }
 
 /// The single source of memory figures in Remat.
@@ -182,7 +196,7 @@ public final class MemoryLedger: Sendable {
             Self.add(&c, -bytes, to: from)
             Self.add(&c, bytes, to: to)
             Self.record(&c, MemoryEvent(rank: 0, kind: .move, name: name,
-                                           category: to, bytes: bytes, liveBytes: c.total, storageID: storageID))
+                                           category: to, bytes: bytes, liveBytes: c.total, storageID: storageID, source: from))
         }
     }
 

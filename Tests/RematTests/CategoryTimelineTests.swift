@@ -1,0 +1,51 @@
+import Testing
+import Remat
+
+/// The report's timeline by category agrees with the ledger, downsampled or not.
+@Suite struct CategoryTimelineTests {
+    /// One GPT training step recorded: the timeline's peak is the ledger's peak, the categories
+    /// at the peak are the ledger's breakdown at its peak, the end is the ledger's breakdown after
+    /// the step, and downsampling keeps the peak and stays within its sample count.
+    @Test(arguments: [100_000, 100, 2]) func aStepsTimelineMatchesTheLedger(maxSamples: Int) throws {
+        let ledger = MemoryLedger()
+        MemoryLedger.withLedger(ledger) {
+            let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
+            trainer.step(batch)   // optimizer state exists
+            let start = ledger.breakdown
+            ledger.resetPeak()
+            ledger.startTimeline()
+            trainer.step(batch)
+            let events = ledger.stopTimeline()
+            let timeline = CategoryTimeline(events: events, start: start, maxSamples: maxSamples)
+            #expect(timeline.eventCount == events.count && events.count > 200, "\(events.count) events")
+            #expect(timeline.peak.totalBytes == ledger.peakBytes)
+            let atPeak = ledger.breakdownAtPeak
+            for (i, c) in CategoryTimeline.order.enumerated() where c != .offloaded {
+                #expect(timeline.peak.bytes[i] == atPeak[c], "\(c)")
+                #expect(timeline.samples.last!.bytes[i] == ledger.currentBytes(in: c), "\(c) at the end")
+            }
+            #expect(timeline.samples.contains(timeline.peak))
+            #expect(timeline.samples.count <= max(maxSamples, 2) + 1)
+            #expect(timeline.samples.allSatisfy { $0.totalBytes <= timeline.peak.totalBytes })
+            #expect(zip(timeline.samples, timeline.samples.dropFirst()).allSatisfy { $0.rank < $1.rank })
+            #expect(!timeline.peak.name.isEmpty)
+            if maxSamples >= events.count { #expect(timeline.stride == 1 && timeline.samples.count == events.count + 1) }
+        }
+    }
+
+    /// A move takes its bytes from the category it names as its source.
+    @Test func movesTakeFromTheirSource() {
+        let events = [
+            MemoryEvent(rank: 0, kind: .allocate, name: "a", category: .temporaries, bytes: 64, liveBytes: 64, storageID: 1),
+            MemoryEvent(rank: 1, kind: .move, name: "a", category: .activations, bytes: 64, liveBytes: 64, storageID: 1, source: .temporaries),
+            MemoryEvent(rank: 2, kind: .move, name: "a", category: .offloaded, bytes: 64, liveBytes: 0, storageID: 1, source: .activations),
+            MemoryEvent(rank: 3, kind: .mark, name: "backward", category: .temporaries, bytes: 0, liveBytes: 0),
+        ]
+        let t = CategoryTimeline(events: events)
+        #expect(t.series(.temporaries) == [0, 64, 0, 0, 0])
+        #expect(t.series(.activations) == [0, 0, 64, 0, 0])
+        #expect(t.series(.offloaded) == [0, 0, 0, 64, 64])
+        #expect(t.samples.map(\.totalBytes) == [0, 64, 64, 0, 0])
+        #expect(t.peak.rank == 0 && t.peakPhase == nil)
+    }
+}
