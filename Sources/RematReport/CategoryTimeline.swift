@@ -16,6 +16,8 @@ public struct CategoryTimeline: Sendable, Hashable {
     public struct Sample: Sendable, Hashable {
         /// The event's position in the recording.
         public var rank: Int
+        /// Seconds since the recording started (``MemoryEvent/seconds``).
+        public var seconds: Double
         /// Live bytes per category after the event, in ``CategoryTimeline/order``.
         public var bytes: [Int]
         /// The compute total (all but `offloaded`) after the event.
@@ -43,7 +45,7 @@ public struct CategoryTimeline: Sendable, Hashable {
         var live = Self.order.map { start[$0] ?? 0 }
         let offloaded = index[.offloaded]!
         func total() -> Int { live.enumerated().reduce(0) { $0 + ($1.offset == offloaded ? 0 : $1.element) } }
-        let first = Sample(rank: -1, bytes: live, totalBytes: total(), name: "start")
+        let first = Sample(rank: -1, seconds: 0, bytes: live, totalBytes: total(), name: "start")
         var all: [Sample] = []
         all.reserveCapacity(events.count)
         var peak = first
@@ -58,7 +60,7 @@ public struct CategoryTimeline: Sendable, Hashable {
                 live[index[e.category]!] += e.bytes
             case .mark: phase = e.name
             }
-            let sample = Sample(rank: e.rank, bytes: live, totalBytes: total(), name: e.name)
+            let sample = Sample(rank: e.rank, seconds: e.seconds, bytes: live, totalBytes: total(), name: e.name)
             if sample.totalBytes > peak.totalBytes {
                 peak = sample
                 peakPhase = phase

@@ -23,10 +23,14 @@ public struct ChartAxis: Sendable {
     public var format: (@Sendable (Double) -> String)?
     /// Whether the axis reaches 0 whatever the data (y axes of amounts).
     public var includeZero: Bool
-    public init(_ label: String, kind: ChartScaleKind = .linear, includeZero: Bool = false, format: (@Sendable (Double) -> String)? = nil) {
+    /// Values the axis reaches whatever the data (to give several charts the same axes).
+    public var include: [Double]
+    public init(_ label: String, kind: ChartScaleKind = .linear, includeZero: Bool = false, include: [Double] = [],
+                format: (@Sendable (Double) -> String)? = nil) {
         self.label = label
         self.kind = kind
         self.includeZero = includeZero
+        self.include = include
         self.format = format
     }
 }
@@ -99,8 +103,8 @@ public struct XYChart: Sendable {
     /// The scales the chart draws with (the data's x and y values, the stacks' tops, the annotations).
     public func scales(style: ChartStyle = .standard) throws -> (x: ChartScale, y: ChartScale) {
         let tops = try stackedTops()
-        let xs = series.flatMap { $0.points.map(\.x) } + annotations.map(\.x)
-        var ys = series.filter { $0.mark != .stackedArea }.flatMap { $0.points.map(\.y) } + annotations.map(\.y)
+        let xs = series.flatMap { $0.points.map(\.x) } + annotations.map(\.x) + x.include
+        var ys = series.filter { $0.mark != .stackedArea }.flatMap { $0.points.map(\.y) } + annotations.map(\.y) + y.include
         ys += tops.values.flatMap { $0 }
         let xScale = try ChartScale(x.kind, values: xs, start: style.plotLeft, end: style.plotRight, tickCount: style.tickCount,
                                includeZero: x.includeZero, format: x.format)
@@ -203,7 +207,7 @@ public struct BarChart: Sendable {
     }
 
     public func scale(style: ChartStyle = .standard) throws -> ChartScale {
-        try ChartScale(y.kind, values: bars.map(\.value), start: style.plotBottom, end: style.plotTop, tickCount: style.tickCount,
+        try ChartScale(y.kind, values: bars.map(\.value) + y.include, start: style.plotBottom, end: style.plotTop, tickCount: style.tickCount,
                   includeZero: y.kind == .linear, format: y.format)
     }
 

@@ -1,3 +1,7 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 import Remat
 
@@ -47,5 +51,44 @@ import Remat
         #expect(t.series(.offloaded) == [0, 0, 0, 64, 64])
         #expect(t.samples.map(\.totalBytes) == [0, 64, 64, 0, 0])
         #expect(t.peak.rank == 0 && t.peakPhase == nil)
+    }
+
+    /// A step under `none` and under `all` as charts: well-formed SVG, the categories each
+    /// timeline has, the same axes for both, the peak labelled with the event the ledger peaked at.
+    @Test func timelinesDrawOnSharedAxesWithThePeakNamed() throws {
+        let ledger = MemoryLedger()
+        var timelines: [(label: String, timeline: CategoryTimeline)] = []
+        try MemoryLedger.withLedger(ledger) {
+            let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
+            for policy in [CheckpointPolicy.none, .all] {
+                try trainer.model.applyCheckpointing(policy)
+                trainer.step(batch)
+                let start = ledger.breakdown
+                ledger.resetPeak()
+                ledger.startTimeline()
+                trainer.step(batch)
+                let timeline = CategoryTimeline(events: ledger.stopTimeline(), start: start, maxSamples: 150)
+                #expect(timeline.peak.totalBytes == ledger.peakBytes)
+                #expect(timeline.samples.last!.seconds > 0)
+                timelines.append(("\(policy)", timeline))
+            }
+        }
+        let budget = timelines[1].timeline.peak.totalBytes + 1
+        let charts = try TimelineCharts.charts(timelines, budgetBytes: budget)
+        #expect(charts.count == 2)
+        let scales = try charts.map { try $0.scales() }
+        #expect(scales[0].x.domain == scales[1].x.domain && scales[0].y.domain == scales[1].y.domain)
+        for (chart, (_, timeline)) in zip(charts, timelines) {
+            let svg = try chart.svg()
+            #expect(XMLParser(data: Data(svg.utf8)).parse(), "not well-formed XML")
+            for name in ["parameters", "gradients", "optimizer", "activations", "temporaries", "budget"] {
+                #expect(svg.contains("data-series=\"\(name)\""), "\(name) missing")
+            }
+            #expect(chart.annotations.count == 1 && chart.annotations[0].label.contains(timeline.peak.name))
+            #expect(svg.contains(xmlEscaped(chart.annotations[0].label)))
+            #expect(scales[0].y.contains(Double(timeline.peak.totalBytes) / 1_048_576))
+            #expect(scales[0].x.contains(timeline.samples.last!.seconds * 1000))
+        }
+        #expect(timelines[1].timeline.peak.totalBytes < timelines[0].timeline.peak.totalBytes)
     }
 }

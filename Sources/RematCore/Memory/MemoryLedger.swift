@@ -52,9 +52,11 @@ public struct MemoryEvent: Sendable, Hashable {
     public var storageID: Int = 0
     /// For a move, the category the bytes left (`category` is where they went); nil otherwise.
     public var source: MemoryCategory? = nil
+    /// When the event happened, in seconds since ``MemoryLedger/startTimeline()`` (monotonic clock).
+    public var seconds: Double = 0
 
     public init(rank: Int, kind: Kind, name: String, category: MemoryCategory, bytes: Int, liveBytes: Int,
-                storageID: Int = 0, source: MemoryCategory? = nil) {
+                storageID: Int = 0, source: MemoryCategory? = nil, seconds: Double = 0) {
         self.rank = rank
         self.kind = kind
         self.name = name
@@ -63,6 +65,7 @@ public struct MemoryEvent: Sendable, Hashable {
         self.liveBytes = liveBytes
         self.storageID = storageID
         self.source = source
+        self.seconds = seconds
     }
 }
 
@@ -87,6 +90,7 @@ public final class MemoryLedger: Sendable {
         var liveAtPeak = [Int](repeating: 0, count: MemoryCategory.allCases.count)
         var allocations = 0
         var timeline: [MemoryEvent]? = nil
+        var timelineStart = 0.0
         /// Freed blocks kept for reuse, by exact size (see ``MemoryLedger/cacheLimit``).
         var cache: [Int: [UInt]] = [:]   // addresses (bit patterns), so the counters stay Sendable
         var cachedBytes = 0
@@ -204,6 +208,7 @@ public final class MemoryLedger: Sendable {
         guard c.timeline != nil else { return }
         var e = event
         e.rank = c.timeline!.count
+        e.seconds = monotonicSeconds() - c.timelineStart
         c.timeline!.append(e)
     }
 
@@ -316,7 +321,12 @@ public final class MemoryLedger: Sendable {
     // MARK: Timeline
 
     /// Starts recording a timeline of allocations, frees and moves (clearing any previous one).
-    public func startTimeline() { counters.withLock { $0.timeline = [] } }
+    public func startTimeline() {
+        counters.withLock { c in
+            c.timeline = []
+            c.timelineStart = monotonicSeconds()
+        }
+    }
 
     /// Stops recording and returns the events recorded since ``startTimeline()``.
     @discardableResult
