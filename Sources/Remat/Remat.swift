@@ -8,7 +8,7 @@
 //   RematPlanning    step capture, profile files, the simulator, solvers, plans
 //   RematTraining    the trainer, datasets, workloads, budgets over a training loop, explain
 //   RematSVG         charts as SVG (scales, palette, line, area, point and bar charts); no dependency
-//   RematReport      what the reports draw: the ledger timeline by category
+//   RematReport      what the reports draw: the ledger timeline by category, per-op profiles
 @_exported import RematCore
 @_exported import RematIO
 @_exported import RematNN

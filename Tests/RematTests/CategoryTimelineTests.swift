@@ -91,4 +91,32 @@ import Remat
         }
         #expect(timelines[1].timeline.peak.totalBytes < timelines[0].timeline.peak.totalBytes)
     }
+
+    /// The per-op profile of a captured GPT step under a plan: one bar per forward op in the time
+    /// charts, the plan's recomputed ops (and only they) in the recomputed group, the saved bytes
+    /// adding up to the step's saved tensors, every chart well-formed.
+    @Test func opProfilesColourWhatThePlanDoes() throws {
+        let ledger = MemoryLedger()
+        let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
+        let graph = try StepCapture.capture(trainer, batch: batch, timingRuns: 1)
+        let sim = PlanSimulator(graph)
+        let none = sim.simulate([]).peakBytes, floor = Planner.leastPeak(sim, options: .recomputeOnly)
+        let plan = try Planner.plan(sim, budget: .bytes(floor + (none - floor) / 3), options: .recomputeOnly)
+        #expect(!plan.recompute.isEmpty)
+        let charts = OpProfileCharts.charts(graph, plan: plan, label: "plan")
+        #expect(charts.count == 3)
+        for chart in charts.prefix(2) {
+            #expect(chart.bars.map(\.category) == graph.ops.map(\.name))
+            #expect(Set(chart.bars.filter { $0.group == "recomputed" }.map(\.category)) == Set(plan.recompute))
+        }
+        #expect(abs(charts[0].bars.reduce(0) { $0 + $1.value } - graph.ops.reduce(0) { $0 + $1.seconds * 1000 }) < 1e-9)
+        let saved = graph.tensors.filter { !$0.savedBy.isEmpty && $0.owner != nil }.reduce(0) { $0 + $1.bytes }
+        #expect(abs(charts[2].bars.reduce(0) { $0 + $1.value } * 1_048_576 - Double(saved)) < 1)
+        #expect(charts[2].bars.allSatisfy { $0.value > 0 })
+        for chart in charts {
+            let svg = try chart.svg()
+            #expect(XMLParser(data: Data(svg.utf8)).parse(), "not well-formed XML")
+            for group in OpProfileCharts.Action.allCases { #expect(svg.contains("data-series=\"\(group.rawValue)\"")) }
+        }
+    }
 }
