@@ -155,14 +155,21 @@ public struct XYChart: Sendable {
                 }
             }
         }
+        // Labels that would overlap one placed before move down a line until they do not.
+        var placed: [(x: ClosedRange<Double>, y: Double)] = []
         for a in annotations {
             let ax = xs.position(a.x), ay = ys.position(a.y)
             let anchor = ax > (style.plotLeft + style.plotRight) / 2 ? "end" : "start"
             let dx = anchor == "end" ? -style.pointRadius * 2 : style.pointRadius * 2
+            let width = style.textWidth(a.label)
+            let span = anchor == "end" ? (ax + dx - width)...(ax + dx) : (ax + dx)...(ax + dx + width)
+            var ly = ay - style.pointRadius * 2
+            while placed.contains(where: { $0.x.overlaps(span) && abs($0.y - ly) < style.fontSize * 1.1 }) { ly += style.fontSize * 1.2 }
+            placed.append((span, ly))
             doc.group(["class": "annotation", "font-family": style.fontFamily.svg, "fill": style.axisColour.svg]) { g in
                 g.element("circle", ["cx": ax.svg, "cy": ay.svg, "r": style.pointRadius.svg, "fill": "none",
                                      "stroke": style.axisColour.svg, "stroke-width": style.lineWidth.svg])
-                g.element("text", ["x": (ax + dx).svg, "y": (ay - style.pointRadius * 2).svg, "text-anchor": anchor.svg,
+                g.element("text", ["x": (ax + dx).svg, "y": ly.svg, "text-anchor": anchor.svg,
                                    "font-size": style.fontSize.svg], text: a.label)
             }
         }

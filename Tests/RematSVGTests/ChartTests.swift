@@ -165,6 +165,16 @@ func parseXML(_ svg: String) throws -> [(name: String, attributes: [String: Stri
         #expect(elements.contains { $0.attributes["data-series"] == "a\"b" })
     }
 
+    @Test func annotationsAtOnePointDoNotOverlap() throws {
+        let chart = XYChart(title: "t", x: ChartAxis("x"), y: ChartAxis("y"),
+                            series: [.init("s", .line, [ChartPoint(x: 0, y: 0), ChartPoint(x: 10, y: 10)])],
+                            annotations: [.init(x: 2, y: 2, label: "knee (a)"), .init(x: 2, y: 2, label: "knee (b)"), .init(x: 9, y: 2, label: "far")])
+        let texts = try parseXML(try chart.svg()).filter { $0.name == "text" && ["knee (a)", "knee (b)", "far"].contains($0.text) }
+        let y = Dictionary(uniqueKeysWithValues: texts.map { ($0.text, Double($0.attributes["y"]!)!) })
+        #expect(abs(y["knee (a)"]! - y["knee (b)"]!) >= ChartStyle.standard.fontSize)
+        #expect(y["far"] == y["knee (a)"])
+    }
+
     @Test func thePaletteIsOkabeItoAndRepeats() {
         #expect(Palette.colours.count == 8 && Set(Palette.colours).count == 8)
         #expect(Palette.colour(0) == "#0072B2" && Palette.colour(8) == Palette.colour(0) && Palette.colour(-1) == "#000000")

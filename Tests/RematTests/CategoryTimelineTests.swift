@@ -119,4 +119,32 @@ import Remat
             for group in OpProfileCharts.Action.allCases { #expect(svg.contains("data-series=\"\(group.rawValue)\"")) }
         }
     }
+
+    /// The frontier chart: a line and points per frontier, the knee marked, policies as points,
+    /// the axes containing every point.
+    @Test func frontiersDrawWithTheirKneesAndPolicies() throws {
+        let ledger = MemoryLedger()
+        let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
+        let sim = PlanSimulator(try StepCapture.capture(trainer, batch: batch, timingRuns: 1))
+        let frontiers = [try Planner.frontier(sim, options: .recomputeOnly, points: 6), try Planner.frontier(sim, points: 6)]
+        #expect(frontiers.allSatisfy { $0.knee != nil })
+        let all = sim.simulate(Set(sim.candidates.indices))
+        let policy = FrontierChart.Policy(name: "every candidate recomputed", peakBytes: all.peakBytes,
+                                          overhead: all.stepSeconds / sim.simulate([]).stepSeconds)
+        let chart = FrontierChart.chart(frontiers, policies: [policy], title: "gpt: budget → step time")
+        let svg = try chart.svg()
+        #expect(XMLParser(data: Data(svg.utf8)).parse(), "not well-formed XML")
+        for f in frontiers {
+            #expect(svg.contains("data-series=\"\(f.actions)\"") && svg.contains("data-series=\"\(f.actions) plans\""))
+            #expect(chart.annotations.contains { $0.label.hasPrefix("knee (\(f.actions))") })
+        }
+        #expect(svg.contains("data-series=\"policies\"") && svg.contains(">every candidate recomputed<"))
+        let (x, y) = try chart.scales()
+        for f in frontiers {
+            for p in f.points {
+                #expect(x.contains(Double(p.predictedPeakBytes) / 1_048_576) && y.contains(p.overhead))
+            }
+        }
+        #expect(x.contains(Double(policy.peakBytes) / 1_048_576) && y.contains(policy.overhead))
+    }
 }
