@@ -147,4 +147,27 @@ import Remat
         }
         #expect(x.contains(Double(policy.peakBytes) / 1_048_576) && y.contains(policy.overhead))
     }
+
+    /// The HTML document: well-formed as XML with its SVG inline, sections and tables escaped,
+    /// no script, written atomically (a failed write leaves the old file).
+    @Test func anHTMLReportIsOneWellFormedFile() throws {
+        let chart = XYChart(title: "a <chart>", x: ChartAxis("x"), y: ChartAxis("y"),
+                            series: [.init("s", .line, [ChartPoint(x: 0, y: 1), ChartPoint(x: 1, y: 2)])])
+        let report = HTMLReport(title: "Memory & time", sections: [
+            .init(id: "timeline", title: "Timeline", paragraphs: ["peak <here>"], figures: [try chart.svg()],
+                  tables: [.init(caption: "numbers", header: ["op", "MiB"], rows: [["a&b", "1.5"], ["c", "2"]])]),
+        ], provenance: [("command", "remat report --model gpt-mini --compare 'all'")])
+        let html = report.html()
+        #expect(XMLParser(data: Data(html.utf8)).parse(), "not well-formed")
+        #expect(!html.contains("<script"))
+        #expect(html.contains("<td>a&amp;b</td>") && html.contains("<p>peak &lt;here&gt;</p>") && html.contains("<svg "))
+        #expect(html.contains("<a href=\"#timeline\">Timeline</a>") && html.contains("remat report --model gpt-mini --compare &apos;all&apos;"))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("remat-report-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try report.write(to: dir + "/r.html")
+        #expect(try String(contentsOfFile: dir + "/r.html", encoding: .utf8) == html)
+        #expect(throws: AtomicFileError.self) { try report.write(to: dir + "/missing/r.html") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["r.html"])
+    }
 }
