@@ -170,4 +170,31 @@ import Remat
         #expect(throws: AtomicFileError.self) { try report.write(to: dir + "/missing/r.html") }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["r.html"])
     }
+
+    /// The step graph before and after a plan: one row per block, every op a node in forward
+    /// order, every input an edge, the plan's recomputed ops coloured so after it and none before.
+    @Test func theStepGraphDrawsBeforeAndAfterThePlan() throws {
+        let ledger = MemoryLedger()
+        let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
+        let graph = try StepCapture.capture(trainer, batch: batch, timingRuns: 1)
+        let sim = PlanSimulator(graph)
+        let none = sim.simulate([]).peakBytes, floor = Planner.leastPeak(sim, options: .recomputeOnly)
+        let plan = try Planner.plan(sim, budget: .bytes(floor + (none - floor) / 3), options: .recomputeOnly)
+        for p in [nil, plan] {
+            let d = StepGraphDiagram.diagram(graph, plan: p, title: p == nil ? "before" : "after")
+            #expect(d.rows.flatMap(\.nodes).map(\.id) == graph.ops.map(\.name))
+            for region in graph.regions { #expect(d.rows.contains { $0.label == region }) }
+            let recomputed = d.rows.flatMap(\.nodes).filter { $0.group == "recomputed" }.map(\.id)
+            #expect(Set(recomputed) == Set(p?.recompute ?? []))
+            let svg = try d.svg()
+            #expect(XMLParser(data: Data(svg.utf8)).parse(), "not well-formed XML")
+            #expect(svg.components(separatedBy: "class=\"node\"").count - 1 == graph.ops.count)
+            let inputs = graph.ops.reduce(0) { $0 + $1.inputs.filter { name in graph.ops.contains { $0.name == name } }.count }
+            #expect(svg.components(separatedBy: "class=\"edge\"").count - 1 == inputs)
+            #expect(inputs > graph.ops.count / 2)
+        }
+        var bad = StepGraphDiagram.diagram(graph, plan: nil, title: "bad")
+        bad.edges.append((from: "nowhere", to: graph.ops[0].name))
+        #expect(throws: DiagramError.unknownNode("nowhere")) { try bad.svg() }
+    }
 }
