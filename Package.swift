@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "RematPlanning", dependencies: ["RematCheckpoint", "RematIO"]),
         .target(name: "RematTraining", dependencies: ["RematPlanning"]),
         // The reports (issue 19): what they draw, from the ledger's timeline and the planner's figures.
-        .target(name: "RematReport", dependencies: ["RematPlanning", "RematIO", "RematSVG"]),
+        .target(name: "RematReport", dependencies: ["RematTraining", "RematIO", "RematSVG"]),
         .target(name: "Remat", dependencies: ["RematCore", "RematIO", "RematNN", "RematCheckpoint", "RematPlanning", "RematTraining",
                                               "RematSVG", "RematReport"]),
         .executableTarget(

@@ -197,4 +197,22 @@ import Remat
         bad.edges.append((from: "nowhere", to: graph.ops[0].name))
         #expect(throws: DiagramError.unknownNode("nowhere")) { try bad.svg() }
     }
+
+    /// Whole reports of gpt-mini and resnet50-64 (small batches): one well-formed document with
+    /// every section, a timeline per run with the categories and the budget, the frontier with
+    /// the policies, the graph before and after the plan, and the provenance.
+    @Test(arguments: [("gpt-mini", 2, 0.9), ("resnet50-64", 4, 0.97)]) func aWorkloadsReportHasEverySection(model: String, batch: Int, budget: Double) throws {
+        let report = try MemoryReport.make(workload: model, batchSize: batch, compare: [.all], budget: .fraction(budget), frontierPoints: 4,
+                                           provenance: [("command", "test")])
+        #expect(report.sections.map(\.id) == ["timeline", "ops", "frontier", "graph"])
+        #expect(report.sections[0].figures.count == 3 && report.sections[3].figures.count == 2)
+        let html = report.html()
+        #expect(XMLParser(data: Data(html.utf8)).parse(), "not well-formed")
+        for series in ["parameters", "gradients", "optimizer", "activations", "temporaries", "budget", "policies", "recompute-only", "lossless"] {
+            #expect(html.contains("data-series=\"\(series)\""), "\(series) missing")
+        }
+        #expect(html.contains(">all<") && html.contains("none: memory during one step") && html.contains("<dt>command</dt>"))
+        // The parameters are counted (the model was made in the report's ledger).
+        #expect(html.contains("data-series=\"parameters\"") && !html.contains("parameters 0.0 MiB"))
+    }
 }
