@@ -23,7 +23,7 @@ struct RematCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remat",
         abstract: "Train neural networks in less memory: activation checkpointing, planning and measurement.",
-        subcommands: [DemoCommand.self, TrainCommand.self, StepCommand.self, ExplainCommand.self, ProfileCommand.self, PlanCommand.self, EmbedCommand.self, BenchCommand.self])
+        subcommands: [DemoCommand.self, TrainCommand.self, StepCommand.self, ExplainCommand.self, ProfileCommand.self, PlanCommand.self, ReportCommand.self, EmbedCommand.self, BenchCommand.self])
 }
 
 /// Bytes as MiB with one decimal.

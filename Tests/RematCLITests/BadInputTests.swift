@@ -86,7 +86,7 @@ import Remat
         add("option without its value", ["bench", "train", "--steps"])
         // --threads and REMAT_THREADS, on every command that computes.
         for cmd in [["demo"], ["train"], ["bench", "train"], ["explain"], ["profile", "--out", "p"], ["plan", "--budget", "0.5"],
-                    ["bench", "kernels"], ["bench", "conv"], ["bench", "codecs"], ["bench", "fp8"]] {
+                    ["bench", "kernels"], ["bench", "conv"], ["bench", "codecs"], ["bench", "fp8"], ["report", "--out", "r.html"]] {
             for t in ["0", "-1", "257", "99999999999", "abc", "2.5"] { add("\(cmd.joined(separator: " ")) --threads \(t)", cmd + ["--threads", t]) }
         }
         for env in ["0", "-3", "abc", "100000"] { add("REMAT_THREADS=\(env)", ["bench", "kernels", "--sizes", "4"], env: ["REMAT_THREADS": env]) }
@@ -117,6 +117,16 @@ import Remat
         add("train --no-offload without --budget", ["train", "--no-offload"])
         add("step --solver without --budget", ["step", "--batch", "b.safetensors", "--solver", "greedy"]) { s in try tokenBatch(s.file("b.safetensors")) }
         add("--budget with --policy", ["train", "--budget", "0.5", "--policy", "all"])
+        // Reports (issue 19).
+        add("report without --out", ["report"])
+        add("report --out a directory", ["report", "--out", "."])
+        add("report --out in a missing directory", ["report", "--out", "missing/r.html"])
+        add("report --compare bogus", ["report", "--out", "r.html", "--compare", "bogus"])
+        add("report --compare none", ["report", "--out", "r.html", "--compare", "none"])
+        add("report --compare twice", ["report", "--out", "r.html", "--compare", "all", "--compare", "all"])
+        add("report --budget bad", ["report", "--out", "r.html", "--budget", "1.5"])
+        add("report --points 1", ["report", "--out", "r.html", "--points", "1"])
+        add("report --model bogus", ["report", "--out", "r.html", "--model", "bogus"])
         // Dynamic budgets (issue 18).
         add("train --dynamic without --budget", ["train", "--dynamic"])
         add("train --dynamic with a fractional budget", ["train", "--dynamic", "--budget", "0.5"])
