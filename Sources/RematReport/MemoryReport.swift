@@ -17,8 +17,12 @@ public enum MemoryReport {
     public struct Run: Sendable {
         public var label: String
         public var timeline: CategoryTimeline
+        /// The median of ``MemoryReport/timedSteps`` steps (the timeline's step, with its marks, is not timed).
         public var stepMilliseconds: Double
     }
+
+    /// Steps timed per run (after a warm-up step), their median reported.
+    public static let timedSteps = 3
 
     /// Builds the report. `compare`: policies beside `none`; `budget`: a plan made and run too;
     /// `provenance`: the command line and anything else to state (versions and the machine are added).
@@ -42,12 +46,19 @@ public enum MemoryReport {
         func measured(_ label: String) -> Run {
             trainer.preservingState {
                 trainer.step(input)   // warm: optimizer state and caches exist
+                let milliseconds = median((0..<timedSteps).map { _ in trainer.step(input).stepMilliseconds })
                 let start = ledger.breakdown
                 ledger.resetPeak()
                 ledger.startTimeline()
-                let report = trainer.step(input)
+                // Each op marks the timeline as it starts computing, so the peak is named by the
+                // op running then (the timeline's phase) beside the allocation's own label.
+                _ = AutogradContext.with({ ctx in
+                    let forward = ctx.opObserver, backward = ctx.backwardObserver
+                    ctx.opObserver = { node, output in ledger.mark("after \(node.name)"); forward?(node, output) }
+                    ctx.backwardObserver = { node in ledger.mark("backward of \(node.name)"); backward?(node) }
+                }) { trainer.step(input) }
                 return Run(label: label, timeline: CategoryTimeline(events: ledger.stopTimeline(), start: start),
-                           stepMilliseconds: report.stepMilliseconds)
+                           stepMilliseconds: milliseconds)
             }
         }
 
@@ -85,7 +96,7 @@ public enum MemoryReport {
         let runTable = HTMLReport.Table(caption: "each run's step", header: ["run", "step ms", "× none", "peak", "op at the peak"] + CategoryTimeline.order.map(\.description),
                                         rows: runs.map { r in
                                             [r.label, String(format: "%.1f", r.stepMilliseconds), String(format: "%.2f", r.stepMilliseconds / base),
-                                             mib(r.timeline.peak.totalBytes), r.timeline.peak.name] + r.timeline.peak.bytes.map(mib)
+                                             mib(r.timeline.peak.totalBytes), r.timeline.peak.name + (r.timeline.peakPhase.map { " (\($0))" } ?? "")] + r.timeline.peak.bytes.map(mib)
                                         })
         let action = OpProfileCharts.actions(graph, plan: plan)
         let saved = OpProfileCharts.savedBytes(graph)
