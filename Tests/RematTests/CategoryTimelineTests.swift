@@ -92,16 +92,20 @@ import Remat
         #expect(timelines[1].timeline.peak.totalBytes < timelines[0].timeline.peak.totalBytes)
     }
 
+    /// A captured GPT step and a recompute-only plan a third of the way from its least peak up.
+    static func plannedGPTStep() throws -> (StepGraph, MemoryPlan) {
+        let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(MemoryLedger())
+        let graph = try StepCapture.capture(trainer, batch: batch, timingRuns: 1)
+        let sim = PlanSimulator(graph)
+        let none = sim.simulate([]).peakBytes, floor = Planner.leastPeak(sim, options: .recomputeOnly)
+        return (graph, try Planner.plan(sim, budget: .bytes(floor + (none - floor) / 3), options: .recomputeOnly))
+    }
+
     /// The per-op profile of a captured GPT step under a plan: one bar per forward op in the time
     /// charts, the plan's recomputed ops (and only they) in the recomputed group, the saved bytes
     /// adding up to the step's saved tensors, every chart well-formed.
     @Test func opProfilesColourWhatThePlanDoes() throws {
-        let ledger = MemoryLedger()
-        let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
-        let graph = try StepCapture.capture(trainer, batch: batch, timingRuns: 1)
-        let sim = PlanSimulator(graph)
-        let none = sim.simulate([]).peakBytes, floor = Planner.leastPeak(sim, options: .recomputeOnly)
-        let plan = try Planner.plan(sim, budget: .bytes(floor + (none - floor) / 3), options: .recomputeOnly)
+        let (graph, plan) = try Self.plannedGPTStep()
         #expect(!plan.recompute.isEmpty)
         let charts = OpProfileCharts.charts(graph, plan: plan, label: "plan")
         #expect(charts.count == 3)
@@ -174,12 +178,7 @@ import Remat
     /// The step graph before and after a plan: one row per block, every op a node in forward
     /// order, every input an edge, the plan's recomputed ops coloured so after it and none before.
     @Test func theStepGraphDrawsBeforeAndAfterThePlan() throws {
-        let ledger = MemoryLedger()
-        let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
-        let graph = try StepCapture.capture(trainer, batch: batch, timingRuns: 1)
-        let sim = PlanSimulator(graph)
-        let none = sim.simulate([]).peakBytes, floor = Planner.leastPeak(sim, options: .recomputeOnly)
-        let plan = try Planner.plan(sim, budget: .bytes(floor + (none - floor) / 3), options: .recomputeOnly)
+        let (graph, plan) = try Self.plannedGPTStep()
         for p in [nil, plan] {
             let d = StepGraphDiagram.diagram(graph, plan: p, title: p == nil ? "before" : "after")
             #expect(d.rows.flatMap(\.nodes).map(\.id) == graph.ops.map(\.name))
