@@ -54,7 +54,7 @@ struct PlanningTests {
             let r1 = ref.step(batch), r2 = planned.step(batch)
             #expect(r1.loss == r2.loss)
             for ((name, a), (_, b)) in zip(ref.model.namedParameters, planned.model.namedParameters) {
-                #expect(a.toArray().map(\.bitPattern) == b.toArray().map(\.bitPattern), "parameter \(name) differs after a planned step")
+                #expect(a.toArray().map(\.bitPattern) == b.toArray().map(\.bitPattern), "parameter \(name) differs after a planned step under \(plan.summary); recompute \(plan.recompute.sorted()), compress \(plan.compress.map { "\($0.op):\($0.codec)" }), offload \(plan.offload.map(\.op))")
             }
             for ((name, a), (_, b)) in zip(ref.model.namedBuffers, planned.model.namedBuffers) {
                 #expect(a.toArray().map(\.bitPattern) == b.toArray().map(\.bitPattern), "buffer \(name) differs after a planned step")
