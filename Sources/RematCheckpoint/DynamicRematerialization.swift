@@ -212,14 +212,14 @@ final class DynamicState {
 
     /// Ops whose tensors are dropped as soon as only their slot holds them (a plan's), and the
     /// entries of theirs not dropped yet.
-    private let dropGroups: [[String]]
+    private let dropGroups: [Set<String>]
     /// The group of each op in ``dropGroups``.
     private let dropGroupOf: [String: Int]
     private var pendingDrops: [Int] = []
 
     init(evictor: DynamicRematerializer, dropGroups: [[String]] = []) {
         self.evictor = evictor
-        self.dropGroups = dropGroups
+        self.dropGroups = dropGroups.map(Set.init)
         var groupOf: [String: Int] = [:]
         for (g, ops) in dropGroups.enumerated() { for op in ops { groupOf[op] = g } }
         dropGroupOf = groupOf
@@ -230,8 +230,7 @@ final class DynamicState {
     func recomputeTargets(for owner: String) -> Set<String> {
         guard let g = dropGroupOf[owner] else { return [owner] }
         var targets: Set<String> = [owner]
-        let group = Set(dropGroups[g])
-        for (k, e) in slotEntry.enumerated() where slotPending[k] && entries[e].hold == nil && group.contains(entries[e].owner) {
+        for (k, e) in slotEntry.enumerated() where slotPending[k] && entries[e].hold == nil && dropGroups[g].contains(entries[e].owner) {
             targets.insert(entries[e].owner)
         }
         return targets

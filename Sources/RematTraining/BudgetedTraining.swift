@@ -41,7 +41,7 @@ public final class MemoryBudgetPlanner {
     public let mode: Mode
     public let solver: PlanSolver
     /// The actions plans may choose (``PlanOptions``: lossless ones by default).
-    public var options: PlanOptions
+    public let options: PlanOptions
     /// Timed steps per capture (per-op times are their medians).
     public var timingRuns: Int
     /// Called with one line per event: a plan made, a fallback (once per shape).

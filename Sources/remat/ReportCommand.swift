@@ -43,8 +43,7 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         engine.apply()
         let name = workloadOptions.name
-        let spec = try ModelZoo.workload(name).specBatchSize
-        let batch = workloadOptions.batch ?? spec
+        let batch = try workloadOptions.batch ?? ModelZoo.specBatchSize(name)
         try ModelZoo.checkMemory(workload: name, batchSize: batch)
         let command = CommandLine.arguments.map { $0.contains(where: { " '\"".contains($0) }) ? "'\($0.replacingOccurrences(of: "'", with: "'\\''"))'" : $0 }
             .joined(separator: " ")
