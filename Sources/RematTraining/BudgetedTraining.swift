@@ -64,6 +64,11 @@ public final class MemoryBudgetPlanner {
     /// Hybrid: shapes whose profiling went over the budget even with every evictable tensor
     /// evicted, with the most it went over by (bytes); such a shape runs under DTR alone.
     public private(set) var profilingExcess: [[Int]: Int] = [:]
+    /// Keep each shape's captured step in ``graphs`` (for a report of the plans; off by default:
+    /// a long stream of shapes would keep one graph per shape).
+    public var keepsGraphs = false
+    /// With ``keepsGraphs``: the captured step each shape's plan was made from.
+    public private(set) var graphs: [[Int]: StepGraph] = [:]
     /// True while a capture runs (its own steps must not plan again).
     public private(set) var isPreparing = false
     private var appliedShape: [Int]? = nil
@@ -145,6 +150,7 @@ public final class MemoryBudgetPlanner {
             let graph = try trainer.preservingState {
                 try StepCapture.capture(trainer, batch: batch, timingRuns: timingRuns, dynamic: evictor)
             }
+            if keepsGraphs { graphs[shape] = graph }
             let plan = try Planner.plan(graph, budget: budget, solver: solver, options: options)
             log("memory budget \(formatBytes(plan.budgetBytes)) for input \(shape): \(plan.summary)")
             return .plan(plan)

@@ -18,6 +18,22 @@ public struct StepReport: Codable, Sendable {
     public var skipped: Bool = false
     /// Under a dynamic budget (``Trainer/dynamicBudget``): what the evictor did in this step.
     public var dynamic: DynamicRematerializer.Statistics? = nil
+
+    public init(step: Int, loss: Float, learningRate: Float, stepMilliseconds: Double, tokensPerSecond: Double, peakBytes: Int,
+                peakByCategory: [String: Int], activationPeakBytes: Int = 0, lossScale: Float? = nil, skipped: Bool = false,
+                dynamic: DynamicRematerializer.Statistics? = nil) {
+        self.step = step
+        self.loss = loss
+        self.learningRate = learningRate
+        self.stepMilliseconds = stepMilliseconds
+        self.tokensPerSecond = tokensPerSecond
+        self.peakBytes = peakBytes
+        self.peakByCategory = peakByCategory
+        self.activationPeakBytes = activationPeakBytes
+        self.lossScale = lossScale
+        self.skipped = skipped
+        self.dynamic = dynamic
+    }
 }
 
 /// A step that cannot stay under its dynamic budget (``Trainer/dynamicBudget``), refused before

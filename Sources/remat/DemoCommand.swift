@@ -14,6 +14,8 @@ struct DemoCommand: ParsableCommand {
     var policies = "none+explicit-attention,all,save-matmuls,none+bf16,save-matmuls+fp8-e4m3,all+offload"
     @Option(parsing: .unconditional, help: "Memory budget of the planned run (bytes with a unit, or a fraction of the unconstrained peak, 0 < f ≤ 1).")
     var budget = "0.6"
+    @Option(help: "Where to write the HTML report of the demo (atomically): the training steps, every way's memory timeline, peak and time, the plan's per-op profile, the frontier and the step graph.")
+    var report = "remat-demo.html"
 
     /// Per-round ratios that vary more than this (half their range over their median) are called noisy.
     static let noisySpread = 0.10
@@ -27,6 +29,7 @@ struct DemoCommand: ParsableCommand {
             throw ValidationError("--policies: \(e.description)")
         }
         do { _ = try MemoryBudget.parse(budget) } catch let e as PlanningError { throw ValidationError("--budget: \(e.description)") }
+        try requireWritableFile("--report", report)
     }
 
     func run() throws {
@@ -69,7 +72,12 @@ struct DemoCommand: ParsableCommand {
             }
         }
         func step() throws -> StepReport { try trainer.checkedStep(source.nextBatch(batchSize: config.batchSize, length: config.contextLength)) }
-        for v in names.indices { try use(v); _ = try step() }   // warm-up: each layout's buffers once
+        // Warm-up: each layout's buffers once, recording its memory timeline for the report.
+        var timelines: [CategoryTimeline] = []
+        for v in names.indices {
+            try use(v)
+            timelines.append(try MemoryReport.record(trainer.ledger) { try step() }.1)
+        }
         // An untimed step of each row before its timed one (InterleavedTiming.steps says why).
         let (timing, rowReports) = try InterleavedTiming.steps(variants: names.count, rounds: rounds, apply: use, step: step)
         let peaks = rowReports.map(\.peakBytes), activations = rowReports.map(\.activationPeakBytes)
@@ -126,6 +134,14 @@ struct DemoCommand: ParsableCommand {
                          mib(frontier.unconstrainedPeakBytes), mib(frontier.leastPeakBytes), mib(knee.predictedPeakBytes), knee.overhead))
             print("  below it each MiB saved costs more time than the average MiB (remat plan --model gpt-mini --sweep)")
         }
+        let runs = names.indices.map { MemoryReport.Run(label: names[$0], timeline: timelines[$0], stepMilliseconds: timing.medianTime($0)) }
+        let html = try Self.report(reports: reports, runs: runs, ratios: names.indices.map(timing.medianRatio), peaks: peaks,
+                                   plan: plan, graph: graph, budget: b)
+        try html.write(to: report)
+        let kib = ((try? FileManager.default.attributesOfItem(atPath: report)[.size] as? Int) ?? 0) / 1024
+        print("")
+        print("report: \(URL(fileURLWithPath: report).standardizedFileURL.path) (\(kib) KiB; open it in a browser): the training steps, each way's")
+        print("  memory timeline, peak and time, the plan's per-op profile, the budget → step time frontier and the step graph")
         print("")
         print("next:")
         print("  remat explain --model gpt-mini --policy save-matmuls   every saved tensor, kept or recomputed")
@@ -134,5 +150,37 @@ struct DemoCommand: ParsableCommand {
         print("  remat train --data FILE --budget 0.6 --save DIR        train on your own text under a budget")
         print("  remat explain --model gpt-mini --policy save-matmuls --compress fp8-e4m3   what each saved tensor is packed to")
         print("  remat bench train --model gpt-mini --compare all,save-matmuls,none+bf16 --rounds 5   this table for any workload")
+    }
+
+    /// The demo's HTML report: the training, each way's peak and time, their timelines, and the
+    /// plan (profile, frontier with every way as a measured point, step graph).
+    static func report(reports: [StepReport], runs: [MemoryReport.Run], ratios: [Double], peaks: [Int], plan: MemoryPlan,
+                       graph: StepGraph, budget: MemoryBudget) throws -> HTMLReport {
+        let kind = { (i: Int) in i == 0 ? "none" : i == runs.count - 1 ? "plan" : "a way of saving memory" }
+        let groups = ["none", "a way of saving memory", "plan"]
+        let peakChart = BarChart(title: "Peak memory of a training step", categoryLabel: "way", y: ChartAxis("MiB", includeZero: true),
+                                 bars: runs.indices.map { .init(runs[$0].label, Double(peaks[$0]) / 1_048_576, group: kind($0)) }, groups: groups)
+        let timeChart = BarChart(title: "Step time ÷ none (median of the rounds)", categoryLabel: "way", y: ChartAxis("× none", includeZero: true),
+                                 bars: runs.indices.map { .init(runs[$0].label, ratios[$0], group: kind($0)) }, groups: groups)
+        let table = HTMLReport.Table(caption: "what each way bought", header: ["way", "step ms", "× none", "peak", "saved vs none"],
+                                     rows: runs.indices.map { i in
+                                         [runs[i].label, String(format: "%.0f", runs[i].stepMilliseconds), String(format: "%.2f", ratios[i]), mib(peaks[i]),
+                                          i == 0 ? "" : "\(mib(peaks[0] - peaks[i])) (\(String(format: "%.0f%%", 100 * Double(peaks[0] - peaks[i]) / Double(peaks[0]))))"]
+                                     })
+        let ways = HTMLReport.Section(id: "ways", title: "What each way of saving memory bought",
+                                      paragraphs: ["The peak of a training step under each way, measured by the ledger, and its time over none's: medians of rounds that time every way back to back, each after an untimed step of its own. The last bar is the plan for the budget \(budget)."],
+                                      figures: [try peakChart.svg(), try timeChart.svg()], tables: [table])
+        let policies = runs.indices.dropFirst().map { FrontierChart.Policy(name: runs[$0].label, peakBytes: peaks[$0], overhead: ratios[$0]) }
+        let sections = [
+            try TrainingRunReport.runSection(reports, budgetBytes: nil, paragraph: "The demo's training steps on the built-in data, as the ledger measured them: each step's peak, its activations' own peak, its time and its loss."),
+            ways,
+            try MemoryReport.timelineSection(runs, budgetBytes: plan.budgetBytes,
+                                             paragraph: "Live bytes by category through one training step under each way (the step each way ran first, untimed, with the timeline recording), measured by the ledger; every chart on the same axes; the plan's budget drawn as a line. The peak is marked with the allocation the ledger was making and the op running then."),
+            try MemoryReport.profileSection(graph, plan: plan),
+            try MemoryReport.frontierSection(graph, policies: policies, points: 8, title: "gpt-mini: budget → step time (plans predicted, ways measured)"),
+            try MemoryReport.graphSection(graph, plan: plan),
+        ]
+        return HTMLReport(title: "Remat demo: gpt-mini", sections: sections,
+                          provenance: [("command", quotedCommandLine())] + MemoryReport.machineFacts(workload: "gpt-mini, batch \(GPTConfig.gptMini.batchSize), T \(GPTConfig.gptMini.contextLength)"))
     }
 }

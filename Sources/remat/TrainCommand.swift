@@ -65,6 +65,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(exclusivity: .exclusive, help: "How --budget is kept: --hybrid (the default for bytes: each new input shape profiled under the budget as a hard limit and planned, every step running its plan with dynamic rematerialization as the safety net), --planned (each new shape profiled unconstrained, above the budget, then planned; the only mode for a fraction) or --dynamic (every step under the budget as a hard limit, no plans: saved tensors evicted under memory pressure, recomputed when backward needs them).") var budgetMode: BudgetModeFlag?
     var dynamic: Bool { budgetMode == .dynamic }
     @Option(name: .customLong("length-range"), help: "Sequence length of each batch drawn uniformly from LOW:HIGH (seeded by --seed; HIGH at most the context length) instead of the context length.") var lengthRange: String?
+    @Option(help: "Write an HTML report of the run to this file (atomically, at the end or when the run stops): every step's peak against the budget, time and loss; the last step's memory timeline; the last step's plan.")
+    var report: String?
     @Option(help: "Attention: fused (FlashAttention-2's online softmax: saves each row's log-sum-exp; the default) or explicit (the T×T probabilities saved).") var attention = AttentionKernel.default.rawValue
 
     func validate() throws {
@@ -99,6 +101,7 @@ struct TrainCommand: ParsableCommand {
         }
         _ = try parsedLengthRange()
         if let data { try requireReadableFile("--data", data) }
+        if let report { try requireWritableFile("--report", report, notSameAs: data.map { [("--data", $0)] } ?? []) }
         if let save {
             try requireWritableDirectory("--save", save)
             if FileManager.default.fileExists(atPath: save) {
@@ -165,12 +168,15 @@ struct TrainCommand: ParsableCommand {
         installInterruptHandler()
         var printer = ProgressPrinter(total: steps)
         printer.every = logEvery
+        trainer.memoryBudget?.keepsGraphs = report != nil
+        var run = RunRecord()
         do {
-            try runSteps(trainer, source: &source, batch: b, printer: printer)
+            try runSteps(trainer, source: &source, batch: b, printer: printer, record: &run)
         } catch let error as DynamicBudgetError {
             // What was trained so far is kept (as on Ctrl-C) before the error ends the run.
             print("\nstopped after step \(trainer.stepIndex): \(error)")
             if let save { print("saved weights to \(try saveWeights(gpt, directory: save))") }
+            try writeReport(trainer, run, memory: memory, stopped: "stopped after step \(trainer.stepIndex): \(error)")
             throw error
         }
         let interrupted = interruptRequested.load(ordering: .relaxed)
@@ -182,24 +188,82 @@ struct TrainCommand: ParsableCommand {
             let path = try saveWeights(gpt, directory: save)
             print("saved weights to \(path)")
         }
+        try writeReport(trainer, run, memory: memory, stopped: interrupted ? "interrupted after step \(trainer.stepIndex)" : nil)
         if interrupted { throw ExitCode(130) }
+    }
+
+    /// What the run measured, for --report.
+    struct RunRecord {
+        var reports: [StepReport] = []
+        /// Steps that profiled a new shape before running (a memory budget's capture).
+        var profiled: Set<Int> = []
+        /// The last step's timeline and input shape (recorded while it ran).
+        var lastStep: MemoryReport.Run? = nil
+        var lastShape: [Int]? = nil
+    }
+
+    /// Writes --report, if given, and says where.
+    func writeReport(_ trainer: Trainer, _ run: RunRecord, memory: String, stopped: String?) throws {
+        guard let report, !run.reports.isEmpty else { return }
+        let planner = trainer.memoryBudget
+        var plan: (plan: MemoryPlan, graph: StepGraph)? = nil
+        if let planner, let shape = run.lastShape, case .plan(let p)? = planner.decisions[shape], let g = planner.graphs[shape] { plan = (p, g) }
+        let budgetBytes: Int? = trainer.dynamicBudget?.budgetBytes ?? planner?.evictor?.budgetBytes ?? plan?.plan.budgetBytes
+        var facts: [(label: String, value: String)] = [("command", quotedCommandLine()), ("memory", memory)]
+        if let stopped { facts.append(("run", stopped)) }
+        let html = try TrainingRunReport.make(title: "Remat training report: \(model), \(run.reports.count) steps", reports: run.reports,
+                                              budgetBytes: budgetBytes, profiled: run.profiled, lastStep: run.lastStep, plan: plan,
+                                              allowLossy: planner?.options.allowLossy ?? [],
+                                              workload: "\(model), batch \(batch ?? (try ModelZoo.gptConfig(model)).batchSize)" + (lengthRange.map { ", lengths \($0)" } ?? ""),
+                                              provenance: facts)
+        try html.write(to: report)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: report)[.size] as? Int) ?? 0
+        print("wrote the report to \(report) (\(bytes / 1024) KiB)")
     }
 }
 
 extension TrainCommand {
     /// The training loop: windows of the context length, or of lengths drawn from --length-range.
-    func runSteps(_ trainer: Trainer, source: inout ByteSequenceDataset, batch b: Int, printer: ProgressPrinter) throws {
+    /// With --report, each step's report is kept and the last step runs with the ledger's timeline
+    /// recording.
+    func runSteps(_ trainer: Trainer, source: inout ByteSequenceDataset, batch b: Int, printer: ProgressPrinter,
+                  record: inout RunRecord) throws {
         let stop = { interruptRequested.load(ordering: .relaxed) }
-        guard let lengths = try parsedLengthRange() else {
-            return try trainer.run(steps: steps, batchSize: b, source: &source, shouldStop: stop, log: printer.show)
-        }
+        let context = try ModelZoo.gptConfig(model).contextLength
+        let lengths = try parsedLengthRange()
         let g = RandomGenerator(seed: seed ^ 0x6c65_6e67_7468)   // "length": a stream apart from the data's
-        let span = UInt64(lengths.upperBound - lengths.lowerBound + 1)
-        var data = source
-        defer { source = data }
-        try trainer.run(steps: steps, nextBatch: { data.nextBatch(batchSize: b, length: lengths.lowerBound + Int(g.nextUInt64() % span)) },
-                        shouldStop: stop, log: printer.show)
+        let span = UInt64((lengths?.count ?? 1))
+        for i in 0..<steps {
+            let length = lengths.map { $0.lowerBound + Int(g.nextUInt64() % span) } ?? context
+            let batch = source.nextBatch(batchSize: b, length: length)
+            guard report != nil else {
+                printer.show(try trainer.checkedStep(batch))
+                if stop() { break } else { continue }
+            }
+            // A new shape is profiled (and planned) first, outside the recorded step.
+            let profiledBefore = trainer.memoryBudget?.capturedShapes.count ?? 0
+            trainer.memoryBudget?.prepare(trainer, batch: batch)
+            if (trainer.memoryBudget?.capturedShapes.count ?? 0) > profiledBefore { record.profiled.insert(i) }
+            let r: StepReport
+            if i == steps - 1 {
+                let (report, timeline) = try MemoryReport.record(trainer.ledger) { try trainer.checkedStep(batch) }
+                record.lastStep = MemoryReport.Run(label: "step \(i + 1)", timeline: timeline, stepMilliseconds: report.stepMilliseconds)
+                r = report
+            } else {
+                r = try trainer.checkedStep(batch)
+            }
+            record.lastShape = batch.input.shape
+            record.reports.append(r)
+            printer.show(r)
+            if stop() { break }
+        }
     }
+}
+
+/// The command line as typed, each argument quoted for a POSIX shell when it needs it.
+func quotedCommandLine() -> String {
+    CommandLine.arguments.map { $0.contains(where: { " '\"$\\".contains($0) }) ? "'\($0.replacingOccurrences(of: "'", with: "'\\''"))'" : $0 }
+        .joined(separator: " ")
 }
 
 /// Writes the model's parameters and buffers to `directory/model.safetensors` (atomically).

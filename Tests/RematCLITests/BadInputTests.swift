@@ -127,6 +127,17 @@ import Remat
         add("report --budget bad", ["report", "--out", "r.html", "--budget", "1.5"])
         add("report --points 1", ["report", "--out", "r.html", "--points", "1"])
         add("report --model bogus", ["report", "--out", "r.html", "--model", "bogus"])
+        add("report --policy none", ["report", "--out", "r.html", "--policy", "none"])
+        add("report --policy bogus", ["report", "--out", "r.html", "--policy", "bogus"])
+        add("report --policy and --budget", ["report", "--out", "r.html", "--policy", "all", "--budget", "0.5"])
+        add("report --policy also in --compare", ["report", "--out", "r.html", "--policy", "all", "--compare", "all"])
+        add("report --allow-lossy a lossless codec", ["report", "--out", "r.html", "--allow-lossy", "relu-mask"])
+        add("report --allow-lossy bogus", ["report", "--out", "r.html", "--allow-lossy", "bf17"])
+        add("train --report a directory", ["train", "--report", "."])
+        add("train --report in a missing directory", ["train", "--report", "missing/r.html"])
+        add("train --report the --data file", ["train", "--data", "d.txt", "--report", "d.txt"]) { try write($0.file("d.txt"), String(repeating: "abc ", count: 400)) }
+        add("demo --report a directory", ["demo", "--report", "."])
+        add("demo --report in a missing directory", ["demo", "--report", "missing/r.html"])
         // Dynamic budgets (issue 18).
         add("train --dynamic without --budget", ["train", "--dynamic"])
         add("train --dynamic with a fractional budget", ["train", "--dynamic", "--budget", "0.5"])

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 import Remat
 
@@ -25,15 +28,46 @@ import Remat
     @Test func interruptedTrainingSavesAndExits130() throws {
         let s = Sandbox()
         defer { s.remove() }
-        let r = CLI.run(["train", "--steps", "100000", "--batch", "1", "--save", "out", "--threads", "1"], in: s.path,
+        let r = CLI.run(["train", "--steps", "100000", "--batch", "1", "--save", "out", "--threads", "1", "--report", "r.html"], in: s.path,
                         timeout: 120, interruptAfter: [4])
         #expect(r.status == 130, "\(r)")
         #expect(!r.signaled)
         #expect(r.stdout.contains("interrupted after step"), "\(r)")
+        // The report of the steps run so far is written too (no timeline: the last step never came).
+        let html = try String(contentsOfFile: s.file("r.html"), encoding: .utf8)
+        #expect(XMLParser(data: Data(html.utf8)).parse() && html.contains("<section id=\"run\">") && html.contains("interrupted after step"))
         let weights = try SafetensorsFile.read(path: s.file("out/model.safetensors"))
         #expect(weights.tensors.count == GPT(.gptMini).namedTensors.count)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: s.file("out")).filter { $0 != "model.safetensors" }
         #expect(leftovers.isEmpty, "\(leftovers)")
+    }
+
+    /// `train --report`: one well-formed file with the run (every step against the budget), the
+    /// last step's timeline and the plan it ran; the command says where it wrote it.
+    @Test func trainingWritesItsReport() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = CLI.run(["train", "--steps", "3", "--batch", "2", "--budget", "0.8", "--threads", "1", "--report", "r.html"], in: s.path, timeout: 300)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.contains("wrote the report to r.html"), "\(r)")
+        let html = try String(contentsOfFile: s.file("r.html"), encoding: .utf8)
+        #expect(XMLParser(data: Data(html.utf8)).parse(), "not well-formed")
+        for id in ["run", "timeline", "ops", "frontier", "graph", "provenance"] { #expect(html.contains("<section id=\"\(id)\">"), "\(id) missing") }
+        #expect(html.contains("data-series=\"budget\"") && html.contains("step 3: memory during one step") && html.contains("new shape profiled"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.path) == ["r.html"])
+    }
+
+    /// `remat demo` writes its report (here a short demo: one step, one round, one policy).
+    @Test func demoWritesItsReport() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = CLI.run(["demo", "--steps", "1", "--rounds", "1", "--policies", "all", "--threads", "1"], in: s.path, timeout: 300)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.contains("/remat-demo.html ("), "\(r)")
+        let html = try String(contentsOfFile: s.file("remat-demo.html"), encoding: .utf8)
+        #expect(XMLParser(data: Data(html.utf8)).parse(), "not well-formed")
+        for id in ["run", "ways", "timeline", "ops", "frontier", "graph"] { #expect(html.contains("<section id=\"\(id)\">"), "\(id) missing") }
+        #expect(html.contains("all: memory during one step") && html.contains("plan: memory during one step"))
     }
 
     /// A second Ctrl-C quits at once, still with status 130, and leaves no temporary file behind.

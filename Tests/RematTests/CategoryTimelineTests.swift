@@ -203,6 +203,8 @@ import Remat
     @Test(arguments: [("gpt-mini", 2, 0.9), ("resnet50-64", 4, 0.97)]) func aWorkloadsReportHasEverySection(model: String, batch: Int, budget: Double) throws {
         let report = try MemoryReport.make(workload: model, batchSize: batch, compare: [.all], budget: .fraction(budget), frontierPoints: 4,
                                            provenance: [("command", "test")])
+        // scripts/test.sh opens these in headless Chromium (scripts/check_report.py) when it can.
+        if let dir = ProcessInfo.processInfo.environment["REMAT_REPORT_DIR"] { try report.write(to: "\(dir)/\(model).html") }
         #expect(report.sections.map(\.id) == ["timeline", "ops", "frontier", "graph"])
         #expect(report.sections[0].figures.count == 3 && report.sections[3].figures.count == 2)
         let html = report.html()
@@ -215,5 +217,30 @@ import Remat
         #expect(html.contains("(backward of ") || html.contains("(after "))
         // The parameters are counted (the model was made in the report's ledger).
         #expect(html.contains("data-series=\"parameters\"") && !html.contains("parameters 0.0 MiB"))
+    }
+
+    /// A training run's section: every step drawn up to 1000 steps, longer runs in 1000 equal
+    /// runs of steps keeping each run's highest peak (so the drawn peak is the run's), the budget
+    /// drawn, the steps over it counted, profiled steps marked.
+    @Test(arguments: [20, 1000, 4321]) func aRunsStepsDrawWithTheBudget(steps: Int) throws {
+        let budget = 100 << 20
+        let reports = (0..<steps).map { i in
+            StepReport(step: i, loss: 5 - Float(i) / Float(steps), learningRate: 1e-3, stepMilliseconds: 500 + Double(i % 7),
+                       tokensPerSecond: 1000, peakBytes: (90 << 20) + (i == steps / 3 ? 20 << 20 : (i % 13) << 10),
+                       peakByCategory: [:], activationPeakBytes: 50 << 20)
+        }
+        let section = try TrainingRunReport.runSection(reports, budgetBytes: budget, profiled: [0])
+        #expect(section.figures.count == 3)
+        let drawn = min(steps, TrainingRunReport.maxDrawnSteps)
+        #expect(section.tables[0].rows.count == drawn)
+        #expect(section.paragraphs[0].contains("1 of \(steps) steps above it"))
+        #expect(section.paragraphs[0].contains("equal runs") == (steps > TrainingRunReport.maxDrawnSteps))
+        for svg in section.figures { #expect(XMLParser(data: Data(svg.utf8)).parse(), "not well-formed") }
+        // The highest step is labelled and drawn at its true value.
+        #expect(section.figures[0].contains("highest: step \(steps / 3 + 1), 110.0 MiB (over the budget)"))
+        #expect(section.figures[0].contains("data-series=\"budget\"") && section.figures[1].contains("step 1: new shape profiled"))
+        let table = section.tables[0]
+        #expect(table.rows.contains { $0[3] == "110.0 MiB" })
+        #expect(throws: Never.self) { _ = try TrainingRunReport.runSection(Array(reports.prefix(1)), budgetBytes: nil) }
     }
 }
