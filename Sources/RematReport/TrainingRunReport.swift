@@ -44,7 +44,7 @@ public enum TrainingRunReport {
         }
         var timeNotes: [XYChart.Annotation] = []
         for s in profiled.sorted().prefix(8) where s < reports.count {
-            timeNotes.append(.init(x: Double(s + 1), y: reports[s].stepMilliseconds, label: "step \(s + 1): new shape profiled"))
+            timeNotes.append(.init(x: Double(s + 1), y: reports[s].stepMilliseconds, label: "step \(s + 1): new shape (profiled before it)"))
         }
         let charts = [
             XYChart(title: "Peak memory of each step", x: stepAxis, y: ChartAxis("MiB", includeZero: true), series: memory, annotations: notes),
@@ -67,13 +67,13 @@ public enum TrainingRunReport {
             if dynamic {
                 row += ["\(steps.reduce(0) { $0 + ($1.dynamic?.evictions ?? 0) })", "\(steps.reduce(0) { $0 + ($1.dynamic?.rematerializations ?? 0) })"]
             }
-            if showNote { row.append(profiled.contains(r.lowerBound) ? "new shape profiled" : "") }
+            if showNote { row.append(profiled.contains(r.lowerBound) ? "new shape (profiled before it)" : "") }
             return row
         }
         var text = paragraph ?? "Every step of the run as the ledger measured it: its peak (all categories), its activations' own peak, its time and its loss."
         if let budgetBytes, let over { text += " Budget \(mib(budgetBytes)): \(over == 0 ? "no step" : "\(over) of \(reports.count) steps") above it." }
         if bucketed { text += " The \(reports.count) steps are drawn in \(buckets.count) equal runs of about \(reports.count / buckets.count): each run shows its highest peak, its slowest step and its mean loss." }
-        if !profiled.isEmpty { text += " A step that met a new input shape profiled it first (its time includes the profiling)." }
+        if !profiled.isEmpty { text += " A step that met a new input shape is marked: the shape was profiled and planned just before it (not in its time)." }
         return .init(id: "run", title: "The run, step by step", paragraphs: [text], figures: try charts.map { try $0.svg() },
                      tables: [.init(caption: "per step", header: header, rows: rows)])
     }

@@ -53,7 +53,7 @@ import Remat
         let html = try String(contentsOfFile: s.file("r.html"), encoding: .utf8)
         #expect(XMLParser(data: Data(html.utf8)).parse(), "not well-formed")
         for id in ["run", "timeline", "ops", "frontier", "graph", "provenance"] { #expect(html.contains("<section id=\"\(id)\">"), "\(id) missing") }
-        #expect(html.contains("data-series=\"budget\"") && html.contains("step 3: memory during one step") && html.contains("new shape profiled"))
+        #expect(html.contains("data-series=\"budget\"") && html.contains("step 3: memory during one step") && html.contains("new shape (profiled before it)"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.path) == ["r.html"])
     }
 

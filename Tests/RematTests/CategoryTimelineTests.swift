@@ -33,7 +33,26 @@ import Remat
             #expect(timeline.samples.allSatisfy { $0.totalBytes <= timeline.peak.totalBytes })
             #expect(zip(timeline.samples, timeline.samples.dropFirst()).allSatisfy { $0.rank < $1.rank })
             #expect(!timeline.peak.name.isEmpty)
+            #expect(timeline.peak.name == ledger.peakAllocationName, "the ledger names the peak's allocation \(ledger.peakAllocationName ?? "nil")")
             if maxSamples >= events.count { #expect(timeline.stride == 1 && timeline.samples.count == events.count + 1) }
+        }
+    }
+
+    /// A step recorded for a report (``MemoryReport/record(_:maxSamples:_:)``): the peak is the
+    /// allocation the ledger says made its peak, and the op running then is named beside it.
+    @Test func aRecordedStepNamesThePeakAsTheLedgerDoes() throws {
+        let ledger = MemoryLedger()
+        try MemoryLedger.withLedger(ledger) {
+            let (trainer, batch) = DynamicBudgetTrainingTests.gptTrainer(ledger)
+            trainer.step(batch)
+            let (report, timeline) = try MemoryReport.record(ledger) { try trainer.checkedStep(batch) }
+            #expect(timeline.peak.totalBytes == report.peakBytes && report.peakBytes == ledger.peakBytes)
+            #expect(timeline.peak.name == ledger.peakAllocationName)
+            let phase = try #require(timeline.peakPhase)
+            #expect(phase.hasPrefix("after ") || phase.hasPrefix("backward of "), "\(phase)")
+            #expect(!ledger.isRecordingTimeline)
+            ledger.resetPeak()
+            #expect(ledger.peakAllocationName == nil)
         }
     }
 
@@ -238,7 +257,7 @@ import Remat
         for svg in section.figures { #expect(XMLParser(data: Data(svg.utf8)).parse(), "not well-formed") }
         // The highest step is labelled and drawn at its true value.
         #expect(section.figures[0].contains("highest: step \(steps / 3 + 1), 110.0 MiB (over the budget)"))
-        #expect(section.figures[0].contains("data-series=\"budget\"") && section.figures[1].contains("step 1: new shape profiled"))
+        #expect(section.figures[0].contains("data-series=\"budget\"") && section.figures[1].contains("step 1: new shape (profiled before it)"))
         let table = section.tables[0]
         #expect(table.rows.contains { $0[3] == "110.0 MiB" })
         #expect(throws: Never.self) { _ = try TrainingRunReport.runSection(Array(reports.prefix(1)), budgetBytes: nil) }

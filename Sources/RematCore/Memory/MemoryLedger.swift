@@ -88,6 +88,8 @@ public final class MemoryLedger: Sendable {
         var total = 0
         var totalPeak = 0
         var liveAtPeak = [Int](repeating: 0, count: MemoryCategory.allCases.count)
+        /// The storage whose allocation or move last raised `totalPeak` (nil: none since the reset).
+        var peakName: String? = nil
         var allocations = 0
         var timeline: [MemoryEvent]? = nil
         var timelineStart = 0.0
@@ -145,7 +147,7 @@ public final class MemoryLedger: Sendable {
                 guard let p = c.cache[bytes]?.popLast() else { return nil }
                 c.cachedBytes -= bytes
                 c.allocations += 1
-                Self.add(&c, bytes, to: category)
+                if Self.add(&c, bytes, to: category) { c.peakName = name }
                 if category.countsTowardTotal { Self.checkLimit(&c) }
                 Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name, category: category, bytes: bytes, liveBytes: c.total, storageID: storageID))
                 return p
@@ -159,7 +161,7 @@ public final class MemoryLedger: Sendable {
         }
         counters.withLock { c in
             c.allocations += 1
-            Self.add(&c, bytes, to: category)
+            if Self.add(&c, bytes, to: category) { c.peakName = name }
             if category.countsTowardTotal { Self.checkLimit(&c) }
             Self.record(&c, MemoryEvent(rank: 0, kind: .allocate, name: name,
                                            category: category, bytes: bytes, liveBytes: c.total, storageID: storageID))
@@ -198,7 +200,7 @@ public final class MemoryLedger: Sendable {
         guard from != to else { return }
         counters.withLock { c in
             Self.add(&c, -bytes, to: from)
-            Self.add(&c, bytes, to: to)
+            if Self.add(&c, bytes, to: to) { c.peakName = name }
             Self.record(&c, MemoryEvent(rank: 0, kind: .move, name: name,
                                            category: to, bytes: bytes, liveBytes: c.total, storageID: storageID, source: from))
         }
@@ -219,7 +221,9 @@ public final class MemoryLedger: Sendable {
         c.largestExcess = Swift.max(c.largestExcess, c.total - limit)
     }
 
-    private static func add(_ c: inout Counters, _ delta: Int, to category: MemoryCategory) {
+    /// Adds `delta` to the category's live bytes; true when that raised the total peak.
+    @discardableResult
+    private static func add(_ c: inout Counters, _ delta: Int, to category: MemoryCategory) -> Bool {
         let i = category.rawValue
         c.live[i] += delta
         if c.live[i] > c.peak[i] { c.peak[i] = c.live[i] }
@@ -228,8 +232,10 @@ public final class MemoryLedger: Sendable {
             if c.total > c.totalPeak {
                 c.totalPeak = c.total
                 c.liveAtPeak = c.live
+                return true
             }
         }
+        return false
     }
 
     // MARK: Hard limit
@@ -286,6 +292,10 @@ public final class MemoryLedger: Sendable {
             Dictionary(uniqueKeysWithValues: MemoryCategory.allCases.map { ($0, c.liveAtPeak[$0.rawValue]) })
         }
     }
+    /// The storage (its label, as a timeline event names it) whose allocation, or move back into
+    /// compute memory, took the total to ``peakBytes``; nil when nothing has raised the peak since
+    /// creation or the last ``resetPeak()``.
+    public var peakAllocationName: String? { counters.withLock { $0.peakName } }
     /// Live bytes per category now.
     public var breakdown: [MemoryCategory: Int] {
         counters.withLock { c in
@@ -301,6 +311,7 @@ public final class MemoryLedger: Sendable {
             c.peak = c.live
             c.totalPeak = c.total
             c.liveAtPeak = c.live
+            c.peakName = nil
         }
     }
 
