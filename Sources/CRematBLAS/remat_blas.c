@@ -142,7 +142,41 @@ static cblas_sgemm_fn p_sgemm = NULL;
 static cblas_sbgemm_fn p_sbgemm = NULL;
 static set_threads_fn p_set_threads = NULL;
 static int g_has_sbgemm = 0;  // the loaded library exports cblas_sbgemm (a BUILD_BFLOAT16 build)
-static atomic_int g_lib_threads = -1;  // last value passed to openblas_set_num_threads
+
+// openblas_set_num_threads is process-global, and OpenBLAS's sgemm gives other bits with 1 and
+// with 2 threads for most shapes (0.3.21, Haswell kernel: it blocks the product differently). So
+// a call must run with the count it asks for even while another thread of the process asks for
+// another: calls run under a shared "thread mode" -- any number at once with the same count, a
+// call with another count waits until they are done, then sets the library's count. Admission is
+// first come, first served (a ticket), so a waiting count is not starved by a stream of others.
+static pthread_mutex_t g_mode_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_mode_cv = PTHREAD_COND_INITIALIZER;
+static int g_lib_threads = -1;            // the count last passed to openblas_set_num_threads
+static int g_mode_active = 0;             // calls running under it
+static unsigned long g_next_ticket = 0, g_serving = 0;
+
+static void threads_acquire(int threads) {
+  if (!p_set_threads) return;
+  pthread_mutex_lock(&g_mode_mu);
+  unsigned long ticket = g_next_ticket++;
+  while (ticket != g_serving || (g_mode_active > 0 && g_lib_threads != threads))
+    pthread_cond_wait(&g_mode_cv, &g_mode_mu);
+  if (g_lib_threads != threads) {
+    p_set_threads(threads);
+    g_lib_threads = threads;
+  }
+  g_mode_active++;
+  g_serving++;
+  pthread_cond_broadcast(&g_mode_cv);
+  pthread_mutex_unlock(&g_mode_mu);
+}
+
+static void threads_release(void) {
+  if (!p_set_threads) return;
+  pthread_mutex_lock(&g_mode_mu);
+  if (--g_mode_active == 0) pthread_cond_broadcast(&g_mode_cv);
+  pthread_mutex_unlock(&g_mode_mu);
+}
 
 // Best OpenBLAS x86 kernel family for SGEMM that this CPU + OS can run, or NULL to let OpenBLAS
 // decide. Cooperlake/SapphireRapids/Zen4 use the same SGEMM kernel as SkylakeX, Zen1-3 the Haswell
@@ -277,11 +311,11 @@ static void lib_sgemm(int threads, int tA, int tB, int M, int N, int K, float al
     ref_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // openblas_set_num_threads is process-global; only touch it when the value changes. Concurrent
-  // callers asking for different counts can see each other's setting (affects speed, not results).
-  if (p_set_threads && atomic_exchange(&g_lib_threads, threads) != threads) p_set_threads(threads);
+  // Runs with exactly `threads` library threads, whatever other threads ask for (see threads_acquire).
+  threads_acquire(threads);
   p_sgemm(RB_ROW_MAJOR, tA ? RB_TRANS : RB_NO_TRANS, tB ? RB_TRANS : RB_NO_TRANS, M, N, K, alpha,
           A, lda, B, ldb, beta, C, ldc);
+  threads_release();
 }
 
 static void lib_sbgemm(int threads, int tA, int tB, int M, int N, int K, float alpha,
@@ -291,9 +325,10 @@ static void lib_sbgemm(int threads, int tA, int tB, int M, int N, int K, float a
     fprintf(stderr, "remat_sbgemm_raw: no cblas_sbgemm in the loaded library (check remat_blas_has_sbgemm)\n");
     abort();
   }
-  if (p_set_threads && atomic_exchange(&g_lib_threads, threads) != threads) p_set_threads(threads);
+  threads_acquire(threads);
   p_sbgemm(RB_ROW_MAJOR, tA ? RB_TRANS : RB_NO_TRANS, tB ? RB_TRANS : RB_NO_TRANS, M, N, K, alpha,
            A, lda, B, ldb, beta, C, ldc);
+  threads_release();
 }
 #endif
 
