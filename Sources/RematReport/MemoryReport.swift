@@ -126,8 +126,9 @@ public enum MemoryReport {
                                          [r.label, String(format: "%.1f", r.stepMilliseconds), String(format: "%.2f", r.stepMilliseconds / base),
                                           mib(r.timeline.peak.totalBytes), r.timeline.peak.name + (r.timeline.peakPhase.map { " (\($0))" } ?? "")] + r.timeline.peak.bytes.map(mib)
                                      })
+        let events = runs.map(\.timeline.eventCount)
         let sampling = runs.map(\.timeline).contains { $0.stride > 1 }
-            ? " Each chart draws at most \(runs.map { $0.timeline.samples.count }.max() ?? 0) of the step's ledger events: the events are split into equal runs and the highest of each run is drawn, so the drawn peak is the true peak." : ""
+            ? " Each chart draws at most \(runs.map { $0.timeline.samples.count }.max() ?? 0) of its step's \(events.min()! == events.max()! ? "\(events[0])" : "\(events.min()!)–\(events.max()!)") ledger events: the events are split into equal runs and the highest of each run is drawn, so the drawn peak is the true peak." : ""
         return .init(id: "timeline", title: "Memory during one step",
                      paragraphs: [(paragraph ?? "Live bytes by category through one training step (forward, backward, optimizer), measured by the ledger; every chart on the same axes. The peak is marked with the allocation the ledger was making and the op running then.") + sampling],
                      figures: try timelines.map { try $0.svg() }, tables: [table])
