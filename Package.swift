@@ -1,5 +1,22 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
+
+/// Whether MPI's development files are installed (Open MPI's pkg-config file, as Debian's
+/// libopenmpi-dev and Homebrew's open-mpi install it): the data-parallel target RematDistributed
+/// and what uses it are built only then, so the package builds where MPI is absent.
+/// `REMAT_MPI=0` leaves them out, `REMAT_MPI=1` builds them whatever is found.
+let hasMPI: Bool = {
+    switch ProcessInfo.processInfo.environment["REMAT_MPI"] {
+    case "0": return false
+    case "1": return true
+    default:
+        let searched = (ProcessInfo.processInfo.environment["PKG_CONFIG_PATH"] ?? "").split(separator: ":").map(String.init)
+            + ["/usr/lib/x86_64-linux-gnu/pkgconfig", "/usr/lib/aarch64-linux-gnu/pkgconfig", "/usr/lib64/pkgconfig",
+               "/usr/lib/pkgconfig", "/usr/local/lib/pkgconfig", "/opt/homebrew/lib/pkgconfig"]
+        return searched.contains { FileManager.default.fileExists(atPath: $0 + "/ompi-c.pc") }
+    }
+}()
 
 let package = Package(
     name: "Remat",
@@ -55,3 +72,18 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+if hasMPI {
+    package.products.append(.library(name: "RematDistributed", targets: ["RematDistributed"]))
+    package.targets += [
+        // MPI's C API (Open MPI), with its predefined handles as functions Swift can call.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"]), .brew(["open-mpi"])]),
+        // Data-parallel training over MPI (issue 20).
+        .target(name: "RematDistributed", dependencies: ["RematTraining", "CMPI"]),
+        // Run under mpirun by RematCLITests: every collective checked on every rank.
+        .executableTarget(name: "remat-mpi-check", dependencies: ["RematDistributed"]),
+    ]
+    for target in package.targets where target.name == "RematCLITests" {
+        target.dependencies.append("remat-mpi-check")
+    }
+}

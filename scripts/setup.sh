@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Remat needs to build and check, idempotently. Linux (Debian/Ubuntu): the GEMM
-# library from apt when it is missing; on Debian also Chromium and Python 3, which the test
+# library from apt when it is missing; Open MPI (openmpi-bin, libopenmpi-dev) for the data-parallel
+# target; on Debian also Chromium and Python 3, which the test
 # command uses to open the HTML reports in a real browser (scripts/check_report.py; skipped with
 # a message when they cannot be installed, or with REMAT_NO_BROWSER=1). macOS: nothing (Accelerate
 # ships with the system; the browser check runs when Chromium is found).
@@ -17,6 +18,16 @@ apt_install() {
 
 if [[ "$(uname -s)" == "Linux" ]] && command -v dpkg-query >/dev/null; then
     installed libopenblas0 || apt_install libopenblas0
+    # Open MPI for the data-parallel target (RematDistributed is built only when its development
+    # files are found; its tests run under mpirun). REMAT_NO_MPI=1 skips it.
+    if [[ "${REMAT_NO_MPI:-0}" != "1" ]]; then
+        mpi=()
+        installed openmpi-bin || mpi+=(openmpi-bin)
+        installed libopenmpi-dev || mpi+=(libopenmpi-dev)
+        if ((${#mpi[@]})); then
+            apt_install "${mpi[@]}" || echo "setup: could not install ${mpi[*]}; RematDistributed and its tests will be left out" >&2
+        fi
+    fi
     # The browser check's tools. Debian packages Chromium as `chromium`; Ubuntu's is a snap, which
     # containers cannot run, so there the check is skipped unless CHROMIUM names a browser.
     if [[ "${REMAT_NO_BROWSER:-0}" != "1" ]] && grep -q '^ID=debian' /etc/os-release 2>/dev/null; then

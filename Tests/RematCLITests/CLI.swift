@@ -13,6 +13,21 @@ enum CLI {
         return root.appendingPathComponent(".build/release/remat").path
     }()
 
+    /// Another executable built beside `remat` (say `remat-mpi-check`), if it was built.
+    static func product(_ name: String) -> String? {
+        let path = (binary as NSString).deletingLastPathComponent + "/" + name
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }
+
+    /// An executable on PATH, if there is one.
+    static func onPath(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let path = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
     struct Result: CustomStringConvertible {
         var status: Int32
         /// Killed by a signal (a trap, a crash), not an exit.
@@ -26,9 +41,11 @@ enum CLI {
         }
     }
 
+    /// Runs `remat` (or `executable`) with `arguments`.
     static func run(_ arguments: [String], in directory: String, environment: [String: String] = [:],
-                    timeout: Double = 120, interruptAfter: [Double] = []) -> Result {
+                    timeout: Double = 120, interruptAfter: [Double] = [], executable: String? = nil) -> Result {
         let process = Process()
+        let binary = executable ?? binary
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
