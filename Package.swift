@@ -83,7 +83,9 @@ if hasMPI {
         // Run under mpirun by RematCLITests: every collective checked on every rank.
         .executableTarget(name: "remat-mpi-check", dependencies: ["RematDistributed"]),
     ]
-    for target in package.targets where target.name == "RematCLITests" {
-        target.dependencies.append("remat-mpi-check")
+    for target in package.targets {
+        if target.name == "RematCLITests" { target.dependencies.append("remat-mpi-check") }
+        // remat train --distributed (the CLI checks canImport(RematDistributed)).
+        if target.name == "remat" { target.dependencies.append("RematDistributed") }
     }
 }

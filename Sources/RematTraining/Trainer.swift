@@ -36,6 +36,13 @@ public struct StepReport: Codable, Sendable {
     }
 }
 
+/// What makes a step's gradients final across processes (``Trainer/gradientSynchronizer``).
+public protocol GradientSynchronizer: AnyObject {
+    /// Called after backward with the optimizer's parameters (their `grad` this process's own);
+    /// returns with every `grad` final. A throw ends the step before the optimizer steps.
+    func synchronize(_ parameters: [Tensor]) throws
+}
+
 /// A step that cannot stay under its dynamic budget (``Trainer/dynamicBudget``), refused before
 /// the optimizer steps: parameters and optimizer state are untouched, gradients cleared.
 public enum DynamicBudgetError: Error, CustomStringConvertible, Equatable {
@@ -171,6 +178,12 @@ public final class Trainer {
                     optimizer.zeroGrad()
                     throw error
                 }
+                if let gradientSynchronizer {
+                    do { try gradientSynchronizer.synchronize(optimizer.parameters) } catch {
+                        optimizer.zeroGrad()
+                        throw error
+                    }
+                }
                 if let dtr = dynamicBudget, ledger.overLimitAllocations > 0 {
                     optimizer.zeroGrad()
                     throw DynamicBudgetError.exceeded(budget: dtr.budgetBytes, allocationsOver: ledger.overLimitAllocations,
@@ -225,6 +238,11 @@ public final class Trainer {
         optimizer.zeroGrad()
         ledger.resetPeak()
     }
+
+    /// Makes the gradients final across processes after backward, before clipping, unscaling
+    /// and the optimizer step (data parallel: RematDistributed's `DataParallel` averages them
+    /// over the ranks). Nil: the gradients are this process's own.
+    public var gradientSynchronizer: (any GradientSynchronizer)?
 
     /// Mixed precision of the forward (``withAutocast(_:_:)``; nil: float32).
     public var autocast: AutocastPrecision?

@@ -26,10 +26,10 @@ struct ProgressPrinter {
     let interactive = isatty(STDOUT_FILENO) != 0
     var every = 1
 
-    func show(_ r: StepReport) {
+    func show(_ r: StepReport, note: String = "") {
         let peak = mib(r.peakBytes)
         var line = String(format: "step %4d/%d  loss %.4f  %.0f ms  %.0f tok/s  peak %@", r.step + 1, total, r.loss,
-                          r.stepMilliseconds, r.tokensPerSecond, peak as NSString)
+                          r.stepMilliseconds, r.tokensPerSecond, peak as NSString) + note
         if let scale = r.lossScale { line += String(format: "  loss scale %g", scale) + (r.skipped ? " (skipped: inf/NaN gradients)" : "") }
         if let d = r.dynamic { line += "  evicted \(d.evictions), recomputed \(d.rematerializations)" }
         if interactive {
@@ -65,6 +65,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(exclusivity: .exclusive, help: "How --budget is kept: --hybrid (the default for bytes: each new input shape profiled under the budget as a hard limit and planned, every step running its plan with dynamic rematerialization as the safety net), --planned (each new shape profiled unconstrained, above the budget, then planned; the only mode for a fraction) or --dynamic (every step under the budget as a hard limit, no plans: saved tensors evicted under memory pressure, recomputed when backward needs them).") var budgetMode: BudgetModeFlag?
     var dynamic: Bool { budgetMode == .dynamic }
     @Option(name: .customLong("length-range"), help: "Sequence length of each batch drawn uniformly from LOW:HIGH (seeded by --seed; HIGH at most the context length) instead of the context length.") var lengthRange: String?
+    @Flag(help: "Data parallel over MPI (run under mpirun -np N): each rank trains on its 1/N of every batch (--batch is the global batch, divisible by N) and the gradients are averaged over the ranks; rank 0 alone prints, saves and writes the report.")
+    var distributed = false
     @Option(help: "Write an HTML report of the run to this file (atomically, at the end or when the run stops): every step's peak against the budget, time and loss; the last step's memory timeline; the last step's plan.")
     var report: String?
     @Option(help: "Attention: fused (FlashAttention-2's online softmax: saves each row's log-sum-exp; the default) or explicit (the T×T probabilities saved).") var attention = AttentionKernel.default.rawValue
@@ -100,6 +102,9 @@ struct TrainCommand: ParsableCommand {
             }
         }
         _ = try parsedLengthRange()
+        if distributed && !DistributedRun.isAvailable {
+            throw ValidationError("--distributed: this remat was built without MPI; install Open MPI's development files (apt-get install libopenmpi-dev openmpi-bin) and rebuild")
+        }
         if let data { try requireReadableFile("--data", data) }
         if let report { try requireWritableFile("--report", report, notSameAs: data.map { [("--data", $0)] } ?? []) }
         if let save {
@@ -124,6 +129,14 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        guard distributed else { return try train(nil) }
+        let parallel = try DistributedRun()
+        do { try train(parallel) } catch let code as ExitCode where code == .success {
+        } catch { parallel.fail(error) }
+    }
+
+    /// The run; with `parallel`, one rank of a data-parallel job.
+    func train(_ parallel: DistributedRun?) throws {
         engine.apply()
         let config = try ModelZoo.gptConfig(model)
         let b = batch ?? config.batchSize
@@ -162,6 +175,13 @@ struct TrainCommand: ParsableCommand {
                 ? "hybrid (each new shape profiled under the budget, then planned; DTR the safety net)"
                 : "planned (each new shape profiled unconstrained, then planned)")
         }
+        if let parallel {
+            guard b % parallel.size == 0 else {
+                throw ValidationError("--batch \(b) does not split into \(parallel.size) equal shards: give a batch size divisible by \(parallel.size)")
+            }
+            try parallel.attach(trainer, model: gpt)
+            memory += "; data parallel over \(parallel.size) ranks (\(b / parallel.size) rows each)"
+        }
         print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), precision \(precisionOption.precision), \(attention) attention, \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
         if precision.autocast != nil { print("bf16/fp16 products: \(Runtime.bfloat16GemmPath)") }
@@ -171,7 +191,7 @@ struct TrainCommand: ParsableCommand {
         trainer.memoryBudget?.keepsGraphs = report != nil
         var run = RunRecord()
         do {
-            try runSteps(trainer, source: &source, batch: b, printer: printer, record: &run)
+            try runSteps(trainer, source: &source, batch: b, printer: printer, record: &run, parallel: parallel)
         } catch let error as DynamicBudgetError {
             // What was trained so far is kept (as on Ctrl-C) before the error ends the run.
             print("\nstopped after step \(trainer.stepIndex): \(error)")
@@ -184,10 +204,12 @@ struct TrainCommand: ParsableCommand {
         if let scaler = trainer.gradScaler {
             print("fp16 loss scaling: \(scaler.skippedSteps) of \(trainer.stepIndex) steps skipped (inf/NaN gradients), loss scale now \(scaler.scale)")
         }
-        if let save {
+        if let parallel { print(try parallel.finish(gpt)) }
+        if let save, parallel?.rank ?? 0 == 0 {
             let path = try saveWeights(gpt, directory: save)
             print("saved weights to \(path)")
         }
+        if parallel?.rank ?? 0 != 0 { return }
         try writeReport(trainer, run, memory: memory, stopped: interrupted ? "interrupted after step \(trainer.stepIndex)" : nil)
         if interrupted { throw ExitCode(130) }
     }
@@ -227,18 +249,24 @@ extension TrainCommand {
     /// With --report, each step's report is kept and the last step runs with the ledger's timeline
     /// recording.
     func runSteps(_ trainer: Trainer, source: inout ByteSequenceDataset, batch b: Int, printer: ProgressPrinter,
-                  record: inout RunRecord) throws {
-        let stop = { interruptRequested.load(ordering: .relaxed) }
+                  record: inout RunRecord, parallel: DistributedRun? = nil) throws {
+        let stop = {
+            let mine = interruptRequested.load(ordering: .relaxed)
+            return try parallel?.agreeToStop(mine) ?? mine
+        }
         let context = try ModelZoo.gptConfig(model).contextLength
         let lengths = try parsedLengthRange()
         let g = RandomGenerator(seed: seed ^ 0x6c65_6e67_7468)   // "length": a stream apart from the data's
         let span = UInt64((lengths?.count ?? 1))
         for i in 0..<steps {
             let length = lengths.map { $0.lowerBound + Int(g.nextUInt64() % span) } ?? context
-            let batch = source.nextBatch(batchSize: b, length: length)
+            // Every rank draws the same global batch (one seed) and trains on its own rows.
+            let global = source.nextBatch(batchSize: b, length: length)
+            let batch = try parallel?.shard(global) ?? global
             guard report != nil else {
-                printer.show(try trainer.checkedStep(batch))
-                if stop() { break } else { continue }
+                let r = try trainer.checkedStep(batch)
+                printer.show(r, note: parallel?.stepNote(r) ?? "")
+                if try stop() { break } else { continue }
             }
             // A new shape is profiled (and planned) first, outside the recorded step.
             let profiledBefore = trainer.memoryBudget?.capturedShapes.count ?? 0
@@ -254,8 +282,8 @@ extension TrainCommand {
             }
             record.lastShape = batch.input.shape
             record.reports.append(r)
-            printer.show(r)
-            if stop() { break }
+            printer.show(r, note: parallel?.stepNote(r) ?? "")
+            if try stop() { break }
         }
     }
 }

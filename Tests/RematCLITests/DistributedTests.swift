@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Remat
 
 /// RematDistributed's collectives under `mpirun -np 2` on this machine (when MPI is installed:
 /// the set-up script installs Open MPI; without it these tests are skipped), and a failing or
@@ -40,6 +41,87 @@ struct DistributedTests {
         #expect(!r.timedOut, "the job hung: \(r)")
         #expect(r.status == 3, "\(r)")
         #expect(r.stderr.contains("rank \(rank) of 2: failing on purpose"), "\(r)")
+    }
+
+    /// `mpirun -np 2 remat train --distributed` in `dir`: 10 steps of gpt-mini on a global batch
+    /// of 4 (2 rows per rank), one thread per rank, the weights saved by rank 0 to `dir/save`.
+    static func train(_ dir: Sandbox, _ save: String, _ extra: [String] = []) -> CLI.Result {
+        CLI.run(["-np", "2", "--oversubscribe", CLI.binary, "train", "--distributed", "--steps", "10", "--batch", "4", "--threads", "1",
+                 "--save", save] + extra, in: dir.path,
+                environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"],
+                timeout: 300, executable: mpirun!)
+    }
+
+    static func weights(_ path: String) throws -> [String: [Float]] {
+        try SafetensorsFile.read(path: path).tensors.mapValues { $0.toArray() }
+    }
+
+    /// Two ranks of data-parallel training end with the same parameters on both ranks and match
+    /// one process trained on the whole batch: every tensor within 1e-5 relative (L2), the whole
+    /// model within 1e-6. They differ only in the order of the sums: rank 0's two rows and rank
+    /// 1's are each summed inside their rank, then the ranks' gradients are added by MPI, where one
+    /// process sums all four rows in one pass; AdamW then magnifies rounding where a gradient is
+    /// nearly zero. The attention's key bias has gradient exactly zero in exact arithmetic (softmax
+    /// ignores a constant added to every score of a row), so its computed gradient is rounding
+    /// alone: both runs must keep it below 1e-5 in magnitude, whatever they do with the noise.
+    @Test func twoRanksMatchOneProcessOnTheWholeBatch() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = Self.train(s, "dp")
+        #expect(r.status == 0 && !r.timedOut, "\(r)")
+        #expect(r.stdout.contains("parameters identical on every rank"), "\(r)")
+        #expect(r.stdout.contains("all-reduce"), "the progress line shows the all-reduce share: \(r)")
+        let one = CLI.run(["train", "--steps", "10", "--batch", "4", "--threads", "1", "--save", "one"], in: s.path, timeout: 300)
+        #expect(one.status == 0, "\(one)")
+        let a = try Self.weights(s.file("dp/model.safetensors")), b = try Self.weights(s.file("one/model.safetensors"))
+        #expect(a.keys.sorted() == b.keys.sorted())
+        var diff2 = 0.0, norm2 = 0.0
+        for (name, x) in a {
+            let y = try #require(b[name])
+            var parts: [(String, ArraySlice<Float>, ArraySlice<Float>)] = [(name, x[...], y[...])]
+            if name.hasSuffix("attn.qkv.bias") {
+                let n = x.count / 3
+                #expect(x[n..<2 * n].allSatisfy { abs($0) < 1e-5 } && y[n..<2 * n].allSatisfy { abs($0) < 1e-5 }, "\(name): key bias grew")
+                parts = [(name + " (q)", x[0..<n], y[0..<n]), (name + " (v)", x[2 * n..<3 * n], y[2 * n..<3 * n])]
+            }
+            for (label, u, v) in parts {
+                let d = zip(u, v).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+                let n = v.reduce(0.0) { $0 + Double($1) * Double($1) }
+                diff2 += d
+                norm2 += n
+                #expect(d.squareRoot() <= 1e-5 * n.squareRoot(), "\(label): relative difference \(d.squareRoot() / n.squareRoot())")
+            }
+        }
+        #expect(diff2.squareRoot() <= 1e-6 * norm2.squareRoot(), "whole model: \(diff2.squareRoot() / norm2.squareRoot())")
+    }
+
+    /// Checkpointing every block, and a memory plan made by each rank for its own shard, give
+    /// bitwise the parameters of plain data-parallel training (recompute and lossless plans are
+    /// exact; the all-reduce sees the same gradients).
+    @Test func checkpointingAndBudgetsPerRankAreBitwise() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let plain = Self.train(s, "none")
+        #expect(plain.status == 0, "\(plain)")
+        let reference = try Self.weights(s.file("none/model.safetensors"))
+        for (save, extra) in [("all", ["--policy", "all"]), ("budget", ["--budget", "0.7"])] {
+            let r = Self.train(s, save, extra)
+            #expect(r.status == 0 && r.stdout.contains("parameters identical on every rank"), "\(r)")
+            let w = try Self.weights(s.file("\(save)/model.safetensors"))
+            for (name, x) in reference {
+                #expect(w[name]?.map(\.bitPattern) == x.map(\.bitPattern), "\(save): \(name) differs")
+            }
+        }
+    }
+
+    /// A global batch that does not split evenly is refused before any step; the job ends non-zero.
+    @Test func aBatchThatDoesNotSplitIsRefused() {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = CLI.run(["-np", "2", "--oversubscribe", CLI.binary, "train", "--distributed", "--steps", "1", "--batch", "3"], in: s.path,
+                        environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"], timeout: 120, executable: Self.mpirun!)
+        #expect(!r.timedOut && r.status != 0, "\(r)")
+        #expect(r.stderr.contains("does not split into 2 equal shards"), "\(r)")
     }
 
     /// A rank killed by a signal ends the job with a non-zero status within the timeout.

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import Remat
+#if canImport(RematDistributed)
+import RematDistributed
+#endif
+
+/// `remat train --distributed`: the run's side of data parallelism (RematDistributed's
+/// ``DataParallel``), or a clear error where remat was built without MPI.
+final class DistributedRun {
+    /// Whether this remat was built with RematDistributed (MPI's development files were found).
+    static var isAvailable: Bool {
+        #if canImport(RematDistributed)
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    #if canImport(RematDistributed)
+    let parallel: DataParallel
+    var rank: Int { parallel.communicator.rank }
+    var size: Int { parallel.communicator.size }
+    private var lastAllReduceSeconds = 0.0
+
+    /// Initialises MPI; every rank but 0 prints nothing from here on (its standard output goes to
+    /// /dev/null; errors still reach standard error).
+    init() throws {
+        parallel = try DataParallel(try Communicator.world())
+        if parallel.communicator.rank != 0 {
+            let null = open("/dev/null", O_WRONLY)
+            if null >= 0 { _ = dup2(null, STDOUT_FILENO); _ = close(null) }
+        }
+    }
+
+    /// Rank 0's weights on every rank, and the gradients averaged after each backward.
+    func attach(_ trainer: Trainer, model: Module) throws {
+        try parallel.broadcastParameters(model)
+        trainer.gradientSynchronizer = parallel
+    }
+
+    func shard(_ batch: TrainingBatch) throws -> TrainingBatch { try parallel.shard(batch) }
+
+    /// The last step's all-reduce time as a share of the step, for the progress line.
+    func stepNote(_ r: StepReport) -> String {
+        let seconds = parallel.allReduceSeconds - lastAllReduceSeconds
+        lastAllReduceSeconds = parallel.allReduceSeconds
+        return String(format: "  all-reduce %.0f%%", 100 * seconds * 1000 / max(r.stepMilliseconds, 1e-9))
+    }
+
+    /// True on every rank when any rank wants to stop (Ctrl-C reaches ranks at different times;
+    /// stopping apart would leave the others waiting in the next all-reduce).
+    func agreeToStop(_ mine: Bool) throws -> Bool { try parallel.communicator.allReduceMax(mine ? 1 : 0) > 0 }
+
+    /// Checks that every rank holds the same weights, then ends MPI.
+    func finish(_ model: Module) throws -> String {
+        let same = try parallel.parametersAgree(model)
+        let line = "data parallel over \(size) ranks: parameters \(same ? "identical" : "DIFFERENT") on every rank; all-reduce \(String(format: "%.1f", parallel.allReduceSeconds)) s in \(parallel.allReduces) bucket reductions (rank 0)"
+        parallel.communicator.finalize()
+        return line
+    }
+
+    /// Ends the whole job after an error on this rank: the message names the rank, then MPI_Abort
+    /// ends the other ranks (which would otherwise wait in the next all-reduce).
+    func fail(_ error: Error) -> Never {
+        FileHandle.standardError.write(Data("remat train (rank \(rank) of \(size)): \(error)\n".utf8))
+        parallel.communicator.abort(code: 1)
+    }
+    #else
+    var rank: Int { 0 }
+    var size: Int { 1 }
+    init() throws {
+        throw ValidationError("--distributed: this remat was built without MPI; install Open MPI's development files (apt-get install libopenmpi-dev openmpi-bin) and rebuild")
+    }
+    func attach(_ trainer: Trainer, model: Module) throws {}
+    func shard(_ batch: TrainingBatch) throws -> TrainingBatch { batch }
+    func stepNote(_ r: StepReport) -> String { "" }
+    func agreeToStop(_ mine: Bool) throws -> Bool { mine }
+    func finish(_ model: Module) throws -> String { "" }
+    func fail(_ error: Error) -> Never { fatalError("unreachable: no distributed run without MPI") }
+    #endif
+}
