@@ -129,6 +129,16 @@ public final class Communicator: @unchecked Sendable {
         /// Whether ``wait()`` has completed it.
         public fileprivate(set) var isComplete = false
 
+        /// Lets MPI progress the reduction without blocking (`MPI_Test`); true once it is done.
+        @discardableResult
+        public func test() throws(DistributedError) -> Bool {
+            guard !isComplete else { return true }
+            var flag: Int32 = 0
+            try Communicator.check("MPI_Test", MPI_Test(&handle, &flag, remat_mpi_status_ignore()))
+            if flag != 0 { isComplete = true }
+            return isComplete
+        }
+
         /// Blocks until the reduction is done; its buffer then holds the sum. Waiting twice is a no-op.
         public func wait() throws(DistributedError) {
             guard !isComplete else { return }
@@ -186,6 +196,6 @@ public final class Communicator: @unchecked Sendable {
         var text = [CChar](repeating: 0, count: Int(remat_mpi_max_error_string()) + 1)
         var length: Int32 = 0
         _ = MPI_Error_string(rc, &text, &length)
-        throw .mpi(call: call, code: rc, message: String(cString: text))
+        throw .mpi(call: call, code: rc, message: String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 }

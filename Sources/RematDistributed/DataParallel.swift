@@ -14,20 +14,23 @@ import RematTraining
 /// ```
 ///
 /// Gradients are packed into buckets of about ``bucketBytes`` in reverse parameter order (the
-/// order backward finishes them) and each bucket is all-reduced with a non-blocking collective,
-/// all of them in flight at once. They start once backward has finished: overlapping them with
-/// backward (starting a bucket as soon as its gradients are final) is not done yet.
+/// order backward finishes them). A bucket's non-blocking all-reduce starts during backward as
+/// soon as the last of its gradients is final (``gradientReady(_:)``, from the autograd engine),
+/// and in-flight reductions are poked (`MPI_Test`) as later gradients arrive, so they progress
+/// under backward; after backward ``synchronize(_:)`` starts what is left and waits. Its time is
+/// the all-reduce time backward did not hide (``allReduceSeconds``).
 ///
 /// Numerics: each rank's loss is the mean over its shard; the average of the ranks' gradients is
 /// the gradient of the mean over the whole batch when the shards are equal (``shard(_:)``
 /// requires it). It differs from one process's gradient on the whole batch only by the order of
 /// the sums: over the shard's rows inside each rank, then over the ranks in MPI's reduction order.
-public final class DataParallel: GradientSynchronizer {
+public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
     public let communicator: Communicator
     /// Bytes of gradients per all-reduce (PyTorch DDP's default: 25 MiB).
     public let bucketBytes: Int
-    /// Seconds spent in gradient all-reduces (packing, the collectives, unpacking) since the last
-    /// ``resetStatistics()``, and how many all-reduces ran.
+    /// Seconds the step spent after backward on gradient all-reduces (starting the buckets backward
+    /// did not start, waiting, writing the averages back) since the last ``resetStatistics()``,
+    /// and how many bucket all-reduces ran.
     public private(set) var allReduceSeconds = 0.0
     public private(set) var allReduces = 0
 
@@ -40,6 +43,7 @@ public final class DataParallel: GradientSynchronizer {
     public func resetStatistics() {
         allReduceSeconds = 0
         allReduces = 0
+        overlappedBuckets = 0
     }
 
     /// This rank's rows of `batch` (dimension 0): rank r of N takes rows r·B/N ..< (r+1)·B/N.
@@ -75,53 +79,100 @@ public final class DataParallel: GradientSynchronizer {
         return try communicator.allReduceMax(1 - same) == 0
     }
 
-    /// Averages every parameter's gradient over the ranks (``GradientSynchronizer``). A parameter
-    /// without a gradient on this rank takes part with zeros, so the ranks' buckets always match.
+    // MARK: Buckets
+
+    /// The buckets: indices into the parameters, in reverse parameter order, each at most
+    /// ``bucketBytes`` (a larger gradient alone), for the parameter list they were made for.
+    private var layout: [[Int]] = []
+    private var layoutFor: [ObjectIdentifier] = []
+    private var parameters: [Tensor] = []
+    private var where_: [ObjectIdentifier: Int] = [:]
+    /// This step's state: gradients each bucket still waits for, and the reductions in flight.
+    private var waitingFor: [Int] = []
+    private var inFlight: [Int: (flat: Tensor, request: Communicator.Request)] = [:]
+    /// Buckets whose all-reduce started during backward (overlapped), since the last reset.
+    public private(set) var overlappedBuckets = 0
+
+    /// Makes the buckets for `parameters` (the optimizer's, in its order), if they changed.
+    public func prepare(_ parameters: [Tensor]) {
+        let ids = parameters.map(ObjectIdentifier.init)
+        guard ids != layoutFor else { return }
+        layoutFor = ids
+        self.parameters = parameters
+        layout = [[]]
+        var bytes = 0
+        for i in parameters.indices.reversed() {
+            let b = parameters[i].count * 4
+            if bytes > 0 && bytes + b > bucketBytes {
+                layout.append([])
+                bytes = 0
+            }
+            layout[layout.count - 1].append(i)
+            bytes += b
+        }
+        where_ = [:]
+        for (k, bucket) in layout.enumerated() { for i in bucket { where_[ids[i]] = k } }
+        resetStep()
+    }
+
+    private func resetStep() {
+        waitingFor = layout.map(\.count)
+        inFlight = [:]
+    }
+
+    /// A parameter's gradient is final (``GradientSynchronizer``): when it was the last its bucket
+    /// waited for, the bucket's all-reduce starts now, while backward goes on. Reductions in
+    /// flight are given a chance to progress (`MPI_Test`).
+    public func gradientReady(_ parameter: Tensor) {
+        guard communicator.size > 1, let k = where_[ObjectIdentifier(parameter)], inFlight[k] == nil else { return }
+        waitingFor[k] -= 1
+        for (_, f) in inFlight { _ = try? f.request.test() }
+        if waitingFor[k] == 0, (try? start(k)) != nil { overlappedBuckets += 1 }
+    }
+
+    /// Packs bucket `k`'s gradients into one ledger tensor (temporaries: the communication
+    /// buffer; a missing gradient as zeros) and starts its all-reduce.
+    private func start(_ k: Int) throws(DistributedError) {
+        let ps = layout[k].map { parameters[$0] }
+        let flat = Tensor.zeros([ps.reduce(0) { $0 + $1.count }], category: .temporaries, label: "all-reduce bucket")
+        var at = 0
+        for p in ps {
+            if let g = p.grad {
+                let c = g.contiguous()
+                (flat.floatPointer + at).update(from: c.floatPointer, count: p.count)
+            }
+            at += p.count
+        }
+        let request = try communicator.startAllReduceSum(UnsafeMutableBufferPointer(start: flat.floatPointer, count: flat.count))
+        inFlight[k] = (flat, request)
+    }
+
+    /// Averages every parameter's gradient over the ranks (``GradientSynchronizer``): starts the
+    /// buckets backward did not start, waits for every bucket, and writes the averages back. A
+    /// parameter without a gradient on this rank takes part with zeros, so the ranks' buckets
+    /// always match.
     public func synchronize(_ parameters: [Tensor]) throws {
         let n = communicator.size
         guard n > 1 else { return }
-        let start = monotonicSeconds()
-        defer { allReduceSeconds += monotonicSeconds() - start }
-        // Buckets in reverse parameter order, each at most bucketBytes (a larger gradient alone).
-        var buckets: [[Tensor]] = [[]]
-        var bytes = 0
-        for p in parameters.reversed() {
-            if bytes > 0 && bytes + p.count * 4 > bucketBytes {
-                buckets.append([])
-                bytes = 0
-            }
-            buckets[buckets.count - 1].append(p)
-            bytes += p.count * 4
-        }
-        // Each bucket packed into one ledger tensor (temporaries: the communication buffers).
-        let packed = buckets.map { ps in
-            let flat = Tensor.zeros([ps.reduce(0) { $0 + $1.count }], category: .temporaries, label: "all-reduce bucket")
-            var at = 0
-            for p in ps {
-                if let g = p.grad {
-                    let c = g.contiguous()
-                    (flat.floatPointer + at).update(from: c.floatPointer, count: p.count)
-                }
-                at += p.count
-            }
-            return flat
-        }
-        var requests: [Communicator.Request] = []
-        for flat in packed {
-            requests.append(try communicator.startAllReduceSum(UnsafeMutableBufferPointer(start: flat.floatPointer, count: flat.count)))
-        }
+        let started = monotonicSeconds()
+        defer { allReduceSeconds += monotonicSeconds() - started }
+        prepare(parameters)
+        defer { resetStep() }
+        for k in layout.indices where inFlight[k] == nil { try start(k) }
         let scale = 1 / Float(n)
-        for (k, r) in requests.enumerated() {
-            try r.wait()
+        for k in layout.indices {
+            let (flat, request) = inFlight[k]!
+            try request.wait()
             allReduces += 1
-            let src = packed[k].floatPointer
+            let src = flat.floatPointer
             var at = 0
-            for p in buckets[k] {
+            for i in layout[k] {
+                let p = parameters[i]
                 if p.grad == nil || !p.grad!.isContiguous || p.grad!.dtype != .float32 {
                     p.grad = Tensor.zeros(p.shape, category: .gradients, label: "grad")
                 }
                 let dst = p.grad!.floatPointer
-                for i in 0..<p.count { dst[i] = src[at + i] * scale }
+                for j in 0..<p.count { dst[j] = src[at + j] * scale }
                 at += p.count
             }
         }

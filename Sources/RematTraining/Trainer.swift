@@ -36,11 +36,26 @@ public struct StepReport: Codable, Sendable {
     }
 }
 
+/// Holds a value for a closure that must be `@Sendable` but runs on the thread that made it
+/// (the gradient-ready observer runs inside the step's own backward).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
 /// What makes a step's gradients final across processes (``Trainer/gradientSynchronizer``).
 public protocol GradientSynchronizer: AnyObject {
     /// Called after backward with the optimizer's parameters (their `grad` this process's own);
     /// returns with every `grad` final. A throw ends the step before the optimizer steps.
     func synchronize(_ parameters: [Tensor]) throws
+    /// Called during backward with each parameter as soon as its gradient is final (the autograd
+    /// engine's ``AutogradContext/gradientReadyObserver``), so its reduction can start while
+    /// backward goes on. Default: nothing.
+    func gradientReady(_ parameter: Tensor)
+}
+
+extension GradientSynchronizer {
+    public func gradientReady(_ parameter: Tensor) {}
 }
 
 /// A step that cannot stay under its dynamic budget (``Trainer/dynamicBudget``), refused before
@@ -171,7 +186,13 @@ public final class Trainer {
             func forwardBackwardUpdate() throws -> (loss: Float, skipped: Bool) {
                 let lossValue: Float = {
                     let loss = dynamicBudget.map { dtr in dtr.forward { self.forward(batch) } } ?? forward(batch)
-                    (gradScaler?.scaled(loss) ?? loss).backward()
+                    let seed = gradScaler?.scaled(loss) ?? loss
+                    if let sync = gradientSynchronizer {
+                        let box = UncheckedSendable(sync)
+                        AutogradContext.with({ $0.gradientReadyObserver = { box.value.gradientReady($0) } }) { seed.backward() }
+                    } else {
+                        seed.backward()
+                    }
                     return loss.item
                 }()
                 do { try model.savedTensorPolicy?.checkAfterBackward() } catch {

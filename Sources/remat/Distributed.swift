@@ -25,8 +25,8 @@ final class DistributedRun {
 
     /// Initialises MPI; every rank but 0 prints nothing from here on (its standard output goes to
     /// /dev/null; errors still reach standard error).
-    init() throws {
-        parallel = try DataParallel(try Communicator.world())
+    init(bucketMiB: Int) throws {
+        parallel = try DataParallel(try Communicator.world(), bucketBytes: bucketMiB << 20)
         if parallel.communicator.rank != 0 {
             let null = open("/dev/null", O_WRONLY)
             if null >= 0 { _ = dup2(null, STDOUT_FILENO); _ = close(null) }
@@ -36,12 +36,14 @@ final class DistributedRun {
     /// Rank 0's weights on every rank, and the gradients averaged after each backward.
     func attach(_ trainer: Trainer, model: Module) throws {
         try parallel.broadcastParameters(model)
+        parallel.prepare(trainer.optimizer.parameters)
         trainer.gradientSynchronizer = parallel
     }
 
     func shard(_ batch: TrainingBatch) throws -> TrainingBatch { try parallel.shard(batch) }
 
-    /// The last step's all-reduce time as a share of the step, for the progress line.
+    /// The last step's all-reduce time after backward (what backward did not hide) as a share of
+    /// the step, for the progress line.
     func stepNote(_ r: StepReport) -> String {
         let seconds = parallel.allReduceSeconds - lastAllReduceSeconds
         lastAllReduceSeconds = parallel.allReduceSeconds
@@ -55,7 +57,7 @@ final class DistributedRun {
     /// Checks that every rank holds the same weights, then ends MPI.
     func finish(_ model: Module) throws -> String {
         let same = try parallel.parametersAgree(model)
-        let line = "data parallel over \(size) ranks: parameters \(same ? "identical" : "DIFFERENT") on every rank; all-reduce \(String(format: "%.1f", parallel.allReduceSeconds)) s in \(parallel.allReduces) bucket reductions (rank 0)"
+        let line = "data parallel over \(size) ranks: parameters \(same ? "identical" : "DIFFERENT") on every rank; \(parallel.allReduces) bucket all-reduces of at most \(parallel.bucketBytes >> 20) MiB, \(parallel.overlappedBuckets) started during backward; \(String(format: "%.1f", parallel.allReduceSeconds)) s of all-reduce after backward (rank 0)"
         parallel.communicator.finalize()
         return line
     }
@@ -69,7 +71,7 @@ final class DistributedRun {
     #else
     var rank: Int { 0 }
     var size: Int { 1 }
-    init() throws {
+    init(bucketMiB: Int) throws {
         throw ValidationError("--distributed: this remat was built without MPI; install Open MPI's development files (apt-get install libopenmpi-dev openmpi-bin) and rebuild")
     }
     func attach(_ trainer: Trainer, model: Module) throws {}

@@ -67,6 +67,8 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("length-range"), help: "Sequence length of each batch drawn uniformly from LOW:HIGH (seeded by --seed; HIGH at most the context length) instead of the context length.") var lengthRange: String?
     @Flag(help: "Data parallel over MPI (run under mpirun -np N): each rank trains on its 1/N of every batch (--batch is the global batch, divisible by N) and the gradients are averaged over the ranks; rank 0 alone prints, saves and writes the report.")
     var distributed = false
+    @Option(parsing: .unconditional, help: "With --distributed: MiB of gradients per all-reduce bucket, 1 to 1024 (PyTorch DDP's default: 25).")
+    var bucketMib = 25
     @Option(help: "Write an HTML report of the run to this file (atomically, at the end or when the run stops): every step's peak against the budget, time and loss; the last step's memory timeline; the last step's plan.")
     var report: String?
     @Option(help: "Attention: fused (FlashAttention-2's online softmax: saves each row's log-sum-exp; the default) or explicit (the T×T probabilities saved).") var attention = AttentionKernel.default.rawValue
@@ -102,6 +104,8 @@ struct TrainCommand: ParsableCommand {
             }
         }
         _ = try parsedLengthRange()
+        try requireRange("--bucket-mib", bucketMib, 1...1024)
+        if bucketMib != 25 && !distributed { throw ValidationError("--bucket-mib sizes the all-reduces of --distributed: give --distributed with it") }
         if distributed && !DistributedRun.isAvailable {
             throw ValidationError("--distributed: this remat was built without MPI; install Open MPI's development files (apt-get install libopenmpi-dev openmpi-bin) and rebuild")
         }
@@ -130,7 +134,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         guard distributed else { return try train(nil) }
-        let parallel = try DistributedRun()
+        let parallel = try DistributedRun(bucketMiB: bucketMib)
         do { try train(parallel) } catch let code as ExitCode where code == .success {
         } catch { parallel.fail(error) }
     }

@@ -95,18 +95,21 @@ struct DistributedTests {
         #expect(diff2.squareRoot() <= 1e-6 * norm2.squareRoot(), "whole model: \(diff2.squareRoot() / norm2.squareRoot())")
     }
 
-    /// Checkpointing every block, and a memory plan made by each rank for its own shard, give
-    /// bitwise the parameters of plain data-parallel training (recompute and lossless plans are
-    /// exact; the all-reduce sees the same gradients).
+    /// Checkpointing every block, a memory plan made by each rank for its own shard, and small
+    /// buckets reduced while backward runs give bitwise the parameters of plain data-parallel
+    /// training (recompute and lossless plans are exact; two ranks' sum does not depend on how the
+    /// gradients are bucketed).
     @Test func checkpointingAndBudgetsPerRankAreBitwise() throws {
         let s = Sandbox()
         defer { s.remove() }
         let plain = Self.train(s, "none")
         #expect(plain.status == 0, "\(plain)")
         let reference = try Self.weights(s.file("none/model.safetensors"))
-        for (save, extra) in [("all", ["--policy", "all"]), ("budget", ["--budget", "0.7"])] {
+        for (save, extra) in [("all", ["--policy", "all"]), ("budget", ["--budget", "0.7"]), ("buckets", ["--bucket-mib", "1"])] {
             let r = Self.train(s, save, extra)
             #expect(r.status == 0 && r.stdout.contains("parameters identical on every rank"), "\(r)")
+            // 1 MiB buckets: many all-reduces, started during backward as their gradients become final.
+            if save == "buckets" { #expect(r.stdout.contains("of at most 1 MiB") && !r.stdout.contains(" 0 started during backward"), "\(r)") }
             let w = try Self.weights(s.file("\(save)/model.safetensors"))
             for (name, x) in reference {
                 #expect(w[name]?.map(\.bitPattern) == x.map(\.bitPattern), "\(save): \(name) differs")

@@ -25,6 +25,10 @@ public struct AutogradContext: Sendable {
     public var autocast: AutocastPrecision? = nil
     /// Called with every node just before its backward runs; nil when nobody listens.
     public var backwardObserver: (@Sendable (Node) -> Void)? = nil
+    /// Called during backward with each leaf (a parameter) as soon as its gradient is final: every
+    /// node of that backward with an edge to it has run (data parallel starts a bucket's
+    /// all-reduce then). Leaves the backward does not reach are not reported; nil when nobody listens.
+    public var gradientReadyObserver: (@Sendable (Tensor) -> Void)? = nil
 
     @TaskLocal public static var current = AutogradContext()
 

@@ -33,10 +33,31 @@ extension Tensor {
         nodes.sort { $0.sequenceNumber > $1.sequenceNumber }
 
         let observer = AutogradContext.current.backwardObserver
+        let ready = AutogradContext.current.gradientReadyObserver
+        // With a gradient-ready observer: how many nodes still to run have an edge to each leaf.
+        var edgesLeft: [ObjectIdentifier: Int] = [:]
+        if ready != nil {
+            for node in nodes {
+                for case .leaf(let leaf)? in node.inputEdges { edgesLeft[ObjectIdentifier(leaf), default: 0] += 1 }
+            }
+        }
+        /// After `node` ran (or was passed over): its leaves whose last edge it was are final.
+        func leavesDone(_ node: Node) {
+            guard let ready else { return }
+            for case .leaf(let leaf)? in node.inputEdges {
+                let key = ObjectIdentifier(leaf)
+                let left = edgesLeft[key]! - 1
+                edgesLeft[key] = left
+                if left == 0 { ready(leaf) }
+            }
+        }
         noGrad {
             var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
             for node in nodes {
-                guard let gradOutput = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+                guard let gradOutput = pending.removeValue(forKey: ObjectIdentifier(node)) else {
+                    leavesDone(node)
+                    continue
+                }
                 observer?(node)
                 let inputGrads = node.runBackward(gradOutput, retainGraph: retainGraph)
                 for (i, edge) in node.inputEdges.enumerated() {
@@ -55,6 +76,7 @@ extension Tensor {
                         leaf.accumulateGrad(g)
                     }
                 }
+                leavesDone(node)
             }
         }
     }
