@@ -63,13 +63,6 @@ public final class Communicator: @unchecked Sendable {
         return c
     }
 
-    /// Whether this process was started by an MPI launcher (mpirun / mpiexec), from the
-    /// launcher's environment, without initialising MPI.
-    public static var launchedByMPI: Bool {
-        let launcherVariables: [String] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"]
-        return launcherVariables.contains { getenv($0) != nil }
-    }
-
     /// Ends MPI in this process (after which no collective can run). Every rank must call it.
     public func finalize() {
         guard Self.shared != nil else { return }

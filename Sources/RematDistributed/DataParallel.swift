@@ -51,12 +51,22 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
     public func shard(_ batch: TrainingBatch) throws(DistributedError) -> TrainingBatch {
         let n = communicator.size, rows = batch.input.shape.first ?? 0
         guard n > 1 else { return batch }
-        guard rows % n == 0, batch.target.shape.first == rows else {
-            throw .badBuffer("a batch of \(rows) rows does not split into \(n) equal shards; give a batch size divisible by \(n)")
+        try requireEvenShards(rows)
+        guard batch.target.shape.first == rows else {
+            throw .badBuffer("the batch's target has \(batch.target.shape.first ?? 0) rows, its input \(rows)")
         }
         let per = rows / n
         return TrainingBatch(input: batch.input.narrowed(axis: 0, start: communicator.rank * per, length: per).contiguous(),
                              target: batch.target.narrowed(axis: 0, start: communicator.rank * per, length: per).contiguous())
+    }
+
+    /// Refuses a global batch of `rows` rows that does not split into equal shards (checked by
+    /// ``shard(_:)``; callers check it before any work).
+    public func requireEvenShards(_ rows: Int) throws(DistributedError) {
+        let n = communicator.size
+        guard rows % n == 0 else {
+            throw .badBuffer("a batch of \(rows) rows does not split into \(n) equal shards; give a batch size divisible by \(n)")
+        }
     }
 
     /// Copies rank 0's parameters and buffers into every rank's model.
@@ -69,11 +79,10 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
     public func parametersAgree(_ model: Module) throws(DistributedError) -> Bool {
         var same = 1.0
         for (_, t) in model.namedTensors where t.dtype == .float32 {
-            var mine = t.toArray()
+            let mine = t.toArray()
             var root = mine
             try root.withUnsafeMutableBufferPointer { (b) throws(DistributedError) in try communicator.broadcast(b, root: 0) }
             if mine.map(\.bitPattern) != root.map(\.bitPattern) { same = 0 }
-            mine.removeAll()
         }
         // Every rank learns whether any rank differed.
         return try communicator.allReduceMax(1 - same) == 0

@@ -17,6 +17,9 @@ final class DistributedRun {
         #endif
     }
 
+    /// Why --distributed cannot run where remat was built without MPI.
+    static let unavailable = "--distributed: this remat was built without MPI; install Open MPI's development files (apt-get install libopenmpi-dev openmpi-bin) and rebuild"
+
     #if canImport(RematDistributed)
     let parallel: DataParallel
     var rank: Int { parallel.communicator.rank }
@@ -41,6 +44,9 @@ final class DistributedRun {
     }
 
     func shard(_ batch: TrainingBatch) throws -> TrainingBatch { try parallel.shard(batch) }
+
+    /// Refuses, before any work, a global batch that does not split into equal shards.
+    func requireEvenShards(_ rows: Int) throws { try parallel.requireEvenShards(rows) }
 
     /// The last step's all-reduce time after backward (what backward did not hide) as a share of
     /// the step, for the progress line.
@@ -71,9 +77,8 @@ final class DistributedRun {
     #else
     var rank: Int { 0 }
     var size: Int { 1 }
-    init(bucketMiB: Int) throws {
-        throw ValidationError("--distributed: this remat was built without MPI; install Open MPI's development files (apt-get install libopenmpi-dev openmpi-bin) and rebuild")
-    }
+    init(bucketMiB: Int) throws { throw ValidationError(Self.unavailable) }
+    func requireEvenShards(_ rows: Int) throws {}
     func attach(_ trainer: Trainer, model: Module) throws {}
     func shard(_ batch: TrainingBatch) throws -> TrainingBatch { batch }
     func stepNote(_ r: StepReport) -> String { "" }

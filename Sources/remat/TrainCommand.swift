@@ -106,9 +106,7 @@ struct TrainCommand: ParsableCommand {
         _ = try parsedLengthRange()
         try requireRange("--bucket-mib", bucketMib, 1...1024)
         if bucketMib != 25 && !distributed { throw ValidationError("--bucket-mib sizes the all-reduces of --distributed: give --distributed with it") }
-        if distributed && !DistributedRun.isAvailable {
-            throw ValidationError("--distributed: this remat was built without MPI; install Open MPI's development files (apt-get install libopenmpi-dev openmpi-bin) and rebuild")
-        }
+        if distributed && !DistributedRun.isAvailable { throw ValidationError(DistributedRun.unavailable) }
         if let data { try requireReadableFile("--data", data) }
         if let report { try requireWritableFile("--report", report, notSameAs: data.map { [("--data", $0)] } ?? []) }
         if let save {
@@ -135,8 +133,9 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         guard distributed else { return try train(nil) }
         let parallel = try DistributedRun(bucketMiB: bucketMib)
-        do { try train(parallel) } catch let code as ExitCode where code == .success {
-        } catch { parallel.fail(error) }
+        // An exit code (Ctrl-C's 130) comes after the ranks finished together; any other error
+        // ends the whole job from this rank.
+        do { try train(parallel) } catch let code as ExitCode { throw code } catch { parallel.fail(error) }
     }
 
     /// The run; with `parallel`, one rank of a data-parallel job.
@@ -180,9 +179,7 @@ struct TrainCommand: ParsableCommand {
                 : "planned (each new shape profiled unconstrained, then planned)")
         }
         if let parallel {
-            guard b % parallel.size == 0 else {
-                throw ValidationError("--batch \(b) does not split into \(parallel.size) equal shards: give a batch size divisible by \(parallel.size)")
-            }
+            try parallel.requireEvenShards(b)
             try parallel.attach(trainer, model: gpt)
             memory += "; data parallel over \(parallel.size) ranks (\(b / parallel.size) rows each)"
         }
