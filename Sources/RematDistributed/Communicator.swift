@@ -14,12 +14,15 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
     case finalized
     /// A collective's buffers disagree with what the call needs.
     case badBuffer(String)
+    /// A batch data parallelism cannot split into equal shards, one per rank.
+    case badBatch(String)
 
     public var description: String {
         switch self {
         case .mpi(let call, let code, let message): return "\(call) failed (MPI error \(code)): \(message)"
         case .finalized: return "MPI was finalized in this process; it cannot be initialised again"
         case .badBuffer(let why): return "bad buffer for a collective: \(why)"
+        case .badBatch(let why): return "data parallel: \(why)"
         }
     }
 }
@@ -151,6 +154,47 @@ public final class Communicator: @unchecked Sendable {
         try Self.check("MPI_Iallreduce", MPI_Iallreduce(remat_mpi_in_place(), buffer.baseAddress, try count(buffer.count), remat_mpi_float(),
                                                           remat_mpi_sum(), remat_mpi_comm_world(), &r.handle))
         return r
+    }
+
+    /// Starts a reduce-scatter (`MPI_Ireduce_scatter_block`): `buffer` (the same count on every
+    /// rank, a multiple of the rank count) is summed over the ranks, and rank r receives into
+    /// `shard` the r-th of its equal parts. Both buffers must stay alive and untouched until the
+    /// request's ``Request/wait()`` returns.
+    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>,
+                                      into shard: UnsafeMutableBufferPointer<Float>) throws(DistributedError) -> Request {
+        guard buffer.count == shard.count * size else {
+            throw .badBuffer("a reduce-scatter of \(buffer.count) elements over \(size) ranks gives each \(Double(buffer.count) / Double(size)), not the \(shard.count) its shard holds")
+        }
+        let r = Request()
+        guard size > 1 else {
+            _ = shard.update(fromContentsOf: buffer)
+            r.isComplete = true
+            return r
+        }
+        try Self.check("MPI_Ireduce_scatter_block",
+                       MPI_Ireduce_scatter_block(buffer.baseAddress, shard.baseAddress, try count(shard.count), remat_mpi_float(),
+                                                 remat_mpi_sum(), remat_mpi_comm_world(), &r.handle))
+        return r
+    }
+
+    /// Every rank's part of `buffer` copied into every rank's (`MPI_Allgather` in place): the
+    /// buffer, the same count on every rank and a multiple of the rank count, is in equal parts,
+    /// and rank r's r-th part is what the others receive.
+    public func allGatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>) throws(DistributedError) {
+        guard size > 1 else { return }
+        guard buffer.count % size == 0 else {
+            throw .badBuffer("an all-gather of \(buffer.count) elements does not split into \(size) equal parts")
+        }
+        let part = try count(buffer.count / size)
+        try Self.check("MPI_Allgather", MPI_Allgather(remat_mpi_in_place(), 0, remat_mpi_float(), buffer.baseAddress, part, remat_mpi_float(),
+                                                        remat_mpi_comm_world()))
+    }
+
+    /// The sum over the ranks of one value.
+    public func allReduceSum(_ value: Double) throws(DistributedError) -> Double {
+        var v = value
+        try Self.check("MPI_Allreduce", MPI_Allreduce(remat_mpi_in_place(), &v, 1, remat_mpi_double(), remat_mpi_sum(), remat_mpi_comm_world()))
+        return v
     }
 
     // MARK: Tensors

@@ -53,7 +53,7 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
         guard n > 1 else { return batch }
         try requireEvenShards(rows)
         guard batch.target.shape.first == rows else {
-            throw .badBuffer("the batch's target has \(batch.target.shape.first ?? 0) rows, its input \(rows)")
+            throw .badBatch("the batch's target has \(batch.target.shape.first ?? 0) rows, its input \(rows)")
         }
         let per = rows / n
         return TrainingBatch(input: batch.input.narrowed(axis: 0, start: communicator.rank * per, length: per).contiguous(),
@@ -65,7 +65,7 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
     public func requireEvenShards(_ rows: Int) throws(DistributedError) {
         let n = communicator.size
         guard rows % n == 0 else {
-            throw .badBuffer("a batch of \(rows) rows does not split into \(n) equal shards; give a batch size divisible by \(n)")
+            throw .badBatch("a batch of \(rows) rows does not split into \(n) equal shards; give a batch size divisible by \(n)")
         }
     }
 
@@ -92,20 +92,26 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
 
     /// The buckets: indices into the parameters, in reverse parameter order, each at most
     /// ``bucketBytes`` (a larger gradient alone), for the parameter list they were made for.
-    private var layout: [[Int]] = []
+    private(set) var layout: [[Int]] = []
     private var layoutFor: [ObjectIdentifier] = []
-    private var parameters: [Tensor] = []
+    private(set) var parameters: [Tensor] = []
     private var where_: [ObjectIdentifier: Int] = [:]
-    /// This step's state: gradients each bucket still waits for, and the reductions in flight.
+    /// This step's state: gradients each bucket still waits for, and the reductions in flight
+    /// (with ZeRO-1, each with the shard of the sum this rank receives).
     private var waitingFor: [Int] = []
-    private var inFlight: [Int: (flat: Tensor, request: Communicator.Request)] = [:]
-    /// Buckets whose all-reduce started during backward (overlapped), since the last reset.
+    private var inFlight: [Int: (flat: Tensor, shard: Tensor?, request: Communicator.Request)] = [:]
+    /// Buckets whose reduction started during backward (overlapped), since the last reset.
     public private(set) var overlappedBuckets = 0
+    /// Set by a ``ZeroRedundancyOptimizer`` made over this: buckets are then reduce-scattered
+    /// (each rank receives the average of its own part of each bucket, for its shard of the
+    /// optimizer step) instead of all-reduced.
+    weak var zero: ZeroRedundancyOptimizer?
 
     /// Makes the buckets for `parameters` (the optimizer's, in its order), if they changed.
     public func prepare(_ parameters: [Tensor]) {
         let ids = parameters.map(ObjectIdentifier.init)
         guard ids != layoutFor else { return }
+        precondition(zero == nil, "DataParallel: a ZeroRedundancyOptimizer fixed the buckets for its parameters; synchronize those")
         layoutFor = ids
         self.parameters = parameters
         layout = [[]]
@@ -124,6 +130,14 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
         resetStep()
     }
 
+    /// Elements of bucket `k`'s gradients, and the count it is reduced as: rounded up to a
+    /// multiple of the rank count when it is reduce-scattered (the padding is zeros).
+    func elements(ofBucket k: Int) -> (count: Int, padded: Int) {
+        let count = layout[k].reduce(0) { $0 + parameters[$1].count }
+        let n = communicator.size
+        return (count, zero == nil ? count : (count + n - 1) / n * n)
+    }
+
     private func resetStep() {
         waitingFor = layout.map(\.count)
         inFlight = [:]
@@ -140,10 +154,12 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
     }
 
     /// Packs bucket `k`'s gradients into one ledger tensor (temporaries: the communication
-    /// buffer; a missing gradient as zeros) and starts its all-reduce.
+    /// buffer; a missing gradient as zeros) and starts its all-reduce, or with ZeRO-1 its
+    /// reduce-scatter into this rank's shard (a gradients tensor, kept for the optimizer step).
     private func start(_ k: Int) throws(DistributedError) {
         let ps = layout[k].map { parameters[$0] }
-        let flat = Tensor.zeros([ps.reduce(0) { $0 + $1.count }], category: .temporaries, label: "all-reduce bucket")
+        let (_, padded) = elements(ofBucket: k)
+        let flat = Tensor.zeros([padded], category: .temporaries, label: "all-reduce bucket")
         var at = 0
         for p in ps {
             if let g = p.grad {
@@ -152,17 +168,25 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
             }
             at += p.count
         }
-        let request = try communicator.startAllReduceSum(UnsafeMutableBufferPointer(start: flat.floatPointer, count: flat.count))
-        inFlight[k] = (flat, request)
+        let buffer = UnsafeMutableBufferPointer(start: flat.floatPointer, count: flat.count)
+        if zero != nil {
+            let shard = Tensor.zeros([padded / communicator.size], category: .gradients, label: "gradient shard")
+            let request = try communicator.startReduceScatterSum(buffer, into: UnsafeMutableBufferPointer(start: shard.floatPointer, count: shard.count))
+            inFlight[k] = (flat, shard, request)
+        } else {
+            inFlight[k] = (flat, nil, try communicator.startAllReduceSum(buffer))
+        }
     }
 
     /// Averages every parameter's gradient over the ranks (``GradientSynchronizer``): starts the
     /// buckets backward did not start, waits for every bucket, and writes the averages back. A
     /// parameter without a gradient on this rank takes part with zeros, so the ranks' buckets
-    /// always match.
+    /// always match. With ZeRO-1 this rank receives only the average of its own part of each
+    /// bucket, which goes to the ``ZeroRedundancyOptimizer``; the parameters' own gradients (this
+    /// rank's, not averaged) are then freed.
     public func synchronize(_ parameters: [Tensor]) throws {
         let n = communicator.size
-        guard n > 1 else { return }
+        guard n > 1 || zero != nil else { return }
         let started = monotonicSeconds()
         defer { allReduceSeconds += monotonicSeconds() - started }
         prepare(parameters)
@@ -170,9 +194,15 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
         for k in layout.indices where inFlight[k] == nil { try start(k) }
         let scale = 1 / Float(n)
         for k in layout.indices {
-            let (flat, request) = inFlight[k]!
+            let (flat, shard, request) = inFlight[k]!
             try request.wait()
             allReduces += 1
+            if let shard, let zero {
+                let p = shard.floatPointer
+                for j in 0..<shard.count { p[j] *= scale }
+                zero.receive(shard, ofBucket: k)
+                continue
+            }
             let src = flat.floatPointer
             var at = 0
             for i in layout[k] {
@@ -185,5 +215,6 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
                 at += p.count
             }
         }
+        if zero != nil { for p in parameters { p.grad = nil } }
     }
 }

@@ -17,6 +17,16 @@ public protocol Optimizer: AnyObject {
     /// Bytes of state the next ``step()`` will allocate (state is made on a parameter's first
     /// update): what a hard memory budget must leave room for.
     var unallocatedStateBytes: Int { get }
+    /// Clears the gradients the optimizer's parameters hold, and any it holds itself (a sharded
+    /// optimizer's shard of the averaged gradients), so their memory is free during the forward.
+    func zeroGrad()
+    /// The gradients the next ``step()`` reads, which gradient clipping and loss unscaling scale:
+    /// by default every parameter's `grad`; a sharded optimizer's (ZeRO) are its own shard.
+    var stepGradients: [Tensor] { get }
+    /// Sums a value computed over ``stepGradients`` across every process that holds part of
+    /// them, so that a norm is the whole model's: by default the value itself (this process holds
+    /// every gradient).
+    func totalOverShards(_ local: Double) -> Double
 }
 
 /// An optimizer's state copied out of the tensors (plain arrays, outside the memory ledger: it is
@@ -49,6 +59,11 @@ extension Optimizer {
 
     /// Clears every parameter's gradient.
     public func zeroGrad() { for p in parameters { p.grad = nil } }
+
+    /// Every parameter's gradient, in parameter order.
+    public var stepGradients: [Tensor] { parameters.compactMap(\.grad) }
+
+    public func totalOverShards(_ local: Double) -> Double { local }
 }
 
 /// Allocates an optimizer state tensor of `like`'s shape, zero-filled, in the optimizer category.
@@ -68,9 +83,17 @@ public final class AdamW: Optimizer {
     private var firstMoments: [Tensor?]
     private var secondMoments: [Tensor?]
 
+    /// Per parameter, whether weight decay applies (``decays(_:)`` unless given at init).
+    public let decaying: [Bool]
+
+    /// `decaying` says per parameter whether weight decay applies (default ``decays(_:)``: a
+    /// sharded optimizer's 1-D slices of matrices give their matrices' answer).
     public init(_ parameters: [Tensor], learningRate: Float = 3e-4, betas: (Float, Float) = (0.9, 0.95),
-                eps: Float = 1e-8, weightDecay: Float = 0.1) {
+                eps: Float = 1e-8, weightDecay: Float = 0.1, decaying: [Bool]? = nil) {
+        precondition(decaying == nil || decaying!.count == parameters.count,
+                     "AdamW: \(decaying?.count ?? 0) decay flags for \(parameters.count) parameters")
         self.parameters = parameters
+        self.decaying = decaying ?? parameters.map(Self.decays)
         self.learningRate = learningRate
         (beta1, beta2) = betas
         self.eps = eps
@@ -108,7 +131,7 @@ public final class AdamW: Optimizer {
             }
             OptimizerKernels.adamW(parameter: p, gradient: g.contiguousInputForOptimizer(), firstMoment: firstMoments[i]!,
                                    secondMoment: secondMoments[i]!, learningRate: learningRate, beta1: beta1, beta2: beta2,
-                                   eps: eps, weightDecay: Self.decays(p) ? weightDecay : 0, step: stepCount)
+                                   eps: eps, weightDecay: decaying[i] ? weightDecay : 0, step: stepCount)
         }
     }
 }
@@ -164,11 +187,22 @@ extension Tensor {
 /// `clip_grad_norm_`, with its 1e-6 epsilon). Returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
-    let total = parameters.compactMap(\.grad).reduce(0.0) { $0 + OptimizerKernels.sumOfSquares($1) }
-    let norm = Float(total.squareRoot())
+    clipGradientNorm(parameters.compactMap(\.grad), maxNorm: maxNorm) { $0 }
+}
+
+/// ``clipGradientNorm(_:maxNorm:)`` of the gradients `optimizer`'s next step reads
+/// (``Optimizer/stepGradients``), with the norm taken over every shard of them (a sharded
+/// optimizer's norm is the whole model's). Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(of optimizer: any Optimizer, maxNorm: Float) -> Float {
+    clipGradientNorm(optimizer.stepGradients, maxNorm: maxNorm, total: optimizer.totalOverShards)
+}
+
+private func clipGradientNorm(_ gradients: [Tensor], maxNorm: Float, total: (Double) -> Double) -> Float {
+    let norm = Float(total(gradients.reduce(0.0) { $0 + OptimizerKernels.sumOfSquares($1) }).squareRoot())
     let coefficient = maxNorm / (norm + 1e-6)
     if coefficient < 1 {
-        for g in parameters.compactMap(\.grad) { OptimizerKernels.scale(g, by: coefficient) }
+        for g in gradients { OptimizerKernels.scale(g, by: coefficient) }
     }
     return norm
 }

@@ -49,21 +49,27 @@ public final class GradScaler {
     /// `loss · scale`, the tensor to run backward from.
     public func scaled(_ loss: Tensor) -> Tensor { loss * scale }
 
-    /// Divides every gradient of `parameters` by the scale (in place) and returns whether all of
-    /// them are finite. Call once per backward, before clipping.
+    /// Whether every gradient of `parameters` is finite; if so, each is divided by the scale (in
+    /// place; otherwise they are left as they are, for the skipped step to clear). Call once per
+    /// backward, before clipping.
     public func unscaleGradients(of parameters: [Tensor]) -> Bool {
+        unscale(parameters.compactMap(\.grad)) { $0 }
+    }
+
+    /// ``unscaleGradients(of:)-([Tensor])`` of the gradients `optimizer`'s next step reads
+    /// (``Optimizer/stepGradients``): finite only when they are finite on every shard (a sharded
+    /// optimizer's test spans the ranks, so every rank skips or steps together).
+    public func unscaleGradients(of optimizer: any Optimizer) -> Bool {
+        unscale(optimizer.stepGradients, total: optimizer.totalOverShards)
+    }
+
+    private func unscale(_ gradients: [Tensor], total: (Double) -> Double) -> Bool {
+        // An inf or a NaN anywhere makes the sum of squares (in Double, which no float32
+        // gradient overflows) inf or NaN.
+        guard total(gradients.reduce(0.0) { $0 + OptimizerKernels.sumOfSquares($1) }).isFinite else { return false }
         let inverse = 1 / scale
-        var finite = true
-        for g in parameters.compactMap(\.grad) {
-            // An inf or a NaN anywhere makes the sum of squares (in Double, which no float32
-            // gradient overflows) inf or NaN.
-            guard finite, OptimizerKernels.sumOfSquares(g).isFinite else {
-                finite = false
-                continue
-            }
-            OptimizerKernels.scale(g, by: inverse)
-        }
-        return finite
+        for g in gradients { OptimizerKernels.scale(g, by: inverse) }
+        return true
     }
 
     /// Records the outcome of a step: a skipped one (non-finite gradients) backs the scale off,

@@ -122,7 +122,13 @@ public final class Trainer {
 
     /// AdamW with the workload spec's settings (lr 3e-4, betas (0.9, 0.95), eps 1e-8, wd 0.1 on matrices).
     public static func specAdamW(_ model: Module, learningRate: Float = 3e-4) -> AdamW {
-        AdamW(model.parameters, learningRate: learningRate, betas: (0.9, 0.95), eps: 1e-8, weightDecay: 0.1)
+        specAdamW(model.parameters, learningRate: learningRate)
+    }
+
+    /// The spec's AdamW over `parameters`; `decaying` says per parameter whether weight decay
+    /// applies (default: matrices; a shard's 1-D views of matrices must say).
+    public static func specAdamW(_ parameters: [Tensor], decaying: [Bool]? = nil, learningRate: Float = 3e-4) -> AdamW {
+        AdamW(parameters, learningRate: learningRate, betas: (0.9, 0.95), eps: 1e-8, weightDecay: 0.1, decaying: decaying)
     }
 
     /// When set, every step runs under a plan for its input shape, made on first sight of the
@@ -217,7 +223,7 @@ public final class Trainer {
                 }
                 var skipped = false
                 if let gradScaler {
-                    let finite = gradScaler.unscaleGradients(of: optimizer.parameters)
+                    let finite = gradScaler.unscaleGradients(of: optimizer)
                     gradScaler.update(finite: finite)
                     skipped = !finite
                 }
@@ -280,7 +286,7 @@ public final class Trainer {
 
     /// Gradient clipping (if set) and the optimizer step.
     public func update() {
-        if let gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: gradientClip) }
+        if let gradientClip { clipGradientNorm(of: optimizer, maxNorm: gradientClip) }
         optimizer.step()
     }
 

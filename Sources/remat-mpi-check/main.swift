@@ -60,12 +60,39 @@ func run(_ world: Communicator) throws -> [String] {
     // Gather and max.
     expect(try world.allGather([Double(rank), Double(rank * rank)]) == (0..<size).flatMap { [Double($0), Double($0 * $0)] }, "allGather")
     expect(try world.allReduceMax(Double(rank) * 1.5) == Double(size - 1) * 1.5, "allReduceMax")
+    // Reduce-scatter: rank r receives the r-th part of the sum, two in flight at once.
+    let part = 10_007
+    var sources = (0..<2).map { k in (0..<(part * size)).map { Float(($0 % 89) + rank + k) } }
+    var shards = [[Float]](repeating: [Float](repeating: -1, count: part), count: 2)
+    var scatters: [Communicator.Request] = []
+    for k in 0..<2 {
+        scatters.append(try sources[k].withUnsafeMutableBufferPointer { src in
+            try shards[k].withUnsafeMutableBufferPointer { try world.startReduceScatterSum(src, into: $0) }
+        })
+    }
+    for r in scatters { try r.wait() }
+    for k in 0..<2 {
+        expect(shards[k] == (0..<part).map { Float(size * (((rank * part + $0) % 89) + k) + triangle) }, "startReduceScatterSum \(k)")
+    }
+    // All-gather in place: every rank's own part, everywhere.
+    var gathered = [Float](repeating: -1, count: 3 * size)
+    for j in 0..<3 { gathered[rank * 3 + j] = Float(rank * 10 + j) }
+    try gathered.withUnsafeMutableBufferPointer { try world.allGatherInPlace($0) }
+    expect(gathered == (0..<size).flatMap { r in (0..<3).map { Float(r * 10 + $0) } }, "allGatherInPlace")
+    expect(try world.allReduceSum(Double(rank) + 0.5) == Double(triangle) + 0.5 * Double(size), "allReduceSum(Double)")
     // Bad input: a typed error before any MPI call.
     do {
         try world.broadcast(Tensor.zeros([4]), root: size)
         failures.list.append("broadcast from a root outside the job did not throw")
     } catch {
         expect(error.description.contains("root \(size) is not a rank"), "bad root's message: \(error)")
+    }
+    do {
+        var src = [Float](repeating: 0, count: 3 * size + 1), dst = [Float](repeating: 0, count: 3)
+        _ = try src.withUnsafeMutableBufferPointer { s in try dst.withUnsafeMutableBufferPointer { try world.startReduceScatterSum(s, into: $0) } }
+        failures.list.append("a reduce-scatter whose shard does not fit did not throw")
+    } catch {
+        expect("\(error)".contains("reduce-scatter of \(3 * size + 1) elements"), "bad reduce-scatter's message: \(error)")
     }
     try world.barrier()
     return failures.list
@@ -77,7 +104,7 @@ do {
     let failures = try run(world)
     world.finalize()
     if failures.isEmpty {
-        print("rank \(rank) of \(size): ok (broadcast, allReduceSum, startAllReduceSum, tensors, allGather, allReduceMax, typed errors)")
+        print("rank \(rank) of \(size): ok (broadcast, allReduceSum, startAllReduceSum, tensors, allGather, allReduceMax, startReduceScatterSum, allGatherInPlace, typed errors)")
     } else {
         print("rank \(rank) of \(size): FAIL: \(failures.joined(separator: "; "))")
         exit(1)

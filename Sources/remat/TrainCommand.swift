@@ -69,6 +69,8 @@ struct TrainCommand: ParsableCommand {
     var distributed = false
     @Option(parsing: .unconditional, help: "With --distributed: MiB of gradients per all-reduce bucket, 1 to 1024 (PyTorch DDP's default: 25).")
     var bucketMib = 25
+    @Flag(name: .customLong("zero1"), help: "With --distributed: ZeRO stage 1: each rank keeps 1/N of AdamW's state and steps only that part; the gradients are reduce-scattered and the parameters all-gathered (the same parameters as without it).")
+    var zero1 = false
     @Option(help: "Write an HTML report of the run to this file (atomically, at the end or when the run stops): every step's peak against the budget, time and loss; the last step's memory timeline; the last step's plan.")
     var report: String?
     @Option(help: "Attention: fused (FlashAttention-2's online softmax: saves each row's log-sum-exp; the default) or explicit (the T×T probabilities saved).") var attention = AttentionKernel.default.rawValue
@@ -106,6 +108,7 @@ struct TrainCommand: ParsableCommand {
         _ = try parsedLengthRange()
         try requireRange("--bucket-mib", bucketMib, 1...1024)
         if bucketMib != 25 && !distributed { throw ValidationError("--bucket-mib sizes the all-reduces of --distributed: give --distributed with it") }
+        if zero1 && !distributed { throw ValidationError("--zero1 shards the optimizer state over the ranks of --distributed: give --distributed with it") }
         if distributed && !DistributedRun.isAvailable { throw ValidationError(DistributedRun.unavailable) }
         if let data { try requireReadableFile("--data", data) }
         if let report { try requireWritableFile("--report", report, notSameAs: data.map { [("--data", $0)] } ?? []) }
@@ -132,7 +135,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         guard distributed else { return try train(nil) }
-        let parallel = try DistributedRun(bucketMiB: bucketMib)
+        let parallel = try DistributedRun(bucketMiB: bucketMib, zero: zero1)
         // An exit code (Ctrl-C's 130) comes after the ranks finished together; any other error
         // ends the whole job from this rank.
         do { try train(parallel) } catch let code as ExitCode { throw code } catch { parallel.fail(error) }
@@ -161,7 +164,7 @@ struct TrainCommand: ParsableCommand {
         } else {
             source = ArithmeticText.dataset(seed: seed)
         }
-        let trainer = Trainer(model: gpt, optimizer: Trainer.specAdamW(gpt, learningRate: lr),
+        let trainer = Trainer(model: gpt, optimizer: try parallel?.optimizer(gpt, learningRate: lr) ?? Trainer.specAdamW(gpt, learningRate: lr),
                               schedule: WarmupCosineSchedule(peak: lr, minimum: lr / 10, warmupSteps: max(1, steps / 20), totalSteps: steps))
         trainer.autocast = precision.autocast
         if precision.autocast == .float16 { trainer.gradScaler = try GradScaler() }
@@ -181,7 +184,7 @@ struct TrainCommand: ParsableCommand {
         if let parallel {
             try parallel.requireEvenShards(b)
             try parallel.attach(trainer, model: gpt)
-            memory += "; data parallel over \(parallel.size) ranks (\(b / parallel.size) rows each)"
+            memory += "; data parallel over \(parallel.size) ranks (\(b / parallel.size) rows each)" + (zero1 ? ", ZeRO-1 (optimizer state sharded)" : "")
         }
         print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), precision \(precisionOption.precision), \(attention) attention, \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
@@ -265,7 +268,8 @@ extension TrainCommand {
             let global = source.nextBatch(batchSize: b, length: length)
             let batch = try parallel?.shard(global) ?? global
             guard report != nil else {
-                let r = try trainer.checkedStep(batch)
+                let step = try trainer.checkedStep(batch)
+                let r = try parallel?.global(step) ?? step
                 printer.show(r, note: parallel?.stepNote(r) ?? "")
                 if try stop() { break } else { continue }
             }
@@ -273,14 +277,15 @@ extension TrainCommand {
             let profiledBefore = trainer.memoryBudget?.capturedShapes.count ?? 0
             trainer.memoryBudget?.prepare(trainer, batch: batch)
             if (trainer.memoryBudget?.capturedShapes.count ?? 0) > profiledBefore { record.profiled.insert(i) }
-            let r: StepReport
+            let step: StepReport
             if i == steps - 1 {
                 let (report, timeline) = try MemoryReport.record(trainer.ledger) { try trainer.checkedStep(batch) }
                 record.lastStep = MemoryReport.Run(label: "step \(i + 1)", timeline: timeline, stepMilliseconds: report.stepMilliseconds)
-                r = report
+                step = report
             } else {
-                r = try trainer.checkedStep(batch)
+                step = try trainer.checkedStep(batch)
             }
+            let r = try parallel?.global(step) ?? step
             record.lastShape = batch.input.shape
             record.reports.append(r)
             printer.show(r, note: parallel?.stepNote(r) ?? "")

@@ -138,6 +138,7 @@ import Remat
         add("train --report the --data file", ["train", "--data", "d.txt", "--report", "d.txt"]) { try write($0.file("d.txt"), String(repeating: "abc ", count: 400)) }
         add("train --bucket-mib without --distributed", ["train", "--bucket-mib", "4"])
         add("train --bucket-mib 0", ["train", "--distributed", "--bucket-mib", "0"])
+        add("train --zero1 without --distributed", ["train", "--zero1"])
         add("demo --report a directory", ["demo", "--report", "."])
         add("demo --report in a missing directory", ["demo", "--report", "missing/r.html"])
         // Dynamic budgets (issue 18).

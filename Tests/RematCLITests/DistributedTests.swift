@@ -95,26 +95,46 @@ struct DistributedTests {
         #expect(diff2.squareRoot() <= 1e-6 * norm2.squareRoot(), "whole model: \(diff2.squareRoot() / norm2.squareRoot())")
     }
 
-    /// Checkpointing every block, a memory plan made by each rank for its own shard, and small
-    /// buckets reduced while backward runs give bitwise the parameters of plain data-parallel
-    /// training (recompute and lossless plans are exact; two ranks' sum does not depend on how the
-    /// gradients are bucketed).
-    @Test func checkpointingAndBudgetsPerRankAreBitwise() throws {
+    /// Checkpointing every block, a memory plan made by each rank for its own shard, small
+    /// buckets reduced while backward runs, and ZeRO-1 (alone, and with a plan and 1 MiB buckets,
+    /// whose parts of a bucket cut parameters apart) give bitwise the parameters of plain
+    /// data-parallel training (recompute and lossless plans are exact; two ranks' sum does not
+    /// depend on how the gradients are bucketed or whether they are all-reduced or
+    /// reduce-scattered; AdamW is element-wise). ZeRO-1 halves each rank's optimizer state.
+    @Test func checkpointingBudgetsAndZeROPerRankAreBitwise() throws {
         let s = Sandbox()
         defer { s.remove() }
         let plain = Self.train(s, "none")
         #expect(plain.status == 0, "\(plain)")
         let reference = try Self.weights(s.file("none/model.safetensors"))
-        for (save, extra) in [("all", ["--policy", "all"]), ("budget", ["--budget", "0.7"]), ("buckets", ["--bucket-mib", "1"])] {
+        let plainState = try #require(Self.optimizerStatePerRank(plain.stdout), "\(plain)")
+        #expect(plainState.count == 2 && plainState[0] > 30 && plainState[0] == plainState[1], "\(plain)")
+        for (save, extra) in [("all", ["--policy", "all"]), ("budget", ["--budget", "0.7"]), ("buckets", ["--bucket-mib", "1"]),
+                              ("zero", ["--zero1"]), ("zero-budget", ["--zero1", "--budget", "0.7", "--bucket-mib", "1"])] {
             let r = Self.train(s, save, extra)
             #expect(r.status == 0 && r.stdout.contains("parameters identical on every rank"), "\(r)")
             // 1 MiB buckets: many all-reduces, started during backward as their gradients become final.
-            if save == "buckets" { #expect(r.stdout.contains("of at most 1 MiB") && !r.stdout.contains(" 0 started during backward"), "\(r)") }
+            if extra.contains("--bucket-mib") { #expect(r.stdout.contains("of at most 1 MiB") && !r.stdout.contains(" 0 started during backward"), "\(r)") }
+            if extra.contains("--zero1") {
+                #expect(r.stdout.contains("reduce-scatters") && r.stdout.contains("all-gather"), "\(r)")
+                // gpt-mini's 4,870,144 elements: 2,435,072 each, and the ledger's state per rank halved.
+                #expect(r.stdout.contains("ZeRO-1: 2435072 of 4870144 parameter elements on rank 0"), "\(r)")
+                let state = try #require(Self.optimizerStatePerRank(r.stdout), "\(r)")
+                #expect(state.count == 2 && state.allSatisfy { abs($0 / plainState[0] - 0.5) < 0.01 }, "\(state) MiB against \(plainState)")
+            }
             let w = try Self.weights(s.file("\(save)/model.safetensors"))
             for (name, x) in reference {
                 #expect(w[name]?.map(\.bitPattern) == x.map(\.bitPattern), "\(save): \(name) differs")
             }
         }
+    }
+
+    /// The MiB of optimizer state on each rank, from a distributed run's last line.
+    static func optimizerStatePerRank(_ stdout: String) -> [Double]? {
+        guard let line = stdout.split(separator: "\n").last(where: { $0.contains("optimizer state per rank (ledger): ") }) else { return nil }
+        let list = line.components(separatedBy: "optimizer state per rank (ledger): ")[1].components(separatedBy: " (")[0]
+        let values = list.components(separatedBy: ", ").map { Double($0.replacingOccurrences(of: " MiB", with: "")) }
+        return values.contains(nil) ? nil : values.map { $0! }
     }
 
     /// A global batch that does not split evenly is refused before any step; the job ends non-zero.

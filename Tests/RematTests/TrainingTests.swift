@@ -57,4 +57,40 @@ import Remat
         #expect(norm == 5)
         #expect(abs(a.grad!.toArray()[0] - 0.6) < 1e-6 && abs(b.grad!.toArray()[0] - 0.8) < 1e-6)
     }
+
+    /// What ZeRO-1 relies on: AdamW over 1-D views of runs of parameters (a matrix cut in two
+    /// and a bias), told per view whether its parameter decays, steps bitwise as AdamW over the
+    /// whole parameters; the views' state is only their elements.
+    @Test func adamWOverSlicesOfParametersStepsLikeTheWhole() {
+        func make() -> (w: Tensor, b: Tensor) {
+            let w = Tensor((0..<128).map { Float($0 % 13) * 0.1 - 0.5 }, shape: [8, 16], requiresGrad: true)
+            let b = Tensor((0..<16).map { Float($0) * 0.05 }, shape: [16], requiresGrad: true)
+            return (w, b)
+        }
+        func gradients(_ step: Int) -> (w: Tensor, b: Tensor) {
+            (Tensor((0..<128).map { Float(($0 * 7 + step) % 11) * 0.01 - 0.05 }, shape: [8, 16]),
+             Tensor((0..<16).map { Float(($0 + step) % 5) * 0.02 }, shape: [16]))
+        }
+        let whole = make(), sliced = make()
+        let full = AdamW([whole.w, whole.b], learningRate: 1e-2)
+        func view(_ p: Tensor, _ range: Range<Int>) -> Tensor {
+            Tensor(storage: p.storage, shape: [range.count], strides: [1], offset: p.offset + range.lowerBound, dtype: .float32)
+        }
+        let views = [view(sliced.w, 0..<50), view(sliced.w, 50..<128), view(sliced.b, 0..<16)]
+        let parts = AdamW(views, learningRate: 1e-2, decaying: [true, true, false])
+        #expect(AdamW(views, learningRate: 1e-2).decaying == [false, false, false], "1-D views alone would not decay")
+        for step in 0..<3 {
+            let g = gradients(step)
+            (whole.w.grad, whole.b.grad) = (g.w, g.b)
+            let flat = g.w.toArray()
+            views[0].grad = Tensor(Array(flat[0..<50]), shape: [50])
+            views[1].grad = Tensor(Array(flat[50...]), shape: [78])
+            views[2].grad = g.b
+            full.step()
+            parts.step()
+        }
+        #expect(sliced.w.toArray().map(\.bitPattern) == whole.w.toArray().map(\.bitPattern))
+        #expect(sliced.b.toArray().map(\.bitPattern) == whole.b.toArray().map(\.bitPattern))
+        #expect(parts.snapshotState().slots.compactMap { $0?.count }.reduce(0, +) == 2 * 144)
+    }
 }
