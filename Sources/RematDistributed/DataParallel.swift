@@ -102,6 +102,9 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
     private var inFlight: [Int: (flat: Tensor, shard: Tensor?, request: Communicator.Request)] = [:]
     /// Buckets whose reduction started during backward (overlapped), since the last reset.
     public private(set) var overlappedBuckets = 0
+    /// Whether buckets start during backward as their gradients become final (the default);
+    /// false: every bucket starts after backward (what the overlap is measured against).
+    public var overlapsBackward = true
     /// Set by a ``ZeroRedundancyOptimizer`` made over this: buckets are then reduce-scattered
     /// (each rank receives the average of its own part of each bucket, for its shard of the
     /// optimizer step) instead of all-reduced.
@@ -147,7 +150,7 @@ public final class DataParallel: GradientSynchronizer, @unchecked Sendable {
     /// waited for, the bucket's all-reduce starts now, while backward goes on. Reductions in
     /// flight are given a chance to progress (`MPI_Test`).
     public func gradientReady(_ parameter: Tensor) {
-        guard communicator.size > 1, let k = where_[ObjectIdentifier(parameter)], inFlight[k] == nil else { return }
+        guard overlapsBackward, communicator.size > 1, let k = where_[ObjectIdentifier(parameter)], inFlight[k] == nil else { return }
         waitingFor[k] -= 1
         for (_, f) in inFlight { _ = try? f.request.test() }
         if waitingFor[k] == 0, (try? start(k)) != nil { overlappedBuckets += 1 }

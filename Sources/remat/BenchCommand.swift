@@ -5,7 +5,7 @@ import Remat
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks: kernels, training steps, convolutions and saved-tensor codecs.",
-        subcommands: [BenchKernels.self, BenchAttention.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self, BenchFP8.self, BenchDynamic.self])
+        subcommands: [BenchKernels.self, BenchAttention.self, BenchTrain.self, BenchConv.self, BenchCodecs.self, BenchSweep.self, BenchFP8.self, BenchDynamic.self, BenchDataParallel.self])
 }
 
 struct BenchFP8: ParsableCommand {

@@ -100,8 +100,8 @@ final class DistributedRun {
 
     /// Ends the whole job after an error on this rank: the message names the rank, then MPI_Abort
     /// ends the other ranks (which would otherwise wait in the next all-reduce).
-    func fail(_ error: Error) -> Never {
-        FileHandle.standardError.write(Data("remat train (rank \(rank) of \(size)): \(error)\n".utf8))
+    func fail(_ error: Error, command: String = "remat train") -> Never {
+        FileHandle.standardError.write(Data("\(command) (rank \(rank) of \(size)): \(error)\n".utf8))
         parallel.communicator.abort(code: 1)
     }
     #else
@@ -116,6 +116,48 @@ final class DistributedRun {
     func stepNote(_ r: StepReport) -> String { "" }
     func agreeToStop(_ mine: Bool) throws -> Bool { mine }
     func finish(_ model: Module) throws -> String { "" }
-    func fail(_ error: Error) -> Never { fatalError("unreachable: no distributed run without MPI") }
+    func fail(_ error: Error, command: String = "remat train") -> Never { fatalError("unreachable: no distributed run without MPI") }
     #endif
+}
+
+/// `remat bench data-parallel`: data-parallel steps with and without the all-reduces overlapping
+/// backward, alternated (run under `mpirun -np N`; alone, a job of one).
+struct BenchDataParallel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data-parallel",
+        abstract: "Data-parallel step time and all-reduce time, the buckets started during backward against after it (under mpirun -np N).")
+
+    @OptionGroup var engine: EngineOptions
+    @OptionGroup var workloadOptions: WorkloadOptions
+    @Option(parsing: .unconditional, help: "Rounds, 1 to 1000: one step with the all-reduces overlapping backward and one without, in alternating order (after 2 warm-up steps).") var rounds = 5
+    @Option(parsing: .unconditional, help: "MiB of gradients per all-reduce bucket, 1 to 1024 (PyTorch DDP's default: 25).") var bucketMib = 25
+    @Flag(help: "Print JSON (rank 0).") var json = false
+
+    func validate() throws {
+        try requireRange("--rounds", rounds, 1...1000)
+        try requireRange("--bucket-mib", bucketMib, 1...1024)
+        if !DistributedRun.isAvailable { throw ValidationError(DistributedRun.unavailable) }
+    }
+
+    func run() throws {
+        engine.apply()
+        #if canImport(RematDistributed)
+        let job = try DistributedRun(bucketMiB: bucketMib, zero: false)
+        do {
+            let (workload, b) = try workloadOptions.workload()
+            try job.requireEvenShards(b)
+            let r = try DataParallelBenchmark.run(workload, globalBatch: b, rounds: rounds, parallel: job.parallel)
+            job.parallel.communicator.finalize()
+            if json { return print(try jsonString(r)) }
+            print("\(r.model), global batch \(r.global_batch) over \(r.ranks) ranks (\(r.rows_per_rank) rows each), \(r.threads_per_rank) threads per rank, GEMM \(Runtime.blasDescription)")
+            print("gradients \(mib(r.gradient_bytes)) in \(r.buckets) buckets of at most \(mib(r.bucket_bytes)); \(r.rounds) rounds, medians:")
+            print(String(format: "  all-reduces during backward: step %.1f ms, all-reduce after backward %.1f ms (%.0f of %d buckets started during backward)",
+                         r.median_step_ms_overlapped, r.median_all_reduce_ms_overlapped, r.buckets_started_during_backward, r.buckets))
+            print(String(format: "  all-reduces after backward:  step %.1f ms, all-reduce after backward %.1f ms",
+                         r.median_step_ms_after_backward, r.median_all_reduce_ms_after_backward))
+            print(String(format: "  overlap achieved: %.0f%% of the all-reduce hidden under backward; step time ratio %.3f", 100 * r.overlap_achieved, r.step_ratio_overlapped))
+            print("  peak \(mib(r.peak_bytes)) per rank")
+        } catch { job.fail(error, command: "remat bench data-parallel") }
+        #endif
+    }
 }
