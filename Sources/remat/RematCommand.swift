@@ -10,10 +10,12 @@ enum Main {
     static func main() {
         // Lines reach a pipe or file as they are printed (an interrupted run keeps what it said).
         setvbuf(stdout, nil, _IOLBF, 0)
-        // Ctrl-C must reach the handler even when the parent started us with SIGINT blocked.
+        // Ctrl-C (and SIGUSR1, the clean stop of a data-parallel job) must reach the handler
+        // even when the parent started us with them blocked.
         var interrupts = sigset_t()
         sigemptyset(&interrupts)
         sigaddset(&interrupts, SIGINT)
+        sigaddset(&interrupts, SIGUSR1)
         sigprocmask(SIG_UNBLOCK, &interrupts, nil)
         RematCommand.main()
     }

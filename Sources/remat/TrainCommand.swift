@@ -4,13 +4,16 @@ import Remat
 import CRematKernels
 import Synchronization
 
-/// Set by SIGINT; the training loop stops cleanly after the current step.
+/// Set by SIGINT or SIGUSR1; the training loop stops cleanly after the current step.
 let interruptRequested = Atomic<Bool>(false)
 
 /// The first Ctrl-C asks the loop to stop after the current step (and save); a second one quits
 /// at once, removing the temporary file of a write in progress (the old file stays whole).
+/// SIGUSR1 does the same: it is how a data-parallel job is stopped cleanly, because Open MPI's
+/// mpirun kills its ranks on Ctrl-C but passes SIGUSR1 on to every rank
+/// (`kill -USR1 <mpirun's pid>`).
 func installInterruptHandler() {
-    signal(SIGINT) { _ in
+    let handler: @convention(c) (Int32) -> Void = { _ in
         if interruptRequested.load(ordering: .relaxed) {
             AtomicFile.removeTemporaryFileInProgress()
             remat_spill_cleanup_all()
@@ -18,6 +21,8 @@ func installInterruptHandler() {
         }
         interruptRequested.store(true, ordering: .relaxed)
     }
+    signal(SIGINT, handler)
+    signal(SIGUSR1, handler)
 }
 
 /// Prints step reports: a one-line progress bar on a terminal, plain lines otherwise.
@@ -143,6 +148,8 @@ struct TrainCommand: ParsableCommand {
 
     /// The run; with `parallel`, one rank of a data-parallel job.
     func train(_ parallel: DistributedRun?) throws {
+        // First, so that a stop asked for while the model is built still ends after a whole step.
+        installInterruptHandler()
         engine.apply()
         let config = try ModelZoo.gptConfig(model)
         let b = batch ?? config.batchSize
@@ -189,7 +196,6 @@ struct TrainCommand: ParsableCommand {
         print("training \(model) (\(gpt.parameterCount) parameters) on \(data ?? "built-in arithmetic data"), batch \(b), \(memory), precision \(precisionOption.precision), \(attention) attention, \(Runtime.threads) threads")
         print("GEMM: \(Runtime.blasDescription)")
         if precision.autocast != nil { print("bf16/fp16 products: \(Runtime.bfloat16GemmPath)") }
-        installInterruptHandler()
         var printer = ProgressPrinter(total: steps)
         printer.every = logEvery
         trainer.memoryBudget?.keepsGraphs = report != nil

@@ -41,9 +41,12 @@ enum CLI {
         }
     }
 
-    /// Runs `remat` (or `executable`) with `arguments`.
+    /// Runs `remat` (or `executable`) with `arguments`, sending `interruptSignal` at each of the
+    /// `interruptAfter` seconds (counted from the start, or from when stdout first shows
+    /// `interruptAfterOutput`).
     static func run(_ arguments: [String], in directory: String, environment: [String: String] = [:],
-                    timeout: Double = 120, interruptAfter: [Double] = [], executable: String? = nil) -> Result {
+                    timeout: Double = 120, interruptAfter: [Double] = [], interruptSignal: Int32 = SIGINT,
+                    interruptAfterOutput: String? = nil, executable: String? = nil) -> Result {
         let process = Process()
         let binary = executable ?? binary
         process.executableURL = URL(fileURLWithPath: binary)
@@ -58,24 +61,49 @@ enum CLI {
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
         let start = Date()
-        do { try process.run() } catch {
+        // A child gets the spawning thread's signal mask, and the test runner's worker threads
+        // block most signals; start it with none blocked, as a shell would (mpirun, unlike
+        // remat, does not unblock the signals it forwards).
+        var none = sigset_t(), saved = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        let launched = Swift.Result { try process.run() }
+        pthread_sigmask(SIG_SETMASK, &saved, nil)
+        if case .failure(let error) = launched {
             return Result(status: -1, signaled: false, timedOut: false, stdout: "", stderr: "cannot start \(binary): \(error)", seconds: 0)
         }
         // Drain both pipes while the process runs (a full pipe would block it).
-        final class Box: @unchecked Sendable { var data = Data() }
+        final class Box: @unchecked Sendable {
+            private var bytes = Data()
+            private let lock = NSLock()
+            func append(_ d: Data) { lock.lock(); bytes.append(d); lock.unlock() }
+            var data: Data { lock.lock(); defer { lock.unlock() }; return bytes }
+        }
         let outBox = Box(), errBox = Box()
         let group = DispatchGroup()
         for (pipe, box) in [(out, outBox), (err, errBox)] {
             group.enter()
             DispatchQueue.global().async {
-                box.data = pipe.fileHandleForReading.readDataToEndOfFile()
+                while true {
+                    let chunk = pipe.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    box.append(chunk)
+                }
                 group.leave()
             }
         }
+        // The delays count from the start, or from when stdout first shows `interruptAfterOutput`.
+        var origin = start
+        if let marker = interruptAfterOutput, !interruptAfter.isEmpty {
+            let needle = Data(marker.utf8)
+            while process.isRunning && outBox.data.range(of: needle) == nil
+                    && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
+            origin = Date()
+        }
         for delay in interruptAfter {
-            let deadline = start.addingTimeInterval(delay)
+            let deadline = origin.addingTimeInterval(delay)
             while Date() < deadline && process.isRunning { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGINT) }
+            if process.isRunning { kill(process.processIdentifier, interruptSignal) }
         }
         var timedOut = false
         while process.isRunning {

@@ -137,6 +137,23 @@ struct DistributedTests {
         return values.contains(nil) ? nil : values.map { $0! }
     }
 
+    /// SIGUSR1 to mpirun (which passes it on to every rank; Ctrl-C would make it kill them)
+    /// stops every rank after the same step: the weights are saved whole, identical on the ranks,
+    /// and the job's status says it was interrupted.
+    @Test func sigusr1StopsTheJobCleanly() throws {
+        let s = Sandbox()
+        defer { s.remove() }
+        let r = CLI.run(["-np", "2", "--oversubscribe", CLI.binary, "train", "--distributed", "--steps", "100000", "--batch", "4",
+                         "--threads", "1", "--save", "out"], in: s.path,
+                        environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"],
+                        timeout: 120, interruptAfter: [0.5], interruptSignal: SIGUSR1, interruptAfterOutput: "/100000  loss",
+                        executable: Self.mpirun!)
+        #expect(!r.timedOut && r.status == 130, "\(r)")
+        #expect(r.stdout.contains("interrupted after step") && r.stdout.contains("parameters identical on every rank"), "\(r)")
+        let weights = try SafetensorsFile.read(path: s.file("out/model.safetensors"))
+        #expect(weights.tensors.count == GPT(.gptMini).namedTensors.count)
+    }
+
     /// A global batch that does not split evenly is refused before any step; the job ends non-zero.
     @Test func aBatchThatDoesNotSplitIsRefused() {
         let s = Sandbox()
